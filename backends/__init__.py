@@ -1,0 +1,1 @@
+"""Solver backends shipped with dualip_model, importable as ``dualip_model.backends.<name>``."""

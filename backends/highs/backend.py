@@ -1,0 +1,151 @@
+"""HiGHS backend: min c^T x s.t. row_lower <= [A; B] x <= row_upper, l <= x <= u, passed in one bulk call.
+
+B holds one row per block with a sum constraint (sum_{j in block i} x_j <= r_i or == r_i), so HiGHS
+solves exactly the standard form and returns duals for coupling rows and block rows alike.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from dualip_model.backend import Capability, RawResult
+from dualip_model.errors import ModelError
+from dualip_model.polytopes import BlockKind
+from dualip_model.standard_form import StandardForm
+from dualip_model.status import Status
+
+_SOLVERS = ("choose", "simplex", "ipm", "pdlp")
+
+
+@dataclass(frozen=True)
+class HighsOptions:
+    """Settings passed to HiGHS; None keeps HiGHS's default."""
+
+    solver: str = "choose"  # "choose", "simplex", "ipm" or "pdlp"
+    threads: int | None = None
+    time_limit: float | None = None  # seconds
+    primal_feasibility_tolerance: float | None = None
+    dual_feasibility_tolerance: float | None = None
+    ipm_optimality_tolerance: float | None = None
+    pdlp_optimality_tolerance: float | None = None
+    presolve: bool = True
+    verbose: bool = False  # also print HiGHS's log to the console
+
+    def __post_init__(self):
+        if self.solver not in _SOLVERS:
+            raise ModelError(f"HighsOptions.solver must be one of {_SOLVERS}, got {self.solver!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ModelError(f"HighsOptions.threads must be >= 1, got {self.threads}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ModelError(f"HighsOptions.time_limit must be > 0, got {self.time_limit}")
+
+
+def to_highs(sf: StandardForm):
+    """A highspy.Highs holding the standard form as one LP (coupling rows, then block rows)."""
+    import highspy
+
+    n, m = sf.n_cols, sf.n_rows
+    has_sum = sf.block_kind != BlockKind.BOX
+    sum_blocks = np.flatnonzero(has_sum)
+    counts = np.diff(sf.block_ptr)
+    # block row id (after the m coupling rows) for each column of a block with a sum constraint
+    block_row = np.full(sf.n_blocks, -1, dtype=np.int64)
+    block_row[sum_blocks] = m + np.arange(sum_blocks.shape[0])
+    col_row = np.repeat(block_row, counts)
+    extra = (col_row >= 0).astype(np.int64)
+    # Insert the block-row entry at the end of each column (row ids there exceed all coupling rows).
+    per_col = np.diff(sf.A_indptr).astype(np.int64) + extra
+    start = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(per_col, out=start[1:])
+    nnz = int(start[-1])
+    if nnz >= 2**31:
+        raise ModelError(f"model '{sf.name}' has {nnz} nonzeros with block rows; HiGHS takes < 2^31")
+    index = np.empty(nnz, dtype=np.int32)
+    value = np.empty(nnz)
+    coupling_pos = np.repeat(start[:-1] - sf.A_indptr[:-1].astype(np.int64), np.diff(sf.A_indptr)) + np.arange(sf.nnz)
+    index[coupling_pos] = sf.A_indices
+    value[coupling_pos] = sf.A_data
+    block_pos = start[1:][extra == 1] - 1
+    index[block_pos] = col_row[extra == 1]
+    value[block_pos] = 1.0
+    rhs = sf.block_rhs[sum_blocks]
+    eq = np.isin(sf.block_kind[sum_blocks], (BlockKind.SIMPLEX_EQ, BlockKind.BOXCUT_EQ))
+    row_lower = np.concatenate([sf.row_lower, np.where(eq, rhs, -np.inf)])
+    row_upper = np.concatenate([sf.row_upper, rhs])
+    col_lower = np.ascontiguousarray(sf.col_lower, dtype=np.float64)
+    col_upper = np.ascontiguousarray(sf.col_upper, dtype=np.float64)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    inf = h.getInfinity()
+    status = h.passModel(
+        n, m + sum_blocks.shape[0], nnz, 1, 1, float(sf.offset),  # 1 = column-wise, 1 = minimize
+        np.ascontiguousarray(sf.c), np.maximum(col_lower, -inf), np.minimum(col_upper, inf),
+        np.maximum(row_lower, -inf), np.minimum(row_upper, inf),
+        start[:-1].astype(np.int32), index, value, np.zeros(0, dtype=np.int32),  # no integrality: an LP
+    )
+    if status == highspy.HighsStatus.kError:
+        raise ModelError(f"HiGHS rejected model '{sf.name}'")
+    return h, sum_blocks
+
+
+class HighsBackend:
+    """The exact reference backend (simplex / IPM / PDLP from highspy)."""
+
+    name = "highs"
+    capabilities = frozenset({
+        Capability.EXACT, Capability.DUALS, Capability.BLOCK_DUALS, Capability.CERTIFIED_BOUND,
+        Capability.DETECTS_INFEASIBLE, Capability.DETECTS_UNBOUNDED, Capability.RANGES,
+        Capability.FREE_VARIABLES,
+    })
+    Options = HighsOptions
+
+    def solve(self, sf: StandardForm, options: HighsOptions) -> RawResult:
+        import highspy
+
+        from .status import map_status
+
+        h, sum_blocks = to_highs(sf)
+        with tempfile.TemporaryDirectory() as tmp:
+            log_path = os.path.join(tmp, "highs.log")
+            h.setOptionValue("output_flag", True)
+            h.setOptionValue("log_to_console", bool(options.verbose))
+            h.setOptionValue("log_file", log_path)
+            h.setOptionValue("solver", options.solver)
+            h.setOptionValue("presolve", "on" if options.presolve else "off")
+            for key in ("threads", "time_limit", "primal_feasibility_tolerance", "dual_feasibility_tolerance",
+                        "ipm_optimality_tolerance", "pdlp_optimality_tolerance"):
+                value = getattr(options, key)
+                if value is not None:
+                    h.setOptionValue(key, value)
+            start = time.perf_counter()
+            h.run()
+            elapsed = time.perf_counter() - start
+            h.setOptionValue("log_file", "")
+            with open(log_path, encoding="utf-8", errors="replace") as f:
+                log = f.read()
+        model_status = h.getModelStatus()
+        status = map_status(model_status)
+        info = h.getInfo()
+        iterations = int(max(info.simplex_iteration_count, info.ipm_iteration_count, info.pdlp_iteration_count, 0))
+        raw = RawResult(status=status, iterations=iterations, solve_time=elapsed, log=log,
+                        message=h.modelStatusToString(model_status))
+        if status.has_solution or status == Status.OPTIMAL:
+            sol = h.getSolution()
+            if sol.value_valid:
+                raw.x = np.asarray(sol.col_value, dtype=np.float64)
+                raw.objective = float(info.objective_function_value)
+            if sol.dual_valid:
+                duals = np.asarray(sol.row_dual, dtype=np.float64)
+                raw.row_dual = duals[: sf.n_rows]
+                raw.block_dual = np.zeros(sf.n_blocks)
+                raw.block_dual[sum_blocks] = duals[sf.n_rows :]
+            if status == Status.OPTIMAL:
+                raw.bound = raw.objective
+                raw.guarantees = ("optimal within HiGHS tolerances",)
+        del highspy
+        return raw

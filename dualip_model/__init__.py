@@ -1,0 +1,25 @@
+"""dualip_model: a columnar modeling language for huge block-structured LPs with pluggable backends.
+
+    min c^T x  s.t.  A x <= b (coupling rows),  x_i in C_i (simplex / box block polytopes)
+"""
+
+from . import registry
+from .backend import Backend, Capability, RawResult
+from .constraints import Constraint
+from .errors import BackendNotFoundError, CapabilityError, ModelError
+from .expressions import LinearExpression, Relation
+from .model import Model
+from .polytopes import BlockKind
+from .result import Result, relative_gap
+from .sets import EdgeSet, EntitySet
+from .standard_form import Layout, Slot, StandardForm
+from .status import Status
+from .variables import Variable
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend", "BackendNotFoundError", "BlockKind", "Capability", "CapabilityError", "Constraint",
+    "EdgeSet", "EntitySet", "Layout", "LinearExpression", "Model", "ModelError", "RawResult", "Relation",
+    "Result", "Slot", "StandardForm", "Status", "Variable", "registry", "relative_gap",
+]

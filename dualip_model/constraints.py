@@ -1,0 +1,66 @@
+"""Named constraints lower_r <= sum_k a_k x_{j_k} <= upper_r, one row per entity of their index (or one row)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ModelError
+from .expressions import LinearExpression, Relation
+from .sets import EdgeSet, EntitySet
+
+
+class Constraint:
+    """A named family of rows; per-entity when its expression is indexed by a set, global when scalar.
+
+    ``block``: True forces the rows to become block polytopes (error if they cannot), False forces
+    coupling rows, None (default) lets the compiler decide.
+    """
+
+    def __init__(self, model, name: str, relation: Relation, block: bool | None = None):
+        if not isinstance(relation, Relation):
+            raise ModelError(
+                f"constraint '{name}': expected a relation such as `expr <= rhs`, got {type(relation).__name__}"
+            )
+        expr = relation.expr
+        if expr.model is not model:
+            raise ModelError(f"constraint '{name}': its expression uses variables of another model")
+        if not expr.terms:
+            raise ModelError(f"constraint '{name}' has no variables")
+        self.model = model
+        self.name = name
+        self.block = block
+        self.index = expr.index
+        self.expr = LinearExpression(model, expr.index, expr.terms, 0.0)
+        n = expr.size
+        const = np.asarray(expr.constant, dtype=np.float64)
+        lower = np.asarray(relation.lower, dtype=np.float64) - const
+        upper = np.asarray(relation.upper, dtype=np.float64) - const
+        self.lower = float(lower) if lower.ndim == 0 else lower
+        self.upper = float(upper) if upper.ndim == 0 else upper
+        lo, hi = np.broadcast_to(self.lower, (n,)), np.broadcast_to(self.upper, (n,))
+        if np.isnan(lo).any() or np.isnan(hi).any():
+            i = int(np.argmax(np.isnan(lo) | np.isnan(hi)))
+            raise ModelError(f"constraint '{self.label(i)}': bound is NaN")
+        bad = lo > hi
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ModelError(f"constraint '{self.label(i)}': lower side {lo[i]} exceeds upper side {hi[i]}")
+        if (lo == np.inf).any() or (hi == -np.inf).any():
+            i = int(np.argmax((lo == np.inf) | (hi == -np.inf)))
+            raise ModelError(f"constraint '{self.label(i)}': infeasible infinite bound")
+
+    @property
+    def size(self) -> int:
+        return self.expr.size
+
+    def label(self, i: int) -> str:
+        """Human-readable name of row i, e.g. "budget[item='i7']"."""
+        if isinstance(self.index, EntitySet):
+            return f"{self.name}[{self.index.name}={self.index.labels[i]!r}]"
+        if isinstance(self.index, EdgeSet):
+            return f"{self.name}[{self.index.describe(i)}]"
+        return self.name
+
+    def __repr__(self) -> str:
+        where = "global" if self.index is None else f"per '{self.index.name}'"
+        return f"Constraint({self.name!r}, {where}, rows={self.size})"

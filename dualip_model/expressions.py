@@ -1,0 +1,250 @@
+"""Linear expressions kept as columnar term blocks: e_r = sum_k a_k x_{j_k} [r_k = r] + const_r.
+
+An expression is indexed by an entity set, an edge set, or nothing (a scalar). Its terms are a tuple of
+``Terms`` blocks, each referring to one variable with arrays (or scalars) of coefficients, rows and
+columns; arrays are shared with the user's data and the sets, never copied per term or expanded into
+Python objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._arrays import as_float
+from .errors import ModelError
+from .sets import EdgeSet, EntitySet
+
+
+@dataclass(frozen=True)
+class Terms:
+    """Terms a_k x[var.start + col_k] in row row_k, k = 0..n-1.
+
+    ``cols`` None means cols = 0..var.size-1; ``rows`` None means row_k = k (aligned with the expression
+    index; for scalar expressions every row is 0); ``coef`` is a float or a float64 array of length n.
+    """
+
+    var: object  # Variable (not imported to avoid a cycle)
+    coef: float | np.ndarray
+    rows: np.ndarray | None = None
+    cols: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.var.size if self.cols is None else self.cols.shape[0]
+
+    def col_array(self) -> np.ndarray:
+        return np.arange(self.var.size) if self.cols is None else self.cols
+
+    def row_array(self) -> np.ndarray:
+        return np.arange(len(self)) if self.rows is None else self.rows
+
+    def coef_array(self) -> np.ndarray:
+        return np.full(len(self), self.coef) if np.isscalar(self.coef) else self.coef
+
+
+def _index_size(index) -> int:
+    return 1 if index is None else len(index)
+
+
+def _index_name(index) -> str:
+    return "scalar" if index is None else f"'{index.name}'"
+
+
+class LinearExpression:
+    """e_r = sum over term blocks of a_k x_{j_k} for rows r of ``index`` (None: one scalar row), plus const."""
+
+    __array_ufunc__ = None  # make numpy defer `array * expr`, `array <= expr` to us
+    __pandas_priority__ = 5000  # same for pandas Series
+
+    def __init__(self, model, index, terms: tuple[Terms, ...], constant=0.0):
+        self.model = model
+        self.index = index
+        self.terms = terms
+        self.constant = constant  # float or array aligned with index
+
+    # ----------------------------------------------------------------- construction helpers
+    @property
+    def size(self) -> int:
+        return _index_size(self.index)
+
+    @property
+    def nterms(self) -> int:
+        return sum(len(t) for t in self.terms)
+
+    def __repr__(self) -> str:
+        return f"LinearExpression(index={_index_name(self.index)}, rows={self.size}, terms={self.nterms})"
+
+    def _describe(self, i: int) -> str:
+        if isinstance(self.index, EdgeSet):
+            return self.index.describe(i)
+        if isinstance(self.index, EntitySet):
+            return f"{self.index.name}={self.index.labels[i]!r}"
+        return "the scalar row"
+
+    def _data(self, values, what: str, allow_inf: bool = False):
+        """Validate a scalar or an array aligned with this expression's index."""
+        n = None if self.index is None else len(self.index)
+        if self.index is None and not np.isscalar(values):
+            arr = np.asarray(values)
+            if arr.size != 1:
+                raise ModelError(f"{what}: a scalar expression takes a scalar, got {arr.size} values")
+            values = arr.reshape(()).item()
+        return as_float(values, n, what, allow_inf=allow_inf, describe=self._describe)
+
+    # ----------------------------------------------------------------- arithmetic
+    def _scaled(self, factor) -> LinearExpression:
+        factor = self._data(factor, f"coefficient multiplying an expression over {_index_name(self.index)}")
+        terms = []
+        for t in self.terms:
+            if np.isscalar(factor):
+                coef = t.coef * factor
+            elif t.rows is None and np.isscalar(t.coef) and t.coef == 1.0:
+                coef = factor  # shared with the caller's (validated, float64) array: no copy per term
+            else:
+                coef = t.coef * (factor if t.rows is None else factor[t.rows])
+            terms.append(Terms(t.var, coef, t.rows, t.cols))
+        return LinearExpression(self.model, self.index, tuple(terms), self.constant * factor)
+
+    def __mul__(self, other):
+        if isinstance(other, (LinearExpression, _variable_type())):
+            raise ModelError("product of two expressions is not linear")
+        return self._scaled(other)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        divisor = self._data(other, f"divisor of an expression over {_index_name(self.index)}")
+        return self._scaled(1.0 / divisor)
+
+    def __neg__(self):
+        return self._scaled(-1.0)
+
+    def __pos__(self):
+        return self
+
+    def __add__(self, other):
+        other = as_expression(other, like=self)
+        if other is NotImplemented:
+            return NotImplemented
+        if other.model is not self.model:
+            raise ModelError("cannot combine expressions of two different models")
+        index = self.index
+        if other.index is not self.index:
+            if other.index is None and not other.terms:
+                index = self.index
+            elif self.index is None and not self.terms:
+                index = other.index
+            else:
+                raise ModelError(
+                    f"cannot add an expression over {_index_name(other.index)} to one over "
+                    f"{_index_name(self.index)}; sum one of them first"
+                )
+        return LinearExpression(self.model, index, self.terms + other.terms, self.constant + other.constant)
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        other = as_expression(other, like=self)
+        if other is NotImplemented:
+            return NotImplemented
+        return self + (-other)
+
+    def __rsub__(self, other):
+        return (-self) + other
+
+    # ----------------------------------------------------------------- aggregation
+    def sum(self, by: EntitySet | None = None) -> LinearExpression:
+        """Sum over the index: to a scalar (by=None) or to one row per entity of ``by``."""
+        if by is None:
+            if self.index is None:
+                return self
+            terms = tuple(Terms(t.var, t.coef, None, t.cols) for t in self.terms)
+            const = float(np.sum(np.broadcast_to(self.constant, (self.size,))))
+            return LinearExpression(self.model, None, terms, const)
+        if not isinstance(by, EntitySet):
+            raise ModelError(f"sum(by=...) takes an EntitySet, got {type(by).__name__}")
+        if by is self.index:
+            return self
+        if isinstance(self.index, EdgeSet) and by in (self.index.src_set, self.index.dst_set):
+            codes = self.index.src if by is self.index.src_set else self.index.dst
+            if self.index.src_set is self.index.dst_set:
+                raise ModelError(
+                    f"edge set '{self.index.name}' joins '{by.name}' to itself; sum by src or dst is ambiguous"
+                )
+            terms = tuple(Terms(t.var, t.coef, codes if t.rows is None else codes[t.rows], t.cols)
+                          for t in self.terms)
+            const = 0.0
+            if not np.isscalar(self.constant) or self.constant != 0.0:
+                weights = np.broadcast_to(np.asarray(self.constant, dtype=np.float64), codes.shape)
+                const = np.bincount(codes, weights=weights, minlength=len(by))
+            return LinearExpression(self.model, by, terms, const)
+        raise ModelError(
+            f"cannot sum an expression over {_index_name(self.index)} by '{by.name}': "
+            f"'{by.name}' is not an endpoint of it"
+        )
+
+    # ----------------------------------------------------------------- relations
+    def __le__(self, rhs):
+        return Relation(self - rhs, -np.inf, 0.0)
+
+    def __ge__(self, rhs):
+        return Relation(self - rhs, 0.0, np.inf)
+
+    def __eq__(self, rhs):  # noqa: D105  (builds a relation, like numpy)
+        return Relation(self - rhs, 0.0, 0.0)
+
+    __hash__ = None
+
+    def between(self, lower, upper) -> Relation:
+        """lower <= e <= upper (a range); either side may be +-inf, scalars or arrays."""
+        lo = self._data(lower, "lower side of a range", allow_inf=True)
+        hi = self._data(upper, "upper side of a range", allow_inf=True)
+        return Relation(self, lo, hi)
+
+    # ----------------------------------------------------------------- evaluation
+    def value(self, x: np.ndarray) -> np.ndarray | float:
+        """Evaluate at the model's full primal vector x (original column order)."""
+        out = np.zeros(self.size)
+        for t in self.terms:
+            vals = x[t.var.start : t.var.stop]
+            vals = vals if t.cols is None else vals[t.cols]
+            contrib = t.coef * vals
+            if self.index is None:
+                out[0] += contrib.sum()
+            elif t.rows is None:
+                out += contrib
+            else:
+                out += np.bincount(t.rows, weights=contrib, minlength=self.size)
+        out = out + self.constant
+        return float(out[0]) if self.index is None else out
+
+
+class Relation:
+    """lower <= e <= upper, the not-yet-named body of a constraint (constants folded into the bounds)."""
+
+    def __init__(self, expr: LinearExpression, lower, upper):
+        self.expr = expr
+        self.lower = lower
+        self.upper = upper
+
+    def __bool__(self):
+        raise ModelError("a relation has no truth value; pass it to Model.subject_to (ranges: expr.between(lo, hi))")
+
+
+def as_expression(value, like: LinearExpression):
+    """Wrap a variable, a number or an aligned array as an expression with ``like``'s index."""
+    if isinstance(value, LinearExpression):
+        return value
+    if isinstance(value, _variable_type()):
+        return value.to_expression()
+    if isinstance(value, Relation):
+        return NotImplemented
+    const = like._data(value, f"constant added to an expression over {_index_name(like.index)}")
+    return LinearExpression(like.model, like.index if not np.isscalar(const) else None, (), const)
+
+
+def _variable_type():
+    from .variables import Variable
+
+    return Variable
