@@ -82,13 +82,20 @@ def to_highs(sf: StandardForm):
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     inf = h.getInfinity()
-    status = h.passModel(
-        n, m + sum_blocks.shape[0], nnz, 1, 1, float(sf.offset),  # 1 = column-wise, 1 = minimize
-        np.ascontiguousarray(sf.c), np.maximum(col_lower, -inf), np.minimum(col_upper, inf),
-        np.maximum(row_lower, -inf), np.minimum(row_upper, inf),
-        start[:-1].astype(np.int32), index, value, np.zeros(0, dtype=np.int32),  # no integrality: an LP
-    )
-    if status == highspy.HighsStatus.kError:
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, m + sum_blocks.shape[0]
+    lp.offset_ = float(sf.offset)
+    lp.col_cost_ = np.ascontiguousarray(sf.c)
+    lp.col_lower_ = np.maximum(col_lower, -inf)
+    lp.col_upper_ = np.minimum(col_upper, inf)
+    lp.row_lower_ = np.maximum(row_lower, -inf)
+    lp.row_upper_ = np.minimum(row_upper, inf)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = lp.num_col_, lp.num_row_
+    lp.a_matrix_.start_ = start.astype(np.int32)
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = value
+    if h.passModel(lp) == highspy.HighsStatus.kError:
         raise ModelError(f"HiGHS rejected model '{sf.name}'")
     return h, sum_blocks
 
