@@ -7,7 +7,8 @@ from . import registry
 from .backend import Backend, Capability, RawResult
 from .constraints import Constraint
 from .errors import BackendNotFoundError, CapabilityError, ModelError
-from .expressions import LinearExpression, Relation
+from .expressions import LinearExpression, Relation, matmul
+from .io import read_model, write_model
 from .model import Model
 from .polytopes import BlockKind
 from .result import Result, relative_gap
@@ -21,5 +22,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend", "BackendNotFoundError", "BlockKind", "Capability", "CapabilityError", "Constraint",
     "EdgeSet", "EntitySet", "Layout", "LinearExpression", "Model", "ModelError", "RawResult", "Relation",
-    "Result", "Slot", "StandardForm", "Status", "Variable", "registry", "relative_gap",
+    "Result", "Slot", "StandardForm", "Status", "Variable", "matmul", "read_model", "registry",
+    "relative_gap", "write_model",
 ]

@@ -248,3 +248,24 @@ def _variable_type():
     from .variables import Variable
 
     return Variable
+
+
+def matmul(matrix, var, index) -> LinearExpression:
+    """The expression (M x)_r = sum_j M[r, j] x_j, one row per element of ``index``, from a sparse matrix."""
+    import scipy.sparse as sp
+
+    from .variables import Variable
+
+    if not isinstance(var, Variable):
+        raise ModelError(f"matmul: expected a Variable, got {type(var).__name__}")
+    if not isinstance(index, (EntitySet, EdgeSet)) or index.model is not var.model:
+        raise ModelError(f"matmul: index must be an entity or edge set of the model of variable '{var.name}'")
+    coo = sp.coo_matrix(matrix)
+    if coo.shape != (len(index), var.size):
+        raise ModelError(
+            f"matmul: matrix has shape {coo.shape}, expected ({len(index)}, {var.size}) for rows "
+            f"'{index.name}' and variable '{var.name}'"
+        )
+    coo = coo.tocsr().tocoo()  # canonical: duplicates summed
+    data = as_float(coo.data, None, f"matmul: matrix entries for variable '{var.name}'")
+    return LinearExpression(var.model, index, (Terms(var, data, coo.row.astype(np.int64), coo.col.astype(np.int64)),))

@@ -1,0 +1,169 @@
+"""Model building and compilation, checked by hand on small models."""
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import dualip_model as dm
+from dualip_model import BlockKind
+
+
+def test_tiny_standard_form_by_hand(tiny):
+    m, h = tiny
+    sf = m.compile()
+    assert sf.n_cols == 5 and sf.n_rows == 2 and sf.n_blocks == 3
+    np.testing.assert_array_equal(sf.c, -h["value"])  # maximize -> minimize -c
+    np.testing.assert_array_equal(sf.A.toarray(), [[1, 0, 2, 1, 0], [0, 1, 0, 0, 1]])
+    np.testing.assert_array_equal(sf.row_upper, [1, 1])
+    assert (sf.row_lower == -np.inf).all()
+    np.testing.assert_array_equal(sf.block_ptr, [0, 2, 3, 5])
+    assert (sf.block_kind == BlockKind.SIMPLEX_LE).all()
+    np.testing.assert_array_equal(sf.block_rhs, [1, 1, 1])
+    assert sf.A_indices.dtype == np.int32 and sf.A_indptr.dtype == np.int32
+    assert sf.layout.sense == -1 and sf.layout.column_order is None
+    assert [s.name for s in sf.layout.constraints] == ["one", "budget"]
+    with pytest.raises(ValueError):
+        sf.c[0] = 1.0  # immutable
+
+
+def test_unsorted_edges_are_permuted_into_blocks_and_mapped_back():
+    m = dm.Model()
+    users = m.entities("user", 3)
+    items = m.entities("item", 2)
+    src = np.array([2, 0, 1, 0, 2])
+    dst = np.array([0, 1, 0, 0, 1])
+    e = m.edges("e", users, items, src=src, dst=dst)
+    x = m.variable("x", over=e)
+    value = np.array([4.0, 2.0, 3.0, 1.0, 5.0])
+    m.maximize((value * x).sum())
+    m.subject_to(x.sum(by=users) <= 1, name="one")
+    m.subject_to(x.sum(by=items) <= np.array([2.0, 1.0]), name="cap")
+    sf = m.compile()
+    order = sf.layout.column_order
+    assert order is not None
+    np.testing.assert_array_equal(src[order], np.sort(src))  # columns grouped by block
+    np.testing.assert_array_equal(sf.c, -value[order])
+    res = m.solve("highs")
+    assert res.status == dm.Status.OPTIMAL
+    # user 2 takes item 1 (5), user 1 item 0 (3), user 0 item 0 (1): cap on item 0 is 2
+    assert res.objective == pytest.approx(9.0)
+    np.testing.assert_allclose(res.primal("x", labeled=False), [0, 0, 1, 1, 1], atol=1e-9)
+    assert res.x[(2, 1)] == pytest.approx(1.0)
+
+
+def test_equality_and_boxcut_blocks_and_fallback_to_coupling_rows():
+    m = dm.Model()
+    s = m.entities("s", 4)
+    t = m.entities("t", 3)
+    e = m.edges("e", s, t, src=[0, 0, 1, 1, 2, 2, 3, 3], dst=[0, 1, 1, 2, 2, 0, 0, 2])
+    x = m.variable("x", over=e, upper=0.7)
+    y = m.variable("y", over=s, lower=-1, upper=1)
+    m.minimize((np.arange(8.0) * x).sum() + y.sum())
+    m.subject_to(x.sum(by=s) == 1, name="assign")  # unit coefficients, == 1, upper 0.7 binds: BOXCUT_EQ
+    m.subject_to(x.sum(by=t) <= 2, name="cap")  # overlaps 'assign': becomes coupling rows
+    m.subject_to((2 * y).sum() <= 1, name="scaled")  # coefficient 2: coupling row
+    sf = m.compile()
+    kinds = [BlockKind(k) for k in sf.block_kind]
+    assert kinds == [BlockKind.BOXCUT_EQ] * 4 + [BlockKind.BOX]  # y: one BOX block
+    assert [s.kind for s in sf.layout.constraints] == ["blocks", "rows", "rows"]
+    assert sf.n_rows == 4
+    res = m.solve("highs")
+    assert res.status == dm.Status.OPTIMAL
+    # each s puts 0.7 on its cheaper edge and 0.3 on the other; y = -1
+    assert res.objective == pytest.approx(0.7 * (0 + 2 + 4 + 6) + 0.3 * (1 + 3 + 5 + 7) - 4)
+
+
+def test_block_flag_forces_or_forbids():
+    m = dm.Model()
+    s = m.entities("s", 2)
+    x = m.variable("x", over=s)
+    m.minimize(x.sum())
+    m.subject_to(x.sum() <= 1, name="g", block=False)
+    assert m.compile().n_rows == 1
+    m2 = dm.Model()
+    s2 = m2.entities("s", 2)
+    x2 = m2.variable("x", over=s2)
+    m2.minimize(x2.sum())
+    with pytest.raises(dm.ModelError, match="cannot be a block polytope: its coefficients"):
+        m2.subject_to((3 * x2).sum() <= 1, name="g", block=True)
+        m2.compile()
+
+
+def test_global_unit_sum_becomes_one_simplex_block():
+    m = dm.Model()
+    s = m.entities("s", 3)
+    x = m.variable("x", over=s)
+    m.maximize((np.array([1.0, 3.0, 2.0]) * x).sum())
+    m.subject_to(x.sum() <= 2, name="total")
+    sf = m.compile()
+    assert sf.n_rows == 0 and sf.n_blocks == 1 and sf.block_kind[0] == BlockKind.SIMPLEX_LE
+    res = m.solve("highs")
+    assert res.objective == pytest.approx(6.0)
+    assert res.dual("total").iloc[0] == pytest.approx(3.0)
+
+
+def test_ranges_constants_and_named_objectives():
+    m = dm.Model()
+    s = m.entities("s", ["p", "q"])
+    x = m.variable("x", over=s, upper=10)
+    m.maximize({"a": (np.array([1.0, 0.0]) * x).sum() + 5.0, "b": x.sum()}, weights={"b": 2.0})
+    m.subject_to((x + 1).between(2, np.array([4.0, 3.0])), name="rng")  # 1 <= x_i <= 3 / 2
+    res = m.solve("highs")
+    assert res.status == dm.Status.OPTIMAL
+    np.testing.assert_allclose(res.x.to_numpy(), [3.0, 2.0], atol=1e-9)
+    assert res.objectives == pytest.approx({"a": 8.0, "b": 5.0})
+    assert res.objective == pytest.approx(8.0 + 2 * 5.0)
+
+
+def test_repeated_variable_terms_are_merged():
+    m = dm.Model()
+    s = m.entities("s", 2)
+    x = m.variable("x", over=s)
+    m.maximize(x.sum())
+    m.subject_to((x + 2 * x).sum() <= 3, name="c")  # 3 x0 + 3 x1 <= 3
+    sf = m.compile()
+    np.testing.assert_array_equal(sf.A.toarray(), [[3.0, 3.0]])
+    assert m.solve("highs").objective == pytest.approx(1.0)
+
+
+def test_pandas_and_arrow_inputs():
+    df = pd.DataFrame({"u": ["a", "a", "b"], "i": [10, 20, 10], "v": [1.0, 2.0, 3.0]})
+    m = dm.Model()
+    users = m.entities("user", pa.array(["a", "b"]))
+    items = m.entities("item", pd.Series([10, 20]))
+    e = m.edges("e", users, items, src=pa.chunked_array([pa.array(["a", "a"]), pa.array(["b"])]), dst=df.i)
+    x = m.variable("x", over=e)
+    m.maximize((df.v * x).sum())  # pandas Series on the left
+    m.subject_to(x.sum(by=users) <= 1, name="one")
+    m.subject_to((pa.array([1.0, 1.0, 1.0]) * x).sum(by=items) <= 1, name="cap")
+    res = m.solve("highs")
+    assert res.objective == pytest.approx(5.0)
+    assert res.x[("a", 20)] == pytest.approx(1.0)
+
+
+def test_matmul_and_file_model_round_trip(tmp_path):
+    m = dm.read_model("tests/data/netlib/afiro.mps")
+    assert [s.kind for s in m.compile().layout.constraints] == ["rows"]
+    assert set(BlockKind(k) for k in m.compile().block_kind) == {BlockKind.BOX}
+    path = tmp_path / "afiro_out.mps"
+    dm.write_model(m, path)
+    again = dm.read_model(path)
+    assert again.solve("highs").objective == pytest.approx(m.solve("highs").objective, rel=1e-9)
+
+
+def test_expression_value_and_sum_by_destination(tiny):
+    m, h = tiny
+    res = m.solve("highs")
+    spend = res.value((h["cost"] * h["x"]).sum(by=h["items"]))
+    assert spend.shape == (2,) and (spend <= 1 + 1e-9).all()
+    assert res.value((h["value"] * h["x"]).sum()) == pytest.approx(res.objective)
+
+
+def test_bytes_per_nonzero_of_compiled_matching():
+    from dualip_model.synthetic import matching_model, synthetic_matching
+
+    data = synthetic_matching(2000, 200, 0.05, seed=3)
+    sf = matching_model(data).compile()
+    assert sf.layout.column_order is None  # generator sorts edges by user: no permutation
+    assert sf.nbytes / sf.nnz <= 32  # int32 indptr + int32 indices + f64 values + f64 cost (+ blocks)
