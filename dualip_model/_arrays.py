@@ -32,6 +32,8 @@ def as_float(values, n: int | None, what: str, *, allow_inf: bool = False, descr
     label for the error message.
     """
     if np.isscalar(values) or (isinstance(values, np.ndarray) and values.ndim == 0):
+        if isinstance(values, (str, bytes)) or (isinstance(values, np.ndarray) and values.dtype.kind not in "biuf"):
+            raise ModelError(f"{what}: expected a number, got {values!r}")
         try:
             value = float(values)
         except (TypeError, ValueError):

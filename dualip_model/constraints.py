@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._arrays import as_float
 from .errors import ModelError
 from .expressions import LinearExpression, Relation
-from .sets import EdgeSet, EntitySet
+from .sets import EdgeSet, EntitySet, _plain
 
 
 class Constraint:
@@ -32,15 +33,19 @@ class Constraint:
         self.index = expr.index
         self.expr = LinearExpression(model, expr.index, expr.terms, 0.0)
         n = expr.size
+        length = None if self.index is None else n
         const = np.asarray(expr.constant, dtype=np.float64)
-        lower = np.asarray(relation.lower, dtype=np.float64) - const
-        upper = np.asarray(relation.upper, dtype=np.float64) - const
+        sides = []
+        for which, raw in (("lower", relation.lower), ("upper", relation.upper)):
+            if self.index is None and not np.isscalar(raw) and np.size(raw) == 1:
+                raw = np.asarray(raw).reshape(-1)[0]
+            value = as_float(raw, length, f"constraint '{name}': {which} side", allow_inf=True,
+                             describe=lambda i: f"'{self.label(i)}'")
+            sides.append(np.asarray(value, dtype=np.float64) - const)
+        lower, upper = sides
         self.lower = float(lower) if lower.ndim == 0 else lower
         self.upper = float(upper) if upper.ndim == 0 else upper
         lo, hi = np.broadcast_to(self.lower, (n,)), np.broadcast_to(self.upper, (n,))
-        if np.isnan(lo).any() or np.isnan(hi).any():
-            i = int(np.argmax(np.isnan(lo) | np.isnan(hi)))
-            raise ModelError(f"constraint '{self.label(i)}': bound is NaN")
         bad = lo > hi
         if bad.any():
             i = int(np.argmax(bad))
@@ -56,7 +61,7 @@ class Constraint:
     def label(self, i: int) -> str:
         """Human-readable name of row i, e.g. "budget[item='i7']"."""
         if isinstance(self.index, EntitySet):
-            return f"{self.name}[{self.index.name}={self.index.labels[i]!r}]"
+            return f"{self.name}[{self.index.name}={_plain(self.index.labels[i])!r}]"
         if isinstance(self.index, EdgeSet):
             return f"{self.name}[{self.index.describe(i)}]"
         return self.name

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._arrays import as_float
 from .errors import ModelError
-from .sets import EdgeSet, EntitySet
+from .sets import EdgeSet, EntitySet, _plain
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class LinearExpression:
         if isinstance(self.index, EdgeSet):
             return self.index.describe(i)
         if isinstance(self.index, EntitySet):
-            return f"{self.index.name}={self.index.labels[i]!r}"
+            return f"{self.index.name}={_plain(self.index.labels[i])!r}"
         return "the scalar row"
 
     def _data(self, values, what: str, allow_inf: bool = False):
@@ -185,22 +185,28 @@ class LinearExpression:
         )
 
     # ----------------------------------------------------------------- relations
+    def _relation(self, rhs, lower_side: bool, upper_side: bool) -> Relation:
+        """self (<=, >=, ==) rhs; a data rhs stays raw until the named constraint validates it."""
+        if isinstance(rhs, (LinearExpression, _variable_type())):
+            body, bound = self - rhs, 0.0
+        else:
+            body, bound = self, rhs
+        return Relation(body, bound if lower_side else -np.inf, bound if upper_side else np.inf)
+
     def __le__(self, rhs):
-        return Relation(self - rhs, -np.inf, 0.0)
+        return self._relation(rhs, False, True)
 
     def __ge__(self, rhs):
-        return Relation(self - rhs, 0.0, np.inf)
+        return self._relation(rhs, True, False)
 
     def __eq__(self, rhs):  # noqa: D105  (builds a relation, like numpy)
-        return Relation(self - rhs, 0.0, 0.0)
+        return self._relation(rhs, True, True)
 
     __hash__ = None
 
     def between(self, lower, upper) -> Relation:
         """lower <= e <= upper (a range); either side may be +-inf, scalars or arrays."""
-        lo = self._data(lower, "lower side of a range", allow_inf=True)
-        hi = self._data(upper, "upper side of a range", allow_inf=True)
-        return Relation(self, lo, hi)
+        return Relation(self, lower, upper)
 
     # ----------------------------------------------------------------- evaluation
     def value(self, x: np.ndarray) -> np.ndarray | float:
@@ -221,7 +227,7 @@ class LinearExpression:
 
 
 class Relation:
-    """lower <= e <= upper, the not-yet-named body of a constraint (constants folded into the bounds)."""
+    """lower <= e <= upper, the not-yet-named body of a constraint; the sides are validated by Constraint."""
 
     def __init__(self, expr: LinearExpression, lower, upper):
         self.expr = expr

@@ -70,5 +70,9 @@ def write_model(model_or_sf, path) -> None:
 
     sf = model_or_sf.compile() if isinstance(model_or_sf, Model) else model_or_sf
     h, _ = to_highs(sf)
+    if sf.layout.sense == -1:  # the standard form minimizes -f; write max f as the user stated it
+        h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+        h.changeColsCost(sf.n_cols, np.arange(sf.n_cols, dtype=np.int32), -np.asarray(sf.c))
+        h.changeObjectiveOffset(-sf.offset)
     if h.writeModel(os.fspath(path)) == highspy.HighsStatus.kError:
         raise ModelError(f"could not write model to '{path}'")

@@ -31,8 +31,9 @@ class Objective:
         for name, expr in parts.items():
             expr = _as_scalar_expression(model, name, expr)
             w = weights.setdefault(name, 1.0)
-            if not np.isfinite(w):
-                raise ModelError(f"objective '{name}': weight is {w}")
+            if isinstance(w, (bool, str, bytes)) or not isinstance(w, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(w):
+                raise ModelError(f"objective '{name}': weight must be a finite number, got {w!r}")
             checked[name] = expr
         return Objective(sense, checked, {k: float(weights[k]) for k in checked})
 

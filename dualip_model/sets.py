@@ -27,12 +27,14 @@ class EntitySet:
             arr = to_numpy(labels, f"labels of entity set '{name}'")
             if arr.shape[0] == 0:
                 raise ModelError(f"entity set '{name}' is empty")
-            if arr.dtype.kind == "f" and np.isnan(arr).any():
-                raise ModelError(f"entity set '{name}': label at position {int(np.argmax(np.isnan(arr)))} is NaN")
+            missing = pd.isna(arr) if arr.dtype.kind in "fOUSM" else None
+            if missing is not None and missing.any():
+                raise ModelError(f"entity set '{name}': label at position {int(np.argmax(missing))} is missing "
+                                 f"({arr[int(np.argmax(missing))]!r})")
             index = _as_index(arr)
             if not index.is_unique:
                 dup = index[index.duplicated()][0]
-                raise ModelError(f"entity set '{name}': label {dup!r} appears more than once")
+                raise ModelError(f"entity set '{name}': label {_plain(dup)!r} appears more than once")
         self.labels: pd.Index = index
 
     def __len__(self) -> int:
@@ -51,12 +53,12 @@ class EntitySet:
             lo, hi = (int(arr.min()), int(arr.max())) if arr.shape[0] else (0, 0)
             if lo < 0 or hi >= n:
                 bad = arr[(arr < 0) | (arr >= n)][0]
-                raise ModelError(f"{what}: label {bad!r} is not in entity set '{self.name}'")
+                raise ModelError(f"{what}: label {_plain(bad)!r} is not in entity set '{self.name}'")
             return arr.astype(dtype, copy=False)
         codes = self.labels.get_indexer(arr)
         if arr.shape[0] and codes.min() < 0:
             bad = arr[int(np.argmax(codes < 0))]
-            raise ModelError(f"{what}: label {bad!r} is not in entity set '{self.name}'")
+            raise ModelError(f"{what}: label {_plain(bad)!r} is not in entity set '{self.name}'")
         return codes.astype(dtype, copy=False)
 
 
@@ -105,7 +107,8 @@ class EdgeSet:
         if dup is not None:
             s, d = divmod(dup, n_dst)
             raise ModelError(
-                f"edge set '{self.name}': duplicate edge ({self.src_set.labels[s]!r}, {self.dst_set.labels[d]!r})"
+                f"edge set '{self.name}': duplicate edge ({_plain(self.src_set.labels[s])!r}, "
+                f"{_plain(self.dst_set.labels[d])!r})"
             )
 
     def labels(self) -> pd.MultiIndex:
@@ -116,7 +119,7 @@ class EdgeSet:
         )
 
     def describe(self, i: int) -> str:
-        return f"edge ({self.src_set.labels[self.src[i]]!r}, {self.dst_set.labels[self.dst[i]]!r})"
+        return f"edge ({_plain(self.src_set.labels[self.src[i]])!r}, {_plain(self.dst_set.labels[self.dst[i]])!r})"
 
 
 def _first_duplicate_sorted(src: np.ndarray, dst: np.ndarray, n_dst: int) -> int | None:
@@ -145,3 +148,8 @@ def _as_index(arr: np.ndarray) -> pd.Index:
         if first_adjacent_equal(arr) is None:
             return pd.RangeIndex(n)
     return pd.Index(arr)
+
+
+def _plain(label):
+    """A numpy scalar label as the Python value it holds, so messages read 'zz', not np.str_('zz')."""
+    return label.item() if isinstance(label, np.generic) else label

@@ -7,7 +7,7 @@ import numpy as np
 from ._arrays import as_float
 from .errors import ModelError
 from .expressions import LinearExpression, Terms
-from .sets import EdgeSet, EntitySet
+from .sets import EdgeSet, EntitySet, _plain
 
 
 class Variable:
@@ -48,7 +48,7 @@ class Variable:
     def _describe(self, i: int) -> str:
         if isinstance(self.index, EdgeSet):
             return self.index.describe(i)
-        return f"{self.index.name}={self.index.labels[i]!r}"
+        return f"{self.index.name}={_plain(self.index.labels[i])!r}"
 
     def to_expression(self) -> LinearExpression:
         return LinearExpression(self.model, self.index, (Terms(self, 1.0),))

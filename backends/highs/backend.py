@@ -39,10 +39,18 @@ class HighsOptions:
     def __post_init__(self):
         if self.solver not in _SOLVERS:
             raise ModelError(f"HighsOptions.solver must be one of {_SOLVERS}, got {self.solver!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ModelError(f"HighsOptions.threads must be >= 1, got {self.threads}")
-        if self.time_limit is not None and not self.time_limit > 0:
-            raise ModelError(f"HighsOptions.time_limit must be > 0, got {self.time_limit}")
+        for name in ("presolve", "verbose"):
+            if not isinstance(getattr(self, name), bool):
+                raise ModelError(f"HighsOptions.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ModelError(f"HighsOptions.threads must be an integer >= 1, got {self.threads!r}")
+        for name in ("time_limit", "primal_feasibility_tolerance", "dual_feasibility_tolerance",
+                     "ipm_optimality_tolerance", "pdlp_optimality_tolerance"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value > 0):
+                raise ModelError(f"HighsOptions.{name} must be a number > 0, got {value!r}")
 
 
 def to_highs(sf: StandardForm):
@@ -119,16 +127,17 @@ class HighsBackend:
         h, sum_blocks = to_highs(sf)
         with tempfile.TemporaryDirectory() as tmp:
             log_path = os.path.join(tmp, "highs.log")
-            h.setOptionValue("output_flag", True)
-            h.setOptionValue("log_to_console", bool(options.verbose))
-            h.setOptionValue("log_file", log_path)
-            h.setOptionValue("solver", options.solver)
-            h.setOptionValue("presolve", "on" if options.presolve else "off")
+            settings = {"output_flag": True, "log_to_console": options.verbose, "log_file": log_path,
+                        "solver": options.solver, "presolve": "on" if options.presolve else "off"}
             for key in ("threads", "time_limit", "primal_feasibility_tolerance", "dual_feasibility_tolerance",
                         "ipm_optimality_tolerance", "pdlp_optimality_tolerance"):
-                value = getattr(options, key)
-                if value is not None:
-                    h.setOptionValue(key, value)
+                if getattr(options, key) is not None:
+                    settings[key] = getattr(options, key)
+            for key, value in settings.items():
+                if h.setOptionValue(key, value) == highspy.HighsStatus.kError:
+                    raise ModelError(f"HiGHS rejected option {key}={value!r}")
+            if options.threads is not None:
+                highspy.Highs.resetGlobalScheduler(True)  # HiGHS keeps one thread pool per process
             start = time.perf_counter()
             h.run()
             elapsed = time.perf_counter() - start
@@ -154,5 +163,4 @@ class HighsBackend:
             if status == Status.OPTIMAL:
                 raw.bound = raw.objective
                 raw.guarantees = ("optimal within HiGHS tolerances",)
-        del highspy
         return raw

@@ -1,0 +1,600 @@
+"""Every bad input raises a ModelError (or BackendNotFoundError) naming the culprit, and nothing is solved."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import dualip_model as dm
+from dualip_model.backends.highs import HighsBackend
+
+AFIRO = Path(__file__).resolve().parent / "data" / "netlib" / "afiro.mps"
+REAL_SOLVE = HighsBackend.solve
+
+
+@pytest.fixture(autouse=True)
+def no_solving(monkeypatch):
+    """Any call into the HiGHS backend fails the test: bad input must be caught before solving."""
+
+    def forbidden(self, sf, options):
+        raise AssertionError(f"bad input reached the backend: solve({sf!r}) was called")
+
+    monkeypatch.setattr(HighsBackend, "solve", forbidden)
+
+
+def build():
+    """3 users x 2 items, edges (u0,a) (u0,b) (u1,a) (u2,b), variable x over them."""
+    m = dm.Model("m")
+    users = m.entities("user", ["u0", "u1", "u2"])
+    items = m.entities("item", ["a", "b"])
+    e = m.edges("e", users, items, src=["u0", "u0", "u1", "u2"], dst=["a", "b", "a", "b"])
+    x = m.variable("x", over=e)
+    return m, users, items, e, x
+
+
+# ----------------------------------------------------------------------------------------- sets
+def test_src_and_dst_of_different_lengths():
+    m, users, items, _, _ = build()
+    with pytest.raises(dm.ModelError, match=r"edge set 'pairs': src has 3 entries but dst has 2"):
+        m.edges("pairs", users, items, src=["u0", "u1", "u2"], dst=["a", "b"])
+    assert "pairs" not in m.sets
+
+
+@pytest.mark.parametrize("src, dst, role, label, set_name", [
+    (["u0", "zz"], ["a", "a"], "src", "zz", "user"),
+    (["u0", "u1"], ["a", "nope"], "dst", "nope", "item"),
+])
+def test_unknown_label_in_edges(src, dst, role, label, set_name):
+    m, users, items, _, _ = build()
+    with pytest.raises(dm.ModelError, match=rf"edge set 'pairs': {role}: label .*'{label}'.* not in entity set "
+                                            rf"'{set_name}'"):
+        m.edges("pairs", users, items, src=src, dst=dst)
+
+
+@pytest.mark.parametrize("bad", [7, -1])
+def test_unknown_integer_label_in_edges(bad):
+    m = dm.Model()
+    users = m.entities("user", 3)  # labels 0..2
+    items = m.entities("item", 2)
+    pattern = rf"edge set 'pairs': src: label (np\.int64\()?{bad}\)? is not in entity set 'user'"
+    with pytest.raises(dm.ModelError, match=pattern):
+        m.edges("pairs", users, items, src=[0, bad, 1], dst=[0, 1, 1])
+
+
+@pytest.mark.parametrize("src, dst", [
+    (["u0", "u1", "u0"], ["a", "b", "a"]),  # unsorted: the sort path
+    (["u0", "u0", "u1"], ["a", "a", "b"]),  # sorted by src: the chunked path
+])
+def test_duplicate_edges(src, dst):
+    m, users, items, _, _ = build()
+    with pytest.raises(dm.ModelError, match=r"edge set 'pairs': duplicate edge \('u0', 'a'\)"):
+        m.edges("pairs", users, items, src=src, dst=dst)
+
+
+def test_duplicate_edges_integer_labels():
+    m = dm.Model()
+    users = m.entities("user", 4)
+    items = m.entities("item", 3)
+    with pytest.raises(dm.ModelError, match=r"edge set 'pairs': duplicate edge \(2, 1\)"):
+        m.edges("pairs", users, items, src=np.array([3, 2, 0, 2]), dst=np.array([0, 1, 1, 1]))
+
+
+@pytest.mark.parametrize("labels, shown", [
+    (["a", "b", "a"], "'a'"),
+    (np.array([0, 1, 1, 2]), "1"),
+    (pd.Series([5.0, 6.0, 5.0]), "5.0"),
+    (pa.array(["p", "q", "q"]), "'q'"),
+])
+def test_duplicate_entity_labels(labels, shown):
+    m = dm.Model()
+    pattern = rf"entity set 'user': label .*{re.escape(shown)}.* appears more than once"
+    with pytest.raises(dm.ModelError, match=pattern):
+        m.entities("user", labels)
+    assert "user" not in m.sets
+
+
+def test_nan_label_in_float_labels():
+    m = dm.Model()
+    with pytest.raises(dm.ModelError, match=r"entity set 'user': label at position 1 is missing"):
+        m.entities("user", np.array([1.0, np.nan, 3.0]))
+    with pytest.raises(dm.ModelError, match=r"entity set 'user': label at position 1 is missing"):
+        m.entities("user", pa.array([1, None, 3]))  # an arrow null in integers becomes NaN
+
+
+@pytest.mark.parametrize("labels", [
+    pd.Series(["a", None, "c"]),
+    pd.Series(["a", np.nan, "c"]),
+    pa.array(["a", None, "c"]),
+    np.array(["a", None, "c"], dtype=object),
+], ids=["pandas-None", "pandas-nan", "arrow-null", "object-None"])
+def test_missing_label_in_string_labels(labels):
+    m = dm.Model()
+    with pytest.raises(dm.ModelError, match=r"entity set 'user': label at position 1 is"):
+        m.entities("user", labels)
+
+
+def test_nan_label_in_edges():
+    m = dm.Model()
+    users = m.entities("user", [1.0, 2.0])
+    items = m.entities("item", 2)
+    with pytest.raises(dm.ModelError, match=r"edge set 'pairs': src: label .*nan.* not in entity set 'user'"):
+        m.edges("pairs", users, items, src=[1.0, np.nan], dst=[0, 1])
+
+
+@pytest.mark.parametrize("labels", [[], np.array([], dtype=np.int64), 0, pd.Series([], dtype=str)])
+def test_empty_entity_set(labels):
+    with pytest.raises(dm.ModelError, match=r"entity set 'user' is empty"):
+        dm.Model().entities("user", labels)
+
+
+def test_empty_edge_set():
+    m, users, items, _, _ = build()
+    with pytest.raises(dm.ModelError, match=r"edge set 'pairs' is empty"):
+        m.edges("pairs", users, items, src=[], dst=[])
+
+
+def test_labels_must_be_one_dimensional():
+    with pytest.raises(dm.ModelError, match=r"labels of entity set 'user': expected a 1-d array"):
+        dm.Model().entities("user", np.zeros((2, 2)))
+
+
+def test_edge_endpoint_from_another_model():
+    m, users, _, _, _ = build()
+    other = dm.Model("other")
+    foreign = other.entities("item", ["a"])
+    with pytest.raises(dm.ModelError, match=r"edge set 'pairs': entity set 'item' belongs to another model"):
+        m.edges("pairs", users, foreign, src=["u0"], dst=["a"])
+
+
+# ----------------------------------------------------------------------------------------- coefficients
+@pytest.mark.parametrize("bad, where", [
+    (np.nan, r"edge \('u0', 'b'\) is nan"),
+    (np.inf, r"edge \('u0', 'b'\) is inf"),
+    (-np.inf, r"edge \('u0', 'b'\) is -inf"),
+])
+def test_nan_or_inf_coefficient_names_the_edge(bad, where):
+    _, _, _, _, x = build()
+    coef = np.array([1.0, bad, 2.0, 3.0])
+    with pytest.raises(dm.ModelError, match=rf"coefficient multiplying an expression over 'e': value at {where}"):
+        coef * x
+    with pytest.raises(dm.ModelError, match=rf"over 'e': value at {where}"):
+        x * pd.Series(coef)
+
+
+def test_nan_coefficient_on_entity_names_the_entity():
+    m, users, _, _, _ = build()
+    y = m.variable("y", over=users)
+    with pytest.raises(dm.ModelError, match=r"over 'user': value at user='u2' is nan"):
+        np.array([1.0, 2.0, np.nan]) * y
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_scalar_coefficient(bad):
+    _, _, _, _, x = build()
+    with pytest.raises(dm.ModelError, match=rf"over 'e': value is {bad}"):
+        bad * x
+    with pytest.raises(dm.ModelError, match=r"divisor of an expression over 'e': value at edge \('u1', 'a'\) is"):
+        x / np.array([1.0, 1.0, bad, 1.0])
+
+
+def test_nan_in_matmul_matrix():
+    m, _, items, _, x = build()
+    matrix = np.ones((2, 4))
+    matrix[1, 2] = np.nan
+    with pytest.raises(dm.ModelError, match=r"matmul: matrix entries for variable 'x': value at position \d+ is nan"):
+        dm.matmul(matrix, x, items)
+
+
+def test_matmul_wrong_shape():
+    _, _, items, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"matmul: matrix has shape \(2, 3\), expected \(2, 4\).*'item'.*'x'"):
+        dm.matmul(np.ones((2, 3)), x, items)
+
+
+@pytest.mark.parametrize("coef", [
+    np.array(["1", "2", "3", "4"]),
+    ["a", "b", "c", "d"],
+    pd.Series(["1", "2", "3", "4"]),
+    np.array([1, 2, 3, 4], dtype=object),
+    pa.array(["1", "2", "3", "4"]),
+], ids=["numpy-str", "list-str", "pandas-str", "numpy-object", "arrow-str"])
+def test_non_numeric_coefficient_array(coef):
+    _, _, _, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"over 'e': expected numeric data, got dtype"):
+        coef * x
+
+
+def test_non_numeric_scalar_coefficient():
+    _, _, _, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"over 'e': expected a number, got 'abc'"):
+        x * "abc"
+
+
+@pytest.mark.parametrize("case", ["coefficient", "bound", "rhs"])
+def test_numeric_looking_string_scalar(case):
+    m, _, items, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"expected a number|expected numeric data"):
+        if case == "coefficient":
+            x * "2"
+        elif case == "bound":
+            m.variable("y", over=items, upper="1")
+        else:
+            m.subject_to(x.sum(by=items) <= "3", name="c")
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_coefficient_array_of_wrong_length(n):
+    _, _, _, _, x = build()
+    with pytest.raises(dm.ModelError, match=rf"over 'e': has {n} entries, expected 4"):
+        np.arange(float(n)) * x
+
+
+def test_rhs_array_of_wrong_length():
+    m, _, items, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"constraint 'c': upper side: has 3 entries, expected 2"):
+        m.subject_to(x.sum(by=items) <= np.array([1.0, 2.0, 3.0]), name="c")
+
+
+def test_product_of_two_expressions():
+    _, _, _, _, x = build()
+    with pytest.raises(dm.ModelError, match="not linear"):
+        x * x
+
+
+# ----------------------------------------------------------------------------------------- bounds
+@pytest.mark.parametrize("side", ["lower", "upper"])
+def test_nan_variable_bound_names_variable_and_entity(side):
+    m, users, _, _, _ = build()
+    bounds = {side: np.array([0.0, np.nan, 1.0])}
+    with pytest.raises(dm.ModelError, match=rf"variable 'y': {side} bound: value at user='u1' is nan"):
+        m.variable("y", over=users, **bounds)
+    with pytest.raises(dm.ModelError, match=rf"variable 'z': {side} bound: value is nan"):
+        m.variable("z", over=users, **{side: float("nan")})
+    assert "y" not in m.variables and "z" not in m.variables and m.n_cols == 4
+
+
+def test_nan_variable_bound_on_edges_names_the_edge():
+    m, _, _, e, _ = build()
+    with pytest.raises(dm.ModelError, match=r"variable 'y': upper bound: value at edge \('u1', 'a'\) is nan"):
+        m.variable("y", over=e, upper=np.array([1.0, 1.0, np.nan, 1.0]))
+
+
+def test_variable_bounds_of_wrong_length_or_type():
+    m, users, _, _, _ = build()
+    with pytest.raises(dm.ModelError, match=r"variable 'y': upper bound: has 2 entries, expected 3"):
+        m.variable("y", over=users, upper=np.array([1.0, 2.0]))
+    with pytest.raises(dm.ModelError, match=r"variable 'y': lower bound: expected numeric data"):
+        m.variable("y", over=users, lower=np.array(["0", "0", "0"]))
+
+
+def test_variable_lower_above_upper():
+    m, users, _, _, _ = build()
+    with pytest.raises(dm.ModelError, match=r"variable 'y' at user='u1': lower bound 2.0 exceeds upper bound 1.0"):
+        m.variable("y", over=users, lower=np.array([0.0, 2.0, 0.0]), upper=1.0)
+    with pytest.raises(dm.ModelError, match=r"variable 'y'.*\+inf"):
+        m.variable("y", over=users, lower=np.inf)
+    with pytest.raises(dm.ModelError, match=r"variable 'y'.*-inf"):
+        m.variable("y", over=users, upper=-np.inf)
+
+
+def test_nan_rhs_names_the_entity():
+    m, _, items, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"constraint 'c': upper side: value at 'c\[item='b'\]' is nan"):
+        m.subject_to(x.sum(by=items) <= np.array([1.0, np.nan]), name="c")
+    with pytest.raises(dm.ModelError, match=r"constraint 'r': upper side: value at 'r\[item='b'\]' is nan"):
+        m.subject_to(x.sum(by=items).between(0.0, np.array([1.0, np.nan])), name="r")
+    with pytest.raises(dm.ModelError, match=r"constraint 'g': lower side: value is nan"):
+        m.subject_to(x.sum() >= float("nan"), name="g")
+    assert not m.constraints
+
+
+def test_nan_rhs_names_the_constraint():
+    m, _, items, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"budget\[item='b'\]"):
+        m.subject_to(x.sum(by=items) <= np.array([1.0, np.nan]), name="budget")
+
+
+def test_range_lower_above_upper_names_constraint_row():
+    m, _, items, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"constraint 'rng\[item='b'\]': lower side 3.0 exceeds upper side 2.0"):
+        m.subject_to(x.sum(by=items).between(np.array([0.0, 3.0]), np.array([1.0, 2.0])), name="rng")
+    with pytest.raises(dm.ModelError, match=r"constraint 'total': lower side 5.0 exceeds upper side 4.0"):
+        m.subject_to(x.sum().between(5, 4), name="total")
+    with pytest.raises(dm.ModelError, match=r"constraint 'inf_range': infeasible infinite bound"):
+        m.subject_to(x.sum().between(np.inf, np.inf), name="inf_range")
+    assert not m.constraints
+
+
+# ----------------------------------------------------------------------------------------- models
+def test_variable_of_another_model():
+    m, _, _, _, x = build()
+    _, _, items2, _, x2 = build()
+    with pytest.raises(dm.ModelError, match=r"constraint 'c': its expression uses variables of another model"):
+        m.subject_to(x2.sum() <= 1, name="c")
+    with pytest.raises(dm.ModelError, match=r"objective 'objective': expression uses variables of another model"):
+        m.minimize(x2.sum())
+    with pytest.raises(dm.ModelError, match=r"objective 'clicks': expression uses variables of another model"):
+        m.maximize({"clicks": x2.sum()})
+    with pytest.raises(dm.ModelError, match="two different models"):
+        x.sum() + x2.sum()
+    with pytest.raises(dm.ModelError, match="two different models"):
+        x + x2
+    with pytest.raises(dm.ModelError, match="two different models"):
+        x - x2
+    with pytest.raises(dm.ModelError, match=r"variable 'y': set 'item' belongs to another model"):
+        m.variable("y", over=items2)
+    assert not m.constraints and m.objective is None and "y" not in m.variables
+
+
+@pytest.mark.parametrize("how", ["variable", "by_user", "by_item"])
+def test_objective_indexed_by_a_set_suggests_sum(how):
+    m, users, items, _, x = build()
+    expr = {"variable": x, "by_user": x.sum(by=users), "by_item": x.sum(by=items)}[how]
+    index = {"variable": "e", "by_user": "user", "by_item": "item"}[how]
+    with pytest.raises(dm.ModelError, match=rf"objective 'objective': expression is indexed by '{index}'; "
+                                            r"use \.sum\(\)"):
+        m.minimize(expr)
+    with pytest.raises(dm.ModelError, match=rf"objective 'rev': expression is indexed by '{index}'.*\.sum\(\)"):
+        m.maximize({"rev": expr})
+
+
+def test_objective_not_an_expression_and_bad_weights():
+    m, _, _, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"objective 'objective': expected a linear expression, got str"):
+        m.minimize("x")
+    with pytest.raises(dm.ModelError, match=r"weights given for unknown objectives \['typo'\]"):
+        m.minimize({"a": x.sum()}, weights={"typo": 1.0})
+    with pytest.raises(dm.ModelError, match=r"objective 'a': weight must be a finite number, got nan"):
+        m.minimize({"a": x.sum()}, weights={"a": float("nan")})
+    with pytest.raises(dm.ModelError, match="no expression"):
+        m.minimize({})
+
+
+def test_non_numeric_objective_weight():
+    m, _, _, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"objective 'a'"):
+        m.minimize({"a": x.sum()}, weights={"a": "2"})
+
+
+def test_adding_expressions_over_different_sets():
+    m, users, items, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"cannot add an expression over 'item' to one over 'user'; sum one"):
+        x.sum(by=users) + x.sum(by=items)
+    with pytest.raises(dm.ModelError, match=r"cannot add an expression over 'user' to one over 'e'"):
+        x + x.sum(by=users)
+    with pytest.raises(dm.ModelError, match=r"over 'user' to one over scalar"):
+        x.sum() + x.sum(by=users)
+    with pytest.raises(dm.ModelError, match=r"over 'item' to one over 'user'"):
+        m.subject_to(x.sum(by=users) <= x.sum(by=items), name="c")
+
+
+def test_sum_by_a_set_that_is_not_an_endpoint():
+    m, users, items, _, x = build()
+    y = m.variable("y", over=users)
+    with pytest.raises(dm.ModelError,
+                       match=r"cannot sum an expression over 'user' by 'item': 'item' is not an endpoint"):
+        y.sum(by=items)
+    other = m.entities("region", ["north"])
+    with pytest.raises(dm.ModelError, match=r"over 'e' by 'region': 'region' is not an endpoint"):
+        x.sum(by=other)
+    with pytest.raises(dm.ModelError, match=r"sum\(by=...\) takes an EntitySet, got EdgeSet"):
+        x.sum(by=m.sets["e"])
+
+
+@pytest.mark.parametrize("kind", ["entities", "edges", "variable", "constraint"])
+def test_duplicate_names(kind):
+    m, users, items, _, x = build()
+    if kind == "entities":
+        with pytest.raises(dm.ModelError, match=r"set 'item' already exists in model 'm'"):
+            m.entities("item", 3)
+    elif kind == "edges":
+        with pytest.raises(dm.ModelError, match=r"set 'user' already exists in model 'm'"):
+            m.edges("user", users, items, src=["u0"], dst=["a"])
+    elif kind == "variable":
+        with pytest.raises(dm.ModelError, match=r"variable 'x' already exists in model 'm'"):
+            m.variable("x", over=users)
+        assert m.n_cols == 4
+    else:
+        m.subject_to(x.sum() <= 1, name="cap")
+        with pytest.raises(dm.ModelError, match=r"constraint 'cap' already exists in model 'm'"):
+            m.subject_to(x.sum() <= 2, name="cap")
+        assert m.constraints["cap"].upper == 1.0
+
+
+@pytest.mark.parametrize("name", ["", None, 3])
+def test_invalid_names(name):
+    m, _, _, _, _ = build()
+    with pytest.raises(dm.ModelError, match=r"set name must be a non-empty string"):
+        m.entities(name, 2)
+
+
+def test_constraint_with_no_variables():
+    m, _, _, _, _ = build()
+    with pytest.raises(dm.ModelError, match=r"constraint 'nothing' has no variables"):
+        m.subject_to(dm.LinearExpression(m, None, ()) <= 1.0, name="nothing")
+    assert "nothing" not in m.constraints
+
+
+@pytest.mark.parametrize("make, expected", [("difference", dm.Status.INFEASIBLE),
+                                             ("zero_coefficient", dm.Status.OPTIMAL)])
+def test_constraint_whose_variables_cancel_is_a_valid_row(make, expected, monkeypatch):
+    """All-zero rows are legal data (0 <= 1 holds, 0 <= -1 does not): the solver, not the builder, decides."""
+    monkeypatch.setattr(HighsBackend, "solve", REAL_SOLVE)
+    m, _, _, _, x = build()
+    expr = (x - x).sum() if make == "difference" else (0 * x).sum()
+    m.subject_to(expr <= (-1.0 if make == "difference" else 1.0), name="nothing")
+    assert m.compile().n_rows >= 1
+    assert m.solve("highs").status == expected
+
+
+def test_constraint_needs_a_relation():
+    m, _, _, _, x = build()
+    with pytest.raises(dm.ModelError, match=r"constraint 'c': expected a relation.*got LinearExpression"):
+        m.subject_to(x.sum(), name="c")
+
+
+@pytest.mark.parametrize("how", ["variable", "expression", "equality", "range"])
+def test_bool_of_a_relation(how):
+    _, users, _, _, x = build()
+    relation = {"variable": lambda: x <= 1, "expression": lambda: x.sum(by=users) >= 0,
+                "equality": lambda: x == 1, "range": lambda: x.sum().between(0, 1)}[how]()
+    with pytest.raises(dm.ModelError, match="a relation has no truth value; pass it to Model.subject_to"):
+        if relation:
+            pass
+    with pytest.raises(dm.ModelError, match="no truth value"):
+        0 <= x.sum() <= 1  # chained comparison calls bool() on the first relation
+
+
+def test_model_with_no_variables():
+    m = dm.Model("empty")
+    m.entities("user", 2)
+    with pytest.raises(dm.ModelError, match=r"model 'empty' has no variables"):
+        m.compile()
+    with pytest.raises(dm.ModelError, match=r"model 'empty' has no variables"):
+        m.solve("highs")
+
+
+def test_variable_over_something_that_is_not_a_set():
+    m = dm.Model()
+    with pytest.raises(dm.ModelError, match=r"variable 'x': over= must be an EntitySet or EdgeSet, got list"):
+        m.variable("x", over=[1, 2, 3])
+
+
+# ----------------------------------------------------------------------------------------- empty blocks
+def test_empty_equality_block_polytope():
+    m = dm.Model("blocks")
+    users = m.entities("user", ["u0", "u1"])
+    items = m.entities("item", ["a", "b"])
+    e = m.edges("e", users, items, src=["u0", "u0", "u1"], dst=["a", "b", "a"])
+    x = m.variable("x", over=e, upper=0.5)
+    m.maximize(x.sum())
+    m.subject_to(x.sum(by=users) == 1, name="assign")  # u1 has one edge with upper bound 0.5
+    with pytest.raises(dm.ModelError, match=r"constraint 'assign\[user='u1'\]': block polytope is empty"):
+        m.compile()
+    with pytest.raises(dm.ModelError, match=r"assign\[user='u1'\]"):
+        m.solve("highs")
+
+
+def test_empty_simplex_block_negative_rhs():
+    m, users, _, _, x = build()
+    m.maximize(x.sum())
+    m.subject_to(x.sum(by=users) <= np.array([1.0, -1.0, 1.0]), name="one")
+    with pytest.raises(dm.ModelError, match=r"constraint 'one\[user='u1'\]': block polytope is empty \(rhs -1.0"):
+        m.solve("highs")
+
+
+def test_empty_global_simplex_block():
+    m, _, _, _, x = build()
+    m.maximize(x.sum())
+    m.subject_to(x.sum() <= -1, name="total")
+    with pytest.raises(dm.ModelError, match=r"constraint 'total': block polytope is empty"):
+        m.solve("highs")
+
+
+def test_empty_boxcut_block_lower_bounds_too_large():
+    m, users, _, e, _ = build()
+    y = m.variable("y", over=e, lower=1.0, upper=2.0)
+    m.minimize(y.sum())
+    m.subject_to(y.sum(by=users) <= 1, name="cap")  # u0 has two edges with lower bound 1
+    with pytest.raises(dm.ModelError, match=r"constraint 'cap\[user='u0'\]': block polytope is empty .*\[2.0,"):
+        m.solve("highs")
+
+
+def test_forced_block_that_cannot_be_one():
+    m, users, _, _, x = build()
+    m.minimize(x.sum())
+    m.subject_to((2 * x).sum(by=users) <= 1, name="scaled", block=True)
+    with pytest.raises(dm.ModelError, match=r"constraint 'scaled' cannot be a block polytope: its coefficients"):
+        m.solve("highs")
+
+
+# ----------------------------------------------------------------------------------------- files
+def test_missing_model_file(tmp_path):
+    path = tmp_path / "nope.mps"
+    with pytest.raises(dm.ModelError, match=rf"model file '{re.escape(str(path))}' does not exist"):
+        dm.read_model(path)
+    with pytest.raises(dm.ModelError, match="does not exist"):
+        dm.read_model(tmp_path)  # a directory is not a model file
+
+
+@pytest.mark.parametrize("content", [
+    b"this is not an MPS file\n\x00\x01\x02 garbage\n",
+    b"",
+    b"NAME TEST\nROWS\n N obj\n L c1\nCOLUMNS\n x obj one\n",
+], ids=["garbage", "empty", "bad-number"])
+def test_corrupt_mps_file(tmp_path, content):
+    path = tmp_path / "bad.mps"
+    path.write_bytes(content)
+    with pytest.raises(dm.ModelError, match=rf"model file '{re.escape(str(path))}' could not be read"):
+        dm.read_model(path)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9, 0.99])
+def test_truncated_mps_file(tmp_path, fraction):
+    text = AFIRO.read_bytes()
+    path = tmp_path / "afiro_truncated.mps"
+    path.write_bytes(text[: int(len(text) * fraction)])
+    with pytest.raises(dm.ModelError, match=r"afiro_truncated.mps' could not be read .*corrupt, truncated"):
+        dm.read_model(path)
+
+
+def test_truncated_mps_file_missing_endata(tmp_path):
+    lines = AFIRO.read_text().splitlines(keepends=True)
+    assert lines[-1].startswith("ENDATA")
+    path = tmp_path / "afiro_no_endata.mps"
+    path.write_text("".join(lines[:-1]))
+    with pytest.raises(dm.ModelError, match=r"afiro_no_endata.mps' could not be read"):
+        dm.read_model(path)
+
+
+# ----------------------------------------------------------------------------------------- backends and options
+def solvable():
+    m, users, _, _, x = build()
+    m.maximize(x.sum())
+    m.subject_to(x.sum(by=users) <= 1, name="one")
+    return m
+
+
+def test_unknown_backend_name():
+    with pytest.raises(dm.BackendNotFoundError, match=r"no backend named 'gurobi'; available: .*highs"):
+        solvable().solve("gurobi")
+
+
+def test_unknown_option_keyword():
+    with pytest.raises(dm.ModelError, match=r"backend 'highs' has no option\(s\) \['tolerance'\]"):
+        solvable().solve("highs", tolerance=1e-6)
+    with pytest.raises(dm.ModelError, match=r"\['max_iter', 'tol'\]"):
+        solvable().solve("highs", tol=1e-6, max_iter=3, threads=1)
+
+
+def test_options_of_the_wrong_type():
+    with pytest.raises(dm.ModelError, match=r"options for backend 'highs' must be HighsOptions, got dict"):
+        solvable().solve("highs", {"solver": "ipm"})
+
+
+@pytest.mark.parametrize("settings, name", [
+    (dict(solver="dual-simplex"), "solver"), (dict(threads=0), "threads"), (dict(threads=-2), "threads"),
+    (dict(time_limit=0), "time_limit"), (dict(time_limit=float("nan")), "time_limit"),
+])
+def test_invalid_option_values(settings, name):
+    with pytest.raises(dm.ModelError, match=rf"HighsOptions.{name} must be"):
+        solvable().solve("highs", **settings)
+
+
+@pytest.mark.parametrize("settings, name", [
+    (dict(time_limit="fast"), "time_limit"),
+    (dict(threads="2"), "threads"),
+    (dict(presolve="off"), "presolve"),
+    (dict(primal_feasibility_tolerance=-1.0), "primal_feasibility_tolerance"),
+    (dict(primal_feasibility_tolerance="x"), "primal_feasibility_tolerance"),
+], ids=["time_limit-str", "threads-str", "presolve-str", "tolerance-negative", "tolerance-str"])
+def test_option_values_of_the_wrong_type(settings, name, monkeypatch):
+    # HiGHS may validate these itself, so let the backend run: a fix there must raise before solving
+    monkeypatch.setattr(HighsBackend, "solve", REAL_SOLVE)
+    with pytest.raises(dm.ModelError, match=name):
+        solvable().solve("highs", **settings)
