@@ -1,0 +1,47 @@
+"""Settings of the dual-decomposition backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from dualip_model.errors import ModelError
+
+
+@dataclass(frozen=True)
+class DualipOptions:
+    """Tolerances, limits, device and the continuation schedule of the ridge-regularized dual ascent.
+
+    Stops with OPTIMAL when rel. primal infeasibility ||(Ax-b)_+|| / (1+||b||) <= tol and rel. gap
+    (objective - bound) / max(1, |objective|, |bound|) <= tol, both measured every ``check_every``
+    iterations (the only host-device synchronizations).
+    """
+
+    tol: float = 1e-4
+    max_iter: int = 20_000
+    time_limit: float | None = None  # seconds
+    device: str = "cpu"
+    dtype: str | None = None  # "float32" or "float64"; default float64 on CPU, float32 on CUDA
+    gamma: float | None = None  # initial ridge weight relative to max|c| (None: automatic)
+    gamma_decay: float = 0.5  # gamma <- gamma * gamma_decay at the end of each continuation stage
+    gamma_min: float = 1e-7
+    stage_iter: int = 500  # at most this many iterations per continuation stage
+    check_every: int = 25
+    newton_steps: int = 2  # warm-started Newton steps of the simplex projection per iteration
+    extrapolate: bool = True  # Richardson extrapolation of the duals across gamma stages
+    warm_start: Any = None  # a Result/RawResult of this backend, or {"y": duals, "gamma": gamma}
+    callback: Callable[[dict], Any] | None = None  # called with each history record; True stops
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = {
+            "tol": self.tol > 0, "max_iter": self.max_iter >= 1, "check_every": self.check_every >= 1,
+            "gamma_decay": 0 < self.gamma_decay < 1, "gamma_min": self.gamma_min > 0,
+            "stage_iter": self.stage_iter >= 1, "newton_steps": self.newton_steps >= 1,
+            "time_limit": self.time_limit is None or self.time_limit > 0,
+            "gamma": self.gamma is None or self.gamma > 0,
+            "dtype": self.dtype in (None, "float32", "float64"),
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ModelError(f"DualipOptions.{name}: invalid value {getattr(self, name)!r}")

@@ -1,0 +1,128 @@
+"""The scaled problem on the device: min c~^T x s.t. l~ <= A~ x <= u~, x in C, with A~ = D A, c~ = c / sigma.
+
+D = diag(1 / ||A_r||_2) makes every coupling row unit-norm; sigma = RMS(c) makes gamma relative. A dual
+y~ of the scaled problem is y = sigma * D y~ for the original one, and every bound or objective of the
+scaled problem times sigma (plus the offset) is the original one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dualip_model.polytopes import BlockKind
+from dualip_model.standard_form import StandardForm
+
+
+@dataclass
+class Blocks:
+    """Per-block device data for the fast projection (offsets into the column vector, counts, rhs, flags)."""
+
+    offsets: torch.Tensor  # (nb+1,) int64 block_ptr
+    counts: torch.Tensor  # (nb,) int64 columns per block
+    rhs: torch.Tensor  # (nb,)
+    is_le: torch.Tensor  # (nb,) bool: SIMPLEX_LE
+    is_box: torch.Tensor  # (nb,) bool: BOX
+    lower: torch.Tensor | float  # (n,) or scalar
+    upper: torch.Tensor | float
+
+
+@dataclass
+class ScaledProblem:
+    """Device tensors of the scaled problem plus the scalings that map results back."""
+
+    sf: StandardForm
+    device: torch.device
+    dtype: torch.dtype
+    A: torch.Tensor  # (m, n) sparse CSR, int32 indices, rows scaled to unit norm
+    At: torch.Tensor  # (n, m) sparse CSR of A~^T (the CSC arrays of A~)
+    c: torch.Tensor  # (n,) c / sigma
+    row_lower: torch.Tensor  # (m,) D l
+    row_upper: torch.Tensor  # (m,) D u
+    row_scale: np.ndarray  # (m,) float64 D
+    sigma: float
+    norm_sq: float  # ||A~||_2^2 (upper estimate)
+    blocks: Blocks
+    fast_projection: bool  # all blocks are BOX / SIMPLEX_LE / SIMPLEX_EQ
+    repairable: bool  # A >= 0 on <= rows only, u >= 0, blocks down-closed at 0: scaling down keeps feasibility
+    b_norm: float  # ||finite row bounds|| in original units, for the relative infeasibility
+
+    @property
+    def n(self) -> int:
+        return self.sf.n_cols
+
+    @property
+    def m(self) -> int:
+        return self.sf.n_rows
+
+    @staticmethod
+    def build(sf: StandardForm, device: torch.device, dtype: torch.dtype, seed: int = 0) -> "ScaledProblem":
+        n, m = sf.n_cols, sf.n_rows
+        data = np.asarray(sf.A_data, dtype=np.float64)
+        norms = np.sqrt(np.bincount(sf.A_indices, weights=data * data, minlength=m))
+        scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+        scaled = data * scale[sf.A_indices]
+        sigma = float(np.sqrt(np.mean(sf.c * sf.c))) if n else 1.0  # RMS cost: gamma is relative to it
+        sigma = sigma if sigma > 0 else 1.0
+        A_csc = sf.A.copy()
+        A_csc.data = scaled
+        A_csr = A_csc.tocsr()
+        A_csr.sort_indices()
+
+        def t(a, dt=dtype):
+            return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
+
+        A = torch.sparse_csr_tensor(t(A_csr.indptr, torch.int32), t(A_csr.indices, torch.int32),
+                                    t(A_csr.data), size=(m, n))
+        At = torch.sparse_csr_tensor(t(sf.A_indptr, torch.int32), t(sf.A_indices, torch.int32), t(scaled),
+                                     size=(n, m))
+        kinds = sf.block_kind
+        counts = np.diff(sf.block_ptr).astype(np.int64)
+        uniform = sf.col_lower.strides == (0,) and sf.col_upper.strides == (0,)
+        lower = float(sf.col_lower[0]) if uniform and n else t(sf.col_lower)
+        upper = float(sf.col_upper[0]) if uniform and n else t(sf.col_upper)
+        blocks = Blocks(
+            offsets=t(sf.block_ptr, torch.int64), counts=t(counts, torch.int64), rhs=t(sf.block_rhs),
+            is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool), is_box=t(kinds == BlockKind.BOX, torch.bool),
+            lower=lower, upper=upper,
+        )
+        fast = bool(np.isin(kinds, (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)).all())
+        lo, hi = sf.row_lower, sf.row_upper
+        finite = np.concatenate([lo[np.isfinite(lo)], hi[np.isfinite(hi)]])
+        return ScaledProblem(
+            sf=sf, device=device, dtype=dtype, A=A, At=At, c=t(sf.c / sigma), row_lower=t(lo * scale),
+            row_upper=t(hi * scale), row_scale=scale, sigma=sigma,
+            norm_sq=_norm_sq_upper(A_csr, seed), blocks=blocks, fast_projection=fast,
+            repairable=_repairable(sf), b_norm=float(np.linalg.norm(finite)),
+        )
+
+
+def _norm_sq_upper(A_csr, seed: int, iters: int = 60) -> float:
+    """||A||_2^2 by power iteration on A A^T (float64), times 1.02, capped by ||A||_1 ||A||_inf."""
+    m, n = A_csr.shape
+    if A_csr.nnz == 0:
+        return 1.0
+    cap = float(np.abs(A_csr).sum(axis=0).max() * np.abs(A_csr).sum(axis=1).max())
+    rng = np.random.default_rng(seed)
+    y = rng.random(m) + 0.5
+    est = 0.0
+    for _ in range(iters):
+        z = A_csr @ (A_csr.T @ y)
+        est = float(np.linalg.norm(z) / np.linalg.norm(y))
+        if est == 0.0:
+            return 1.0
+        y = z / np.linalg.norm(z)
+    return min(1.02 * est, cap)
+
+
+def _repairable(sf: StandardForm) -> bool:
+    """True if scaling columns down (x -> diag(f) x, 0 <= f <= 1) can only remove row violations."""
+    if sf.n_rows and (np.isfinite(sf.row_lower).any() or (sf.row_upper < 0).any()):
+        return False
+    if (sf.A_data < 0).any():
+        return False
+    if (np.asarray(sf.col_lower) != 0).any():
+        return False
+    return not np.isin(sf.block_kind, (BlockKind.SIMPLEX_EQ, BlockKind.BOXCUT_EQ)).any()

@@ -1,0 +1,215 @@
+"""Accelerated dual ascent on g_gamma(y) = min_{x in C} c^T x + y^T A x - h(y) + gamma/2 ||x||^2, with continuation.
+
+h(y) = sum_r u_r y_r^+ - l_r y_r^- is the support function of the row bounds, so one proximal step
+y <- z - s clip(z / s, l, u), z = w + s A x*(w), handles <=, >= , == and range rows alike; x*(w) is the
+projection of -(c + A^T w) / gamma onto C. Nesterov momentum with gradient restarts, step s = gamma / ||A||^2,
+gamma halved per stage, duals extrapolated across stages (y(0) ~ 2 y(gamma/2) - y(gamma)). Every
+``check_every`` iterations the unregularized Lagrangian bound, a repaired feasible primal and a Farkas
+test are evaluated on the device and copied to the host once: the loop itself never synchronizes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dualip_model.result import relative_gap
+from dualip_model.status import Status
+
+from .fast_projection import simplex_box_project
+from .problem import ScaledProblem
+from .projections import BlockStructure, linear_minimize, project
+
+
+@dataclass
+class AscentState:
+    """Iterate y, extrapolated point w, momentum parameter t, Newton warm start tau (all device tensors)."""
+
+    y: torch.Tensor
+    w: torch.Tensor
+    t: torch.Tensor
+    tau: torch.Tensor
+    x_sum: torch.Tensor  # sum of the primal iterates x*(w) since the stage began (ergodic primal)
+    x_count: int = 0
+
+
+@dataclass
+class Certificate:
+    """Host-side numbers from one check, in the original (unscaled, minimization) units."""
+
+    bound: float
+    objective: float  # of the repaired primal (or of x*(y) when no repair applies)
+    infeasibility: float  # relative, of the returned primal
+    raw_infeasibility: float  # relative, of x*(y) before repair
+    dual_value: float  # regularized dual g_gamma(y)
+    farkas: float  # > 0 certifies infeasibility along the tested ray
+
+
+class DualAscentSolver:
+    """Runs the method on a ScaledProblem; stateless between solves except what warm starts pass in."""
+
+    def __init__(self, prob: ScaledProblem, options):
+        self.prob = prob
+        self.opts = options
+        self.bs = BlockStructure.from_standard_form(prob.sf, prob.device, prob.dtype)
+
+    # ------------------------------------------------------------------ building blocks
+    def primal(self, v: torch.Tensor, tau: torch.Tensor, steps: int):
+        if self.prob.fast_projection:
+            return simplex_box_project(v, tau, self.prob.blocks, steps)
+        return project(v, self.bs), tau
+
+    def iterate(self, st: AscentState, gamma: float, step: float, k: int) -> AscentState:
+        """k accelerated proximal ascent steps; tensor ops only (no host synchronization)."""
+        p = self.prob
+        y, w, t, tau, x_sum = st.y, st.w, st.t, st.tau, st.x_sum
+        for _ in range(k):
+            x, tau = self.primal(-(p.c + p.At @ w) / gamma, tau, self.opts.newton_steps)
+            x_sum = x_sum + x
+            z = w + step * (p.A @ x)
+            y_new = z - step * torch.clamp(z / step, p.row_lower, p.row_upper)
+            restart = ((y_new - w) * (y_new - y)).sum() < 0
+            t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
+            beta = torch.where(restart, torch.zeros_like(t), (t - 1.0) / t_new)
+            t = torch.where(restart, torch.ones_like(t), t_new)
+            w = y_new + beta * (y_new - y)
+            y = y_new
+        return AscentState(y, w, t, tau, x_sum, st.x_count + k)
+
+    def support(self, y: torch.Tensor) -> torch.Tensor:
+        """h(y) = sum_r u_r y_r^+ - l_r y_r^- (finite on the dual domain)."""
+        p = self.prob
+        zero = torch.zeros_like(y)
+        return (torch.where(y > 0, p.row_upper * y, zero) + torch.where(y < 0, p.row_lower * y, zero)).sum()
+
+    def lagrangian_bound(self, y: torch.Tensor) -> torch.Tensor:
+        """L(y) = min_{x in C} (c + A^T y)^T x - h(y): a lower bound on the optimum for every y in the domain."""
+        values, _, _ = linear_minimize(self.prob.c + self.prob.At @ y, self.bs)
+        return values.sum() - self.support(y)
+
+    def farkas(self, d: torch.Tensor) -> torch.Tensor:
+        """min_{x in C} (A^T d)^T x - h(d), normalized by ||d||: > 0 proves that no x in C meets the rows."""
+        values, _, _ = linear_minimize(self.prob.At @ d, self.bs)
+        return (values.sum() - self.support(d)) / d.norm().clamp(min=1e-30)
+
+    def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
+        """Scale columns of violated rows down: x_j *= min_{r ∋ j} min(1, u_r / (A x)_r); blocks rescaled to sum <= r."""
+        p = self.prob
+        ratio = torch.where(ax > p.row_upper, p.row_upper / ax.clamp(min=1e-300), torch.ones_like(ax))
+        if p.m:
+            col_ratio = ratio[p.At.col_indices()]
+            factor = torch.segment_reduce(col_ratio, "min", offsets=p.At.crow_indices(), initial=1.0)
+            x = x * factor.clamp(max=1.0)
+        sums = torch.segment_reduce(x, "sum", offsets=p.blocks.offsets)
+        has_sum = ~p.blocks.is_box
+        shrink = torch.where(has_sum & (sums > p.blocks.rhs), p.blocks.rhs / sums.clamp(min=1e-300),
+                             torch.ones_like(sums))
+        return x * torch.repeat_interleave(shrink, p.blocks.counts, output_size=x.shape[0])
+
+    def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, ray: torch.Tensor, x_avg: torch.Tensor):
+        """Certificate numbers at y (one host copy) plus the primal candidate and its device tensors."""
+        p = self.prob
+        g = p.c + p.At @ y
+        if p.fast_projection and p.repairable:  # the repair restores block sums an unsettled Newton step misses
+            x, _ = self.primal(-g / gamma, tau, 4 * self.opts.newton_steps)
+        else:
+            x = project(-g / gamma, self.bs)
+        ax = p.A @ x
+        scale = torch.as_tensor(p.row_scale, dtype=p.dtype, device=p.device)
+        raw_viol = (torch.relu(ax - p.row_upper) + torch.relu(p.row_lower - ax)) / scale
+        values, _, _ = linear_minimize(g, self.bs)
+        if p.repairable:
+            # candidates: x*(y) and the stage's ergodic average of x*(w_k), both repaired; keep the cheaper
+            xr = self.repair(x, ax)
+            xa = self.repair(x_avg, p.A @ x_avg)
+            xr = torch.where((p.c * xa).sum() < (p.c * xr).sum(), xa, xr)
+            axr = p.A @ xr
+            viol = (torch.relu(axr - p.row_upper) + torch.relu(p.row_lower - axr)) / scale
+        else:
+            xr, viol = x, raw_viol
+        h = self.support(y)
+        stats = torch.stack([
+            values.sum() - h,  # unregularized bound (scaled)
+            (p.c * xr).sum(),  # objective of the candidate (scaled)
+            viol.norm(), raw_viol.norm(),
+            (g * x).sum() - h + 0.5 * gamma * (x * x).sum(),  # g_gamma(y)
+            self.farkas(ray) if p.m else torch.zeros((), dtype=p.dtype, device=p.device),
+        ]).double().cpu().numpy()
+        sf = p.sf
+        cert = Certificate(
+            bound=p.sigma * stats[0] + sf.offset, objective=p.sigma * stats[1] + sf.offset,
+            infeasibility=stats[2] / (1.0 + p.b_norm), raw_infeasibility=stats[3] / (1.0 + p.b_norm),
+            dual_value=p.sigma * stats[4] + sf.offset, farkas=stats[5],
+        )
+        return cert, xr
+
+    # ------------------------------------------------------------------ the method
+    def solve(self, y0: np.ndarray | None = None, gamma0: float | None = None):
+        p, o = self.prob, self.opts
+        dev, dt = p.device, p.dtype
+        start = time.perf_counter()
+        gamma = gamma0 if gamma0 is not None else (o.gamma if o.gamma is not None else 1e-2)
+        y = torch.zeros(p.m, dtype=dt, device=dev) if y0 is None else torch.as_tensor(y0, dtype=dt, device=dev)
+        st = AscentState(y, y.clone(), torch.ones((), dtype=dt, device=dev),
+                         torch.zeros(p.sf.n_blocks, dtype=dt, device=dev), torch.zeros(p.n, dtype=dt, device=dev))
+        history = []
+        best_bound, best_obj, best_x, best_cert = -math.inf, math.inf, None, None
+        stage_start_iter, prev_stage_y, ray_ref = 0, None, st.y.clone()
+        status, it = Status.ITERATION_LIMIT, 0
+        farkas_tol = 1e-9 if dt == torch.float64 else 1e-4
+        while it < o.max_iter:
+            k = min(o.check_every, o.max_iter - it)
+            st = self.iterate(st, gamma, gamma / p.norm_sq, k)
+            it += k
+            cert, x = self.check(st.y, st.tau, gamma, st.y - ray_ref, st.x_sum / max(st.x_count, 1))
+            ray_ref = st.y.clone()
+            if cert.bound > best_bound:
+                best_bound = cert.bound
+            if best_x is None or (cert.infeasibility <= o.tol and cert.objective < best_obj) or (
+                    best_cert.infeasibility > o.tol and cert.infeasibility <= best_cert.infeasibility):
+                best_obj, best_x, best_cert = cert.objective, x, cert
+            gap = relative_gap(best_obj, best_bound)
+            record = dict(iteration=it, gamma=gamma, dual=cert.dual_value, bound=best_bound, objective=best_obj,
+                          infeasibility=best_cert.infeasibility, raw_infeasibility=cert.raw_infeasibility,
+                          gap=gap, step=gamma / p.norm_sq, time=time.perf_counter() - start)
+            history.append(record)
+            if o.callback is not None and o.callback(dict(record)) is True:
+                status = Status.INTERRUPTED
+                break
+            if cert.farkas > farkas_tol:
+                status = Status.INFEASIBLE
+                break
+            if best_cert.infeasibility <= o.tol and gap <= o.tol:
+                status = Status.OPTIMAL
+                break
+            if o.time_limit is not None and time.perf_counter() - start > o.time_limit:
+                status = Status.TIME_LIMIT
+                break
+            stage_done = cert.raw_infeasibility <= o.tol or it - stage_start_iter >= o.stage_iter
+            if stage_done and gamma * o.gamma_decay >= o.gamma_min:
+                y_stage = st.y.clone()
+                rho = o.gamma_decay
+                if o.extrapolate and prev_stage_y is not None:
+                    # y(gamma) ~ y(0) + k gamma across stages gamma/rho -> gamma -> rho gamma
+                    slope_step = y_stage - prev_stage_y  # = -k gamma (1/rho - 1)
+                    y_zero = self.to_domain(y_stage + slope_step * (rho / (1.0 - rho)))
+                    best_bound = max(best_bound, p.sigma * float(self.lagrangian_bound(y_zero)) + p.sf.offset)
+                    y_next = self.to_domain(y_stage + slope_step * rho)
+                else:
+                    y_next = y_stage
+                prev_stage_y = y_stage
+                gamma *= o.gamma_decay
+                st = AscentState(y_next, y_next.clone(), torch.ones_like(st.t), st.tau, torch.zeros_like(st.x_sum))
+                stage_start_iter = it
+        return dict(status=status, x=best_x, y=st.y, gamma=gamma, bound=best_bound, objective=best_obj,
+                    cert=best_cert, iterations=it, history=history, ray=st.y - ray_ref, elapsed=time.perf_counter() - start)
+
+    def to_domain(self, y: torch.Tensor) -> torch.Tensor:
+        """Project onto the dual domain: y_r >= 0 where l_r = -inf, y_r <= 0 where u_r = +inf."""
+        p = self.prob
+        y = torch.where(torch.isinf(p.row_lower), y.clamp(min=0), y)
+        return torch.where(torch.isinf(p.row_upper), y.clamp(max=0), y)
