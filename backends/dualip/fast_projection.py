@@ -28,3 +28,31 @@ def simplex_box_project(v, tau, blocks, steps: int):
     t_col = torch.repeat_interleave(tau, blocks.counts, output_size=n)
     x = torch.clamp(v - t_col, blocks.lower, blocks.upper)
     return x, tau
+
+
+def simplex_box_linear_minimize(g, blocks):
+    """(value, x, mu) of min_{x in C_i} g^T x per block, for BOX / SIMPLEX_LE / SIMPLEX_EQ blocks only.
+
+    SIMPLEX: value = r min(g) (LE: r min(0, min g)), the mass r split over the minimizing columns, mu = the
+    multiplier d(value)/dr; BOX: each column at the bound its cost sign prefers (value -inf if that bound is
+    infinite). Segment reductions only: the same results as projections.linear_minimize, without its sort.
+    """
+    n = g.shape[0]
+    zero = torch.zeros_like(g)
+    gmin = torch.segment_reduce(g, "min", offsets=blocks.offsets)
+    gmin = torch.where(blocks.counts > 0, gmin, torch.zeros_like(gmin))
+    mu = torch.where(blocks.is_le, gmin.clamp(max=0), gmin)
+    mu = torch.where(blocks.is_box, torch.zeros_like(mu), mu)
+    lower = torch.as_tensor(blocks.lower, dtype=g.dtype, device=g.device)
+    upper = torch.as_tensor(blocks.upper, dtype=g.dtype, device=g.device)
+    box_x = torch.where(g > 0, lower.expand_as(g), torch.where(g < 0, upper.expand_as(g),
+                                                                torch.clamp(zero, lower, upper)))
+    box_value = torch.segment_reduce(torch.where(g != 0, g * box_x, zero), "sum", offsets=blocks.offsets)
+    is_min = g == torch.repeat_interleave(gmin, blocks.counts, output_size=n)
+    ties = torch.segment_reduce(is_min.to(g.dtype), "sum", offsets=blocks.offsets).clamp(min=1)
+    mass = torch.where(mu < 0, blocks.rhs, torch.where(blocks.is_le, torch.zeros_like(mu), blocks.rhs)) / ties
+    simplex_x = torch.where(is_min, torch.repeat_interleave(mass, blocks.counts, output_size=n), zero)
+    is_box_col = torch.repeat_interleave(blocks.is_box, blocks.counts, output_size=n)
+    x = torch.where(is_box_col, box_x, simplex_x)
+    value = torch.where(blocks.is_box, box_value, blocks.rhs * mu)
+    return value, x, mu

@@ -25,7 +25,6 @@ class DualipOptions:
     gamma: float | None = None  # initial ridge weight relative to max|c| (None: automatic)
     gamma_decay: float = 0.5  # gamma <- gamma * gamma_decay at the end of each continuation stage
     gamma_min: float = 1e-7
-    stage_iter: int = 500  # at most this many iterations per continuation stage
     check_every: int = 25
     newton_steps: int = 2  # warm-started Newton steps of the simplex projection per iteration
     extrapolate: bool = True  # Richardson extrapolation of the duals across gamma stages
@@ -37,7 +36,7 @@ class DualipOptions:
         checks = {
             "tol": self.tol > 0, "max_iter": self.max_iter >= 1, "check_every": self.check_every >= 1,
             "gamma_decay": 0 < self.gamma_decay < 1, "gamma_min": self.gamma_min > 0,
-            "stage_iter": self.stage_iter >= 1, "newton_steps": self.newton_steps >= 1,
+            "newton_steps": self.newton_steps >= 1,
             "time_limit": self.time_limit is None or self.time_limit > 0,
             "gamma": self.gamma is None or self.gamma > 0,
             "dtype": self.dtype in (None, "float32", "float64"),

@@ -7,6 +7,7 @@ scaled problem times sigma (plus the offset) is the original one.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,12 +73,17 @@ class ScaledProblem:
         A_csr.sort_indices()
 
         def t(a, dt=dtype):
+            a = np.asarray(a)
+            if not a.flags.writeable:  # standard-form arrays are frozen; torch wants writable memory
+                a = a.copy()
             return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
 
-        A = torch.sparse_csr_tensor(t(A_csr.indptr, torch.int32), t(A_csr.indices, torch.int32),
-                                    t(A_csr.data), size=(m, n))
-        At = torch.sparse_csr_tensor(t(sf.A_indptr, torch.int32), t(sf.A_indices, torch.int32), t(scaled),
-                                     size=(n, m))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ss]parse.*")  # CSR 'beta' and invariant notices
+            A = torch.sparse_csr_tensor(t(A_csr.indptr, torch.int32), t(A_csr.indices, torch.int32),
+                                        t(A_csr.data), size=(m, n))
+            At = torch.sparse_csr_tensor(t(sf.A_indptr, torch.int32), t(sf.A_indices, torch.int32), t(scaled),
+                                         size=(n, m))
         kinds = sf.block_kind
         counts = np.diff(sf.block_ptr).astype(np.int64)
         uniform = sf.col_lower.strides == (0,) and sf.col_upper.strides == (0,)

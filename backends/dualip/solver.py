@@ -20,7 +20,7 @@ import torch
 from dualip_model.result import relative_gap
 from dualip_model.status import Status
 
-from .fast_projection import simplex_box_project
+from .fast_projection import simplex_box_linear_minimize, simplex_box_project
 from .problem import ScaledProblem
 from .projections import BlockStructure, linear_minimize, project
 
@@ -33,8 +33,6 @@ class AscentState:
     w: torch.Tensor
     t: torch.Tensor
     tau: torch.Tensor
-    x_sum: torch.Tensor  # sum of the primal iterates x*(w) since the stage began (ergodic primal)
-    x_count: int = 0
 
 
 @dataclass
@@ -45,6 +43,7 @@ class Certificate:
     objective: float  # of the repaired primal (or of x*(y) when no repair applies)
     infeasibility: float  # relative, of the returned primal
     raw_infeasibility: float  # relative, of x*(y) before repair
+    stationarity: float  # relative norm of the prox-gradient step (y+ - y) / s: zero iff y = y*(gamma)
     dual_value: float  # regularized dual g_gamma(y)
     farkas: float  # > 0 certifies infeasibility along the tested ray
 
@@ -55,9 +54,22 @@ class DualAscentSolver:
     def __init__(self, prob: ScaledProblem, options):
         self.prob = prob
         self.opts = options
-        self.bs = BlockStructure.from_standard_form(prob.sf, prob.device, prob.dtype)
+        self._bs = None
+
+    @property
+    def bs(self) -> BlockStructure:
+        """The exact (sort-based) block structure, built on first use."""
+        if self._bs is None:
+            self._bs = BlockStructure.from_standard_form(self.prob.sf, self.prob.device, self.prob.dtype)
+        return self._bs
 
     # ------------------------------------------------------------------ building blocks
+    def linear_minimize(self, g: torch.Tensor):
+        """(value per block, minimizer, block multipliers) of min_{x in C} g^T x."""
+        if self.prob.fast_projection:
+            return simplex_box_linear_minimize(g, self.prob.blocks)
+        return linear_minimize(g, self.bs)
+
     def primal(self, v: torch.Tensor, tau: torch.Tensor, steps: int):
         if self.prob.fast_projection:
             return simplex_box_project(v, tau, self.prob.blocks, steps)
@@ -66,10 +78,9 @@ class DualAscentSolver:
     def iterate(self, st: AscentState, gamma: float, step: float, k: int) -> AscentState:
         """k accelerated proximal ascent steps; tensor ops only (no host synchronization)."""
         p = self.prob
-        y, w, t, tau, x_sum = st.y, st.w, st.t, st.tau, st.x_sum
+        y, w, t, tau = st.y, st.w, st.t, st.tau
         for _ in range(k):
             x, tau = self.primal(-(p.c + p.At @ w) / gamma, tau, self.opts.newton_steps)
-            x_sum = x_sum + x
             z = w + step * (p.A @ x)
             y_new = z - step * torch.clamp(z / step, p.row_lower, p.row_upper)
             restart = ((y_new - w) * (y_new - y)).sum() < 0
@@ -78,7 +89,7 @@ class DualAscentSolver:
             t = torch.where(restart, torch.ones_like(t), t_new)
             w = y_new + beta * (y_new - y)
             y = y_new
-        return AscentState(y, w, t, tau, x_sum, st.x_count + k)
+        return AscentState(y, w, t, tau)
 
     def support(self, y: torch.Tensor) -> torch.Tensor:
         """h(y) = sum_r u_r y_r^+ - l_r y_r^- (finite on the dual domain)."""
@@ -88,12 +99,12 @@ class DualAscentSolver:
 
     def lagrangian_bound(self, y: torch.Tensor) -> torch.Tensor:
         """L(y) = min_{x in C} (c + A^T y)^T x - h(y): a lower bound on the optimum for every y in the domain."""
-        values, _, _ = linear_minimize(self.prob.c + self.prob.At @ y, self.bs)
+        values, _, _ = self.linear_minimize(self.prob.c + self.prob.At @ y)
         return values.sum() - self.support(y)
 
     def farkas(self, d: torch.Tensor) -> torch.Tensor:
         """min_{x in C} (A^T d)^T x - h(d), normalized by ||d||: > 0 proves that no x in C meets the rows."""
-        values, _, _ = linear_minimize(self.prob.At @ d, self.bs)
+        values, _, _ = self.linear_minimize(self.prob.At @ d)
         return (values.sum() - self.support(d)) / d.norm().clamp(min=1e-30)
 
     def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
@@ -110,7 +121,7 @@ class DualAscentSolver:
                              torch.ones_like(sums))
         return x * torch.repeat_interleave(shrink, p.blocks.counts, output_size=x.shape[0])
 
-    def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, ray: torch.Tensor, x_avg: torch.Tensor):
+    def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, ray: torch.Tensor):
         """Certificate numbers at y (one host copy) plus the primal candidate and its device tensors."""
         p = self.prob
         g = p.c + p.At @ y
@@ -121,12 +132,12 @@ class DualAscentSolver:
         ax = p.A @ x
         scale = torch.as_tensor(p.row_scale, dtype=p.dtype, device=p.device)
         raw_viol = (torch.relu(ax - p.row_upper) + torch.relu(p.row_lower - ax)) / scale
-        values, _, _ = linear_minimize(g, self.bs)
+        step = gamma / p.norm_sq
+        z = y + step * ax
+        moved = (z - step * torch.clamp(z / step, p.row_lower, p.row_upper) - y) / (step * scale)
+        values, _, _ = self.linear_minimize(g)
         if p.repairable:
-            # candidates: x*(y) and the stage's ergodic average of x*(w_k), both repaired; keep the cheaper
             xr = self.repair(x, ax)
-            xa = self.repair(x_avg, p.A @ x_avg)
-            xr = torch.where((p.c * xa).sum() < (p.c * xr).sum(), xa, xr)
             axr = p.A @ xr
             viol = (torch.relu(axr - p.row_upper) + torch.relu(p.row_lower - axr)) / scale
         else:
@@ -135,7 +146,7 @@ class DualAscentSolver:
         stats = torch.stack([
             values.sum() - h,  # unregularized bound (scaled)
             (p.c * xr).sum(),  # objective of the candidate (scaled)
-            viol.norm(), raw_viol.norm(),
+            viol.norm(), raw_viol.norm(), moved.norm(),
             (g * x).sum() - h + 0.5 * gamma * (x * x).sum(),  # g_gamma(y)
             self.farkas(ray) if p.m else torch.zeros((), dtype=p.dtype, device=p.device),
         ]).double().cpu().numpy()
@@ -143,7 +154,7 @@ class DualAscentSolver:
         cert = Certificate(
             bound=p.sigma * stats[0] + sf.offset, objective=p.sigma * stats[1] + sf.offset,
             infeasibility=stats[2] / (1.0 + p.b_norm), raw_infeasibility=stats[3] / (1.0 + p.b_norm),
-            dual_value=p.sigma * stats[4] + sf.offset, farkas=stats[5],
+            stationarity=stats[4] / (1.0 + p.b_norm), dual_value=p.sigma * stats[5] + sf.offset, farkas=stats[6],
         )
         return cert, xr
 
@@ -152,20 +163,20 @@ class DualAscentSolver:
         p, o = self.prob, self.opts
         dev, dt = p.device, p.dtype
         start = time.perf_counter()
-        gamma = gamma0 if gamma0 is not None else (o.gamma if o.gamma is not None else 1e-2)
+        gamma = gamma0 if gamma0 is not None else (o.gamma if o.gamma is not None else 1e-1)
         y = torch.zeros(p.m, dtype=dt, device=dev) if y0 is None else torch.as_tensor(y0, dtype=dt, device=dev)
         st = AscentState(y, y.clone(), torch.ones((), dtype=dt, device=dev),
-                         torch.zeros(p.sf.n_blocks, dtype=dt, device=dev), torch.zeros(p.n, dtype=dt, device=dev))
+                         torch.zeros(p.sf.n_blocks, dtype=dt, device=dev))
         history = []
         best_bound, best_obj, best_x, best_cert = -math.inf, math.inf, None, None
-        stage_start_iter, prev_stage_y, ray_ref = 0, None, st.y.clone()
+        prev_stage_y, ray_ref = None, st.y.clone()
         status, it = Status.ITERATION_LIMIT, 0
         farkas_tol = 1e-9 if dt == torch.float64 else 1e-4
         while it < o.max_iter:
             k = min(o.check_every, o.max_iter - it)
             st = self.iterate(st, gamma, gamma / p.norm_sq, k)
             it += k
-            cert, x = self.check(st.y, st.tau, gamma, st.y - ray_ref, st.x_sum / max(st.x_count, 1))
+            cert, x = self.check(st.y, st.tau, gamma, st.y - ray_ref)
             ray_ref = st.y.clone()
             if cert.bound > best_bound:
                 best_bound = cert.bound
@@ -174,7 +185,9 @@ class DualAscentSolver:
                 best_obj, best_x, best_cert = cert.objective, x, cert
             gap = relative_gap(best_obj, best_bound)
             record = dict(iteration=it, gamma=gamma, dual=cert.dual_value, bound=best_bound, objective=best_obj,
+                          candidate_objective=cert.objective,
                           infeasibility=best_cert.infeasibility, raw_infeasibility=cert.raw_infeasibility,
+                          stationarity=cert.stationarity,
                           gap=gap, step=gamma / p.norm_sq, time=time.perf_counter() - start)
             history.append(record)
             if o.callback is not None and o.callback(dict(record)) is True:
@@ -189,7 +202,7 @@ class DualAscentSolver:
             if o.time_limit is not None and time.perf_counter() - start > o.time_limit:
                 status = Status.TIME_LIMIT
                 break
-            stage_done = cert.raw_infeasibility <= o.tol or it - stage_start_iter >= o.stage_iter
+            stage_done = cert.stationarity <= o.tol
             if stage_done and gamma * o.gamma_decay >= o.gamma_min:
                 y_stage = st.y.clone()
                 rho = o.gamma_decay
@@ -203,8 +216,7 @@ class DualAscentSolver:
                     y_next = y_stage
                 prev_stage_y = y_stage
                 gamma *= o.gamma_decay
-                st = AscentState(y_next, y_next.clone(), torch.ones_like(st.t), st.tau, torch.zeros_like(st.x_sum))
-                stage_start_iter = it
+                st = AscentState(y_next, y_next.clone(), torch.ones_like(st.t), st.tau)
         return dict(status=status, x=best_x, y=st.y, gamma=gamma, bound=best_bound, objective=best_obj,
                     cert=best_cert, iterations=it, history=history, ray=st.y - ray_ref, elapsed=time.perf_counter() - start)
 
