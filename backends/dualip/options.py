@@ -26,7 +26,8 @@ class DualipOptions:
     gamma_decay: float = 0.5  # gamma <- gamma * gamma_decay at the end of each continuation stage
     gamma_min: float = 1e-7
     check_every: int = 25
-    newton_steps: int = 2  # warm-started Newton steps of the simplex projection per iteration
+    newton_steps: int = 1  # warm-started Newton steps of the simplex projection per iteration
+    adaptive_step: bool = True  # step from a running estimate of the local curvature (>= the safe step)
     extrapolate: bool = True  # Richardson extrapolation of the duals across gamma stages
     warm_start: Any = None  # a Result/RawResult of this backend, or {"y": duals, "gamma": gamma}
     callback: Callable[[dict], Any] | None = None  # called with each history record; True stops

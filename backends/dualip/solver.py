@@ -33,6 +33,16 @@ class AscentState:
     w: torch.Tensor
     t: torch.Tensor
     tau: torch.Tensor
+    lip: torch.Tensor  # running estimate of the local Lipschitz constant of the dual gradient
+    w_prev: torch.Tensor  # previous extrapolated point and its A x*(w), for that estimate
+    ax_prev: torch.Tensor
+
+    @staticmethod
+    def start(y: torch.Tensor, n_blocks: int, lip: float, tau: torch.Tensor | None = None) -> "AscentState":
+        """Momentum reset at y (a new stage or a warm start)."""
+        one = torch.ones((), dtype=y.dtype, device=y.device)
+        tau = torch.zeros(n_blocks, dtype=y.dtype, device=y.device) if tau is None else tau
+        return AscentState(y, y.clone(), one, tau, one * lip, y.clone(), torch.zeros_like(y))
 
 
 @dataclass
@@ -76,20 +86,34 @@ class DualAscentSolver:
         return project(v, self.bs), tau
 
     def iterate(self, st: AscentState, gamma: float, step: float, k: int) -> AscentState:
-        """k accelerated proximal ascent steps; tensor ops only (no host synchronization)."""
+        """k accelerated proximal ascent steps; tensor ops only (no host synchronization).
+
+        With ``adaptive_step`` the step is 1 / (1.1 L_hat), L_hat a decaying maximum of the local curvature
+        ||A x(w_k) - A x(w_{k-1})|| / ||w_k - w_{k-1}||, never below the safe step ``step`` = gamma / ||A||^2.
+        """
         p = self.prob
-        y, w, t, tau = st.y, st.w, st.t, st.tau
+        y, w, t, tau, lip = st.y, st.w, st.t, st.tau, st.lip
+        w_prev, ax_prev = st.w_prev, st.ax_prev
+        l_max = 1.0 / step
         for _ in range(k):
             x, tau = self.primal(-(p.c + p.At @ w) / gamma, tau, self.opts.newton_steps)
-            z = w + step * (p.A @ x)
-            y_new = z - step * torch.clamp(z / step, p.row_lower, p.row_upper)
+            ax = p.A @ x
+            if self.opts.adaptive_step:
+                local = (ax - ax_prev).norm() / (w - w_prev).norm().clamp(min=1e-30)
+                lip = torch.clamp(torch.maximum(local, 0.95 * lip), min=1e-2 * l_max, max=l_max)
+                s = torch.clamp(1.0 / (1.1 * lip), min=step)
+                w_prev, ax_prev = w, ax
+            else:
+                s = step
+            z = w + s * ax
+            y_new = z - s * torch.clamp(z / s, p.row_lower, p.row_upper)
             restart = ((y_new - w) * (y_new - y)).sum() < 0
             t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
             beta = torch.where(restart, torch.zeros_like(t), (t - 1.0) / t_new)
             t = torch.where(restart, torch.ones_like(t), t_new)
             w = y_new + beta * (y_new - y)
             y = y_new
-        return AscentState(y, w, t, tau)
+        return AscentState(y, w, t, tau, lip, w_prev, ax_prev)
 
     def support(self, y: torch.Tensor) -> torch.Tensor:
         """h(y) = sum_r u_r y_r^+ - l_r y_r^- (finite on the dual domain)."""
@@ -165,8 +189,7 @@ class DualAscentSolver:
         start = time.perf_counter()
         gamma = gamma0 if gamma0 is not None else (o.gamma if o.gamma is not None else 1e-1)
         y = torch.zeros(p.m, dtype=dt, device=dev) if y0 is None else torch.as_tensor(y0, dtype=dt, device=dev)
-        st = AscentState(y, y.clone(), torch.ones((), dtype=dt, device=dev),
-                         torch.zeros(p.sf.n_blocks, dtype=dt, device=dev))
+        st = AscentState.start(y, p.sf.n_blocks, p.norm_sq / gamma)
         history = []
         best_bound, best_obj, best_x, best_cert = -math.inf, math.inf, None, None
         prev_stage_y, ray_ref = None, st.y.clone()
@@ -216,7 +239,7 @@ class DualAscentSolver:
                     y_next = y_stage
                 prev_stage_y = y_stage
                 gamma *= o.gamma_decay
-                st = AscentState(y_next, y_next.clone(), torch.ones_like(st.t), st.tau)
+                st = AscentState.start(y_next, p.sf.n_blocks, p.norm_sq / gamma, st.tau)
         return dict(status=status, x=best_x, y=st.y, gamma=gamma, bound=best_bound, objective=best_obj,
                     cert=best_cert, iterations=it, history=history, ray=st.y - ray_ref, elapsed=time.perf_counter() - start)
 
