@@ -192,14 +192,21 @@ class DualAscentSolver:
         st = AscentState.start(y, p.sf.n_blocks, p.norm_sq / gamma)
         history = []
         best_bound, best_obj, best_x, best_cert = -math.inf, math.inf, None, None
-        prev_stage_y, ray_ref = None, st.y.clone()
+        prev_stage_y, ray_ref, ray = None, st.y.clone(), None
         status, it = Status.ITERATION_LIMIT, 0
         farkas_tol = 1e-9 if dt == torch.float64 else 1e-4
         while it < o.max_iter:
             k = min(o.check_every, o.max_iter - it)
-            st = self.iterate(st, gamma, gamma / p.norm_sq, k)
+            try:
+                st = self.iterate(st, gamma, gamma / p.norm_sq, k)
+            except KeyboardInterrupt:  # Ctrl-C: return the best certified result so far
+                if best_x is None:
+                    raise
+                status = Status.INTERRUPTED
+                break
             it += k
-            cert, x = self.check(st.y, st.tau, gamma, st.y - ray_ref)
+            ray = st.y - ray_ref  # the dual's move since the last check: the Farkas test direction
+            cert, x = self.check(st.y, st.tau, gamma, ray)
             ray_ref = st.y.clone()
             if cert.bound > best_bound:
                 best_bound = cert.bound
@@ -241,7 +248,7 @@ class DualAscentSolver:
                 gamma *= o.gamma_decay
                 st = AscentState.start(y_next, p.sf.n_blocks, p.norm_sq / gamma, st.tau)
         return dict(status=status, x=best_x, y=st.y, gamma=gamma, bound=best_bound, objective=best_obj,
-                    cert=best_cert, iterations=it, history=history, ray=st.y - ray_ref, elapsed=time.perf_counter() - start)
+                    cert=best_cert, iterations=it, history=history, ray=ray, elapsed=time.perf_counter() - start)
 
     def to_domain(self, y: torch.Tensor) -> torch.Tensor:
         """Project onto the dual domain: y_r >= 0 where l_r = -inf, y_r <= 0 where u_r = +inf."""
