@@ -89,10 +89,11 @@ class Model:
         ``options`` is the backend's Options dataclass; keyword settings override its fields by name.
         """
         solver = registry.get(backend)
+        wants_warm = settings.get("warm_start") is not None or getattr(options, "warm_start", None) is not None
+        if wants_warm and Capability.WARM_START not in solver.capabilities:
+            raise CapabilityError(f"backend '{backend}' does not support warm starts")
         opts = _backend_options(solver, options, settings)
         sf = standard_form if standard_form is not None else self.compile()
-        if getattr(opts, "warm_start", None) is not None and Capability.WARM_START not in solver.capabilities:
-            raise CapabilityError(f"backend '{backend}' does not support warm starts")
         start = time.perf_counter()
         raw = solver.solve(sf, opts)
         if not raw.solve_time:

@@ -83,7 +83,9 @@ class DualipBackend:
         if y0 is not None:
             y0 = y0 / (prob.sigma * prob.row_scale)
         out = solver.solve(y0, gamma0)
-        y = (prob.sigma * prob.row_scale) * out["y"].double().cpu().numpy()
+        to_original = prob.sigma * prob.row_scale
+        y_last = to_original * out["y"].double().cpu().numpy()  # where the ascent stands: the warm start
+        y = to_original * out["y_bound"].double().cpu().numpy()  # the duals behind the best bound
         x = out["x"].double().cpu().numpy()
         bound, objective, infeas, mu = float64_certificate(sf, x, y)
         bound = max(bound, out["bound"]) if dtype == torch.float64 else bound
@@ -105,7 +107,7 @@ class DualipBackend:
         return RawResult(
             status=status, x=x, objective=objective, bound=bound, row_dual=-y, block_dual=mu,
             iterations=out["iterations"], solve_time=out["elapsed"], history=out["history"],
-            guarantees=tuple(guarantees), ray=ray, state={"y": y, "gamma": out["gamma"]},
+            guarantees=tuple(guarantees), ray=ray, state={"y": y_last, "gamma": out["gamma"]},
             message=f"gamma {out['gamma']:.3g}, {out['iterations']} iterations",
             log="\n".join(str(h) for h in out["history"]),
         )

@@ -3,7 +3,7 @@
 The root tau_i of f(tau) = sum_j (v_j - tau)_+ - r_i is found by Newton steps from the previous
 iteration's tau (f is convex, decreasing, piecewise linear: from the right one step lands left of the
 root, from the left the steps increase monotonically and are exact once the active set settles; where
-no column is active, tau moves left by r_i). With a
+no column is active, tau restarts at max v - r_i, left of the root). With a
 fixed number of steps there is no host synchronization; the result is exact whenever the active set
 has settled, which warm starting makes the common case. ``projections.project`` is the exact reference.
 """
@@ -15,14 +15,15 @@ import torch
 
 def simplex_box_project(v, tau, blocks, steps: int):
     """(x, tau): x = clip(v - tau[block], l, u) with tau = 0 on BOX blocks, tau >= 0 on SIMPLEX_LE blocks."""
+    vmax = torch.segment_reduce(v, "max", offsets=blocks.offsets)
+    fallback = torch.where(blocks.counts > 0, vmax - blocks.rhs, torch.zeros_like(vmax))
     n = v.shape[0]
     for _ in range(steps):
         t_col = torch.repeat_interleave(tau, blocks.counts, output_size=n)
         active = v > t_col
         k = torch.segment_reduce(active.to(v.dtype), "sum", offsets=blocks.offsets)
         s = torch.segment_reduce(torch.where(active, v, torch.zeros_like(v)), "sum", offsets=blocks.offsets)
-        # no active column means tau >= max v, right of the root: step left by r (exact once some column enters)
-        tau = torch.where(k > 0, (s - blocks.rhs) / k.clamp(min=1), tau - blocks.rhs.clamp(min=1e-12))
+        tau = torch.where(k > 0, (s - blocks.rhs) / k.clamp(min=1), fallback)
     tau = torch.where(blocks.is_le, tau.clamp(min=0), tau)
     tau = torch.where(blocks.is_box, torch.zeros_like(tau), tau)
     t_col = torch.repeat_interleave(tau, blocks.counts, output_size=n)

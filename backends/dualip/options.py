@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import torch
+
 from dualip_model.errors import ModelError
 
 
@@ -42,6 +44,10 @@ class DualipOptions:
             "gamma": self.gamma is None or self.gamma > 0,
             "dtype": self.dtype in (None, "float32", "float64"),
         }
+        try:
+            checks["device"] = torch.device(self.device).type in ("cpu", "cuda")
+        except (RuntimeError, TypeError):
+            checks["device"] = False
         for name, ok in checks.items():
             if not ok:
                 raise ModelError(f"DualipOptions.{name}: invalid value {getattr(self, name)!r}")

@@ -191,7 +191,7 @@ class DualAscentSolver:
         y = torch.zeros(p.m, dtype=dt, device=dev) if y0 is None else torch.as_tensor(y0, dtype=dt, device=dev)
         st = AscentState.start(y, p.sf.n_blocks, p.norm_sq / gamma)
         history = []
-        best_bound, best_obj, best_x, best_cert = -math.inf, math.inf, None, None
+        best_bound, best_obj, best_x, best_cert, best_y = -math.inf, math.inf, None, None, st.y
         prev_stage_y, ray_ref, ray = None, st.y.clone(), None
         status, it = Status.ITERATION_LIMIT, 0
         farkas_tol = 1e-9 if dt == torch.float64 else 1e-4
@@ -209,7 +209,7 @@ class DualAscentSolver:
             cert, x = self.check(st.y, st.tau, gamma, ray)
             ray_ref = st.y.clone()
             if cert.bound > best_bound:
-                best_bound = cert.bound
+                best_bound, best_y = cert.bound, st.y
             if best_x is None or (cert.infeasibility <= o.tol and cert.objective < best_obj) or (
                     best_cert.infeasibility > o.tol and cert.infeasibility <= best_cert.infeasibility):
                 best_obj, best_x, best_cert = cert.objective, x, cert
@@ -240,14 +240,16 @@ class DualAscentSolver:
                     # y(gamma) ~ y(0) + k gamma across stages gamma/rho -> gamma -> rho gamma
                     slope_step = y_stage - prev_stage_y  # = -k gamma (1/rho - 1)
                     y_zero = self.to_domain(y_stage + slope_step * (rho / (1.0 - rho)))
-                    best_bound = max(best_bound, p.sigma * float(self.lagrangian_bound(y_zero)) + p.sf.offset)
+                    zero_bound = p.sigma * float(self.lagrangian_bound(y_zero)) + p.sf.offset
+                    if zero_bound > best_bound:
+                        best_bound, best_y = zero_bound, y_zero
                     y_next = self.to_domain(y_stage + slope_step * rho)
                 else:
                     y_next = y_stage
                 prev_stage_y = y_stage
                 gamma *= o.gamma_decay
                 st = AscentState.start(y_next, p.sf.n_blocks, p.norm_sq / gamma, st.tau)
-        return dict(status=status, x=best_x, y=st.y, gamma=gamma, bound=best_bound, objective=best_obj,
+        return dict(status=status, x=best_x, y=st.y, y_bound=best_y, gamma=gamma, bound=best_bound, objective=best_obj,
                     cert=best_cert, iterations=it, history=history, ray=ray, elapsed=time.perf_counter() - start)
 
     def to_domain(self, y: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,511 @@
+"""Tests specific to the `dualip` backend (ridge-regularized dual decomposition).
+
+Objective parity with HiGHS on the shared models lives in tests/test_parity.py; this file checks what only
+this backend promises: the fast (Newton / segment-reduction) block kernels against the exact sort-based
+reference, the float64 certificates (bound, primal feasibility, Farkas ray), statuses, the convergence
+history, warm starts, determinism, float32, duals, option validation, the separable path and the int32
+device layout.
+
+All solves run with one torch thread (see ``_one_torch_thread``): on a loaded 2-core machine
+``torch.repeat_interleave`` (called 2-3 times per iteration) wakes the intra-op pool on every call and
+costs ~8 ms instead of ~5 us, which makes a 500-iteration solve take 20 s instead of 0.2 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import dualip_model as dm
+from dualip_model.backends.dualip import fast_projection, projections
+from dualip_model.backends.dualip.options import DualipOptions
+from dualip_model.backends.dualip.problem import ScaledProblem
+from dualip_model.polytopes import BlockKind
+from dualip_model.result import relative_gap
+from dualip_model.standard_form import Layout, StandardForm
+from dualip_model.synthetic import matching_model, synthetic_matching
+
+F64 = torch.float64
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def matching(users=200, items=20, density=0.3, seed=3):
+    data = synthetic_matching(users, items, density, seed=seed)
+    return data, matching_model(data)
+
+
+_CACHE: dict = {}
+
+
+def cached(key, fn):
+    """Solves shared by several tests (module-level memo; every solve here is deterministic)."""
+    if key not in _CACHE:
+        _CACHE[key] = fn()
+    return _CACHE[key]
+
+
+def base():
+    """(data, model, HiGHS result, default dualip result) on the 200 x 20 matching model."""
+    def make():
+        data, m = matching()
+        ref = m.solve("highs")
+        assert ref.status == dm.Status.OPTIMAL
+        return data, m, ref, m.solve("dualip")
+    return cached("base", make)
+
+
+def compiled_x(res) -> np.ndarray:
+    """The primal in the standard form's column order, taken from Result.primal (not raw.x)."""
+    sf = res.standard_form
+    x = res.primal(next(iter(res.model.variables)), labeled=False)
+    return x if sf.layout.column_order is None else x[sf.layout.column_order]
+
+
+def assert_primal_feasible(res, atol=1e-9, rtol=0.0):
+    """Rows within atol + rtol |bound|, column bounds and block sums within atol (standard-form order)."""
+    sf = res.standard_form
+    x = compiled_x(res)
+    ax = sf.A @ x
+    up = np.where(np.isfinite(sf.row_upper), sf.row_upper, 0.0)
+    lo = np.where(np.isfinite(sf.row_lower), sf.row_lower, 0.0)
+    assert np.all(ax <= sf.row_upper + atol + rtol * np.abs(up)), np.max(ax - sf.row_upper)
+    assert np.all(ax >= sf.row_lower - atol - rtol * np.abs(lo)), np.max(sf.row_lower - ax)
+    assert np.all(x >= sf.col_lower - atol) and np.all(x <= sf.col_upper + atol)
+    counts = np.diff(sf.block_ptr)
+    sums = np.add.reduceat(np.append(x, 0.0), sf.block_ptr[:-1]) * (counts > 0)
+    has_sum = sf.block_kind != BlockKind.BOX
+    assert np.all(sums[has_sum] <= sf.block_rhs[has_sum] + atol), np.max(sums[has_sum] - sf.block_rhs[has_sum])
+
+
+def bound_above_optimum(res, ref):
+    """Maximization: the certified bound is an upper bound on the HiGHS optimum."""
+    return res.bound >= ref.objective - 1e-9 * max(1.0, abs(ref.objective))
+
+
+def make_sf(blocks, rows=None) -> StandardForm:
+    """A StandardForm from (kind, lower, upper, r) blocks and optional dense coupling rows (A, lo, hi)."""
+    lower, upper, kinds, rhs, ptr = [], [], [], [], [0]
+    for kind, lo, hi, r in blocks:
+        lower += list(lo)
+        upper += list(hi)
+        kinds.append(int(kind))
+        rhs.append(float(r) if kind != BlockKind.BOX else 0.0)
+        ptr.append(ptr[-1] + len(lo))
+    n = len(lower)
+    if rows is None:
+        A, rlo, rhi = np.zeros((0, n)), np.zeros(0), np.zeros(0)
+    else:
+        A, rlo, rhi = rows
+    import scipy.sparse as sp
+
+    csc = sp.csc_matrix(A)
+    csc.sort_indices()
+    return StandardForm(
+        name="handmade", c=np.zeros(n), offset=0.0,
+        col_lower=np.asarray(lower, dtype=np.float64), col_upper=np.asarray(upper, dtype=np.float64),
+        A_indptr=csc.indptr.astype(np.int32), A_indices=csc.indices.astype(np.int32),
+        A_data=csc.data.astype(np.float64), row_lower=np.asarray(rlo, float), row_upper=np.asarray(rhi, float),
+        block_ptr=np.asarray(ptr, dtype=np.int64), block_kind=np.asarray(kinds, dtype=np.int8),
+        block_rhs=np.asarray(rhs, dtype=np.float64),
+        layout=Layout(sense=1, column_order=None, variables=(), constraints=()),
+    )
+
+
+def random_fast_blocks(rng, n_blocks=40):
+    """BOX / SIMPLEX_LE / SIMPLEX_EQ blocks of 0..7 columns; every kind gets an empty and a singleton block."""
+    kinds = [BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ]
+    sizes = [0, 1] * 3 + list(rng.integers(0, 8, size=n_blocks))
+    out = []
+    for i, m in enumerate(sizes):
+        kind = kinds[i % 3] if i < 6 else kinds[rng.integers(3)]
+        m = int(m)
+        if kind == BlockKind.BOX:
+            lo = rng.uniform(-2, 0, m)
+            out.append((kind, lo, lo + rng.uniform(0, 2, m), 0.0))
+        else:
+            r = 0.0 if (m == 0 and kind == BlockKind.SIMPLEX_EQ) else float(rng.choice([0.5, 1.0, 2.5]))
+            out.append((kind, np.zeros(m), np.full(m, np.inf), r))
+    return out
+
+
+def fast_structures(seed):
+    """(Blocks of ScaledProblem.build, exact BlockStructure) for one random block layout with two coupling rows."""
+    rng = np.random.default_rng(seed)
+    blocks = random_fast_blocks(rng)
+    n = sum(len(b[1]) for b in blocks)
+    A = rng.uniform(0, 1, (2, n)) * (rng.random((2, n)) < 0.5)
+    sf = make_sf(blocks, (A, np.full(2, -np.inf), np.ones(2)))
+    prob = ScaledProblem.build(sf, CPU, F64)
+    assert prob.fast_projection
+    return sf, prob.blocks, projections.BlockStructure.from_standard_form(sf, CPU, F64)
+
+
+def random_v(rng, n, scale):
+    # a mix of scales so that some simplex blocks are entirely negative, some have sum(v+) < r, some > r
+    return torch.as_tensor(rng.normal(size=n) * scale + rng.normal(), dtype=F64)
+
+
+# ---------------------------------------------------------------------------------- 1. fast block kernels
+@pytest.mark.parametrize("seed", range(6))
+def test_newton_projection_from_zero_equals_exact_projection(seed):
+    sf, blocks, bs = fast_structures(seed)
+    rng = np.random.default_rng(100 + seed)
+    for scale in (0.3, 1.0, 5.0):
+        v = random_v(rng, sf.n_cols, scale)
+        tau0 = torch.zeros(sf.n_blocks, dtype=F64)
+        x, tau = fast_projection.simplex_box_project(v, tau0, blocks, 50)
+        exact = projections.project(v, bs)
+        np.testing.assert_allclose(x.numpy(), exact.numpy(), rtol=0, atol=1e-12)
+        assert torch.all(tau[blocks.is_box] == 0) and torch.all(tau[blocks.is_le] >= 0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("steps", sorted({1, 2, DualipOptions().newton_steps}))
+def test_newton_projection_warm_started_few_steps_is_exact(seed, steps):
+    sf, blocks, bs = fast_structures(seed)
+    rng = np.random.default_rng(200 + seed)
+    v0 = random_v(rng, sf.n_cols, 1.0)
+    _, tau_exact = fast_projection.simplex_box_project(v0, torch.zeros(sf.n_blocks, dtype=F64), blocks, 60)
+    for _ in range(5):
+        v1 = v0 + torch.as_tensor(rng.normal(size=sf.n_cols) * 1e-7, dtype=F64)
+        x, _ = fast_projection.simplex_box_project(v1, tau_exact, blocks, steps)
+        np.testing.assert_allclose(x.numpy(), projections.project(v1, bs).numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("ties", [False, True])
+def test_segment_linear_minimize_equals_exact(seed, ties):
+    sf, blocks, bs = fast_structures(seed)
+    rng = np.random.default_rng(300 + seed)
+    n = sf.n_cols
+    g = rng.integers(-3, 4, n) / 2.0 if ties else rng.normal(size=n)
+    g = torch.as_tensor(g, dtype=F64)
+    value, x, mu = fast_projection.simplex_box_linear_minimize(g, blocks)
+    ref_value, _, ref_mu = projections.linear_minimize(g, bs)
+    np.testing.assert_allclose(value.numpy(), ref_value.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(mu.numpy(), ref_mu.numpy(), rtol=0, atol=1e-12)
+    # x attains the value in every block, and lies in the block polytope
+    per_block = projections.block_sums(g * x, bs)
+    np.testing.assert_allclose(per_block.numpy(), value.numpy(), rtol=0, atol=1e-12)
+    xs = projections.block_sums(x, bs).numpy()
+    assert np.all(x.numpy() >= sf.col_lower - 1e-15) and np.all(x.numpy() <= sf.col_upper)
+    eq, le = sf.block_kind == BlockKind.SIMPLEX_EQ, sf.block_kind == BlockKind.SIMPLEX_LE
+    np.testing.assert_allclose(xs[eq], sf.block_rhs[eq], atol=1e-12)
+    assert np.all(xs[le] <= sf.block_rhs[le] + 1e-12)
+
+
+# ------------------------------------------------------------------------------------- 2. certificates
+def test_bound_and_primal_are_certified_at_optimality():
+    _, m, ref, res = base()
+    assert res.status == dm.Status.OPTIMAL
+    assert bound_above_optimum(res, ref)
+    assert res.objective <= ref.objective + 1e-9 * abs(ref.objective)  # a feasible point cannot beat the optimum
+    assert_primal_feasible(res, 1e-9)
+    assert any("feasible" in g for g in res.guarantees), res.guarantees
+    assert any("bound" in g for g in res.guarantees), res.guarantees
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_bound_and_primal_are_certified_at_the_iteration_limit(seed):
+    _, m = matching(users=200, items=20, density=0.3, seed=seed)
+    ref = m.solve("highs")
+    res = m.solve("dualip", max_iter=25)
+    assert res.status == dm.Status.ITERATION_LIMIT
+    assert res.iterations == 25
+    assert bound_above_optimum(res, ref)
+    assert_primal_feasible(res, 1e-9)
+    assert res.objective <= ref.objective + 1e-9 * abs(ref.objective)
+
+
+# ------------------------------------------------------------------------------------------- 3. statuses
+@pytest.mark.parametrize("tol", [1e-3, 1e-5])
+def test_optimal_means_gap_within_tol(tol):
+    _, m = matching(users=100, items=10, density=0.25, seed=2)
+    res = m.solve("dualip", tol=tol)
+    assert res.status == dm.Status.OPTIMAL
+    assert 0 <= res.gap <= tol
+    assert res.gap == relative_gap(-res.objective, -res.bound)
+
+
+def farkas_value(sf: StandardForm, y: np.ndarray) -> float:
+    """min_{x in C} (A^T y)^T x - h(y) in float64 (h(y) = sum u_r y_r^+ - l_r y_r^-; -inf off the dual domain)."""
+    pos, neg = y > 0, y < 0
+    if np.any(pos & ~np.isfinite(sf.row_upper)) or np.any(neg & ~np.isfinite(sf.row_lower)):
+        return -math.inf
+    h = float(sf.row_upper[pos] @ y[pos] + sf.row_lower[neg] @ y[neg])
+    bs = projections.BlockStructure.from_standard_form(sf, CPU, F64)
+    values, _, _ = projections.linear_minimize(torch.as_tensor(sf.A.T @ y, dtype=F64), bs)
+    return float(values.sum()) - h
+
+
+def test_infeasible_model_returns_a_farkas_ray():
+    _, m = matching(users=60, items=8, density=0.3, seed=3)
+    m.subject_to(m.variables["x"].sum() >= 1e4, name="impossible")
+    res = m.solve("dualip")
+    assert res.status == dm.Status.INFEASIBLE
+    ray = res.raw.ray
+    assert ray is not None and ray.shape == (res.standard_form.n_rows,) and np.linalg.norm(ray) > 0
+    assert farkas_value(res.standard_form, ray) > 1e-9 * np.linalg.norm(ray)
+    # sanity of the checker: the zero ray and a ray of the feasible part do not certify anything
+    assert farkas_value(res.standard_form, np.zeros_like(ray)) == 0.0
+    budget_only = np.where(np.isfinite(res.standard_form.row_lower), 0.0, np.abs(ray))
+    assert farkas_value(res.standard_form, budget_only) <= 0
+
+
+def test_tiny_time_limit():
+    _, m, _, _ = base()
+    res = m.solve("dualip", time_limit=1e-9)
+    assert res.status == dm.Status.TIME_LIMIT
+    assert res.iterations == DualipOptions().check_every
+    assert_primal_feasible(res, 1e-9)
+
+
+def test_callback_returning_true_interrupts_after_first_check():
+    _, m, _, _ = base()
+    calls = []
+    res = m.solve("dualip", check_every=10, callback=lambda rec: calls.append(rec) or True)
+    assert res.status == dm.Status.INTERRUPTED
+    assert len(calls) == 1 and res.iterations == 10 and len(res.history) == 1
+    assert_primal_feasible(res, 1e-9)
+
+
+def test_callback_returning_truthy_non_true_does_not_stop():
+    _, m, _, _ = base()
+    res = m.solve("dualip", max_iter=50, check_every=10, callback=lambda rec: 1)
+    assert res.status == dm.Status.ITERATION_LIMIT and len(res.history) == 5
+
+
+# -------------------------------------------------------------------------------------------- 4. history
+KEYS = {"iteration", "gamma", "bound", "objective", "infeasibility", "gap", "step", "time"}
+
+
+@pytest.mark.parametrize("check_every, max_iter", [(10, 100), (10, 35), (25, 20_000)])
+def test_history_records_every_check(check_every, max_iter):
+    _, m, _, _ = base()
+    seen = []
+    res = m.solve("dualip", check_every=check_every, max_iter=max_iter, callback=seen.append)
+    h = res.history
+    its = [r["iteration"] for r in h]
+    expected = list(range(check_every, res.iterations + 1, check_every))
+    if res.iterations % check_every:
+        expected.append(res.iterations)
+    assert its == expected and its[-1] == res.iterations
+    if max_iter < 20_000:
+        assert res.iterations == max_iter
+    assert all(KEYS <= set(r) for r in h)
+    assert seen == h  # the callback saw the same records
+    bounds = np.array([r["bound"] for r in h])  # standard-form (minimization) units
+    assert np.all(np.diff(bounds) >= 0)
+    user_bounds = res.standard_form.layout.sense * bounds  # maximization: non-increasing upper bounds
+    assert np.all(np.diff(user_bounds) <= 0)
+    assert res.bound <= user_bounds[-1] + 1e-9 * abs(res.bound)  # the final float64 check only tightens it
+    assert np.all(np.diff([r["time"] for r in h]) >= 0)
+    assert all(r["step"] > 0 and r["gamma"] > 0 for r in h)
+    assert np.all(np.diff([r["gamma"] for r in h]) <= 0)  # continuation only lowers gamma
+    for r in h:
+        assert r["gap"] == relative_gap(r["objective"], r["bound"])
+    assert -h[-1]["objective"] == pytest.approx(res.objective, rel=1e-9)
+
+
+# ----------------------------------------------------------------------------------------- 5. warm start
+def test_warm_start_from_own_result_is_at_least_twice_as_fast():
+    _, m, _, cold = base()
+    warm = m.solve("dualip", warm_start=cold)
+    assert warm.status == dm.Status.OPTIMAL
+    assert warm.iterations <= cold.iterations / 2, (warm.iterations, cold.iterations)
+    # the same through the raw result and the dict form
+    assert m.solve("dualip", warm_start=cold.raw).iterations == warm.iterations
+    assert m.solve("dualip", warm_start=dict(cold.raw.state)).iterations == warm.iterations
+
+
+def test_warm_start_after_budget_change_reaches_optimal():
+    data, _, _, cold = base()
+    m2 = matching_model(dataclasses.replace(data, budget=data.budget * 1.05))
+    ref2 = m2.solve("highs")
+    res = m2.solve("dualip", warm_start=cold)
+    assert res.status == dm.Status.OPTIMAL
+    assert abs(res.objective - ref2.objective) <= 2e-4 * abs(ref2.objective)
+    assert bound_above_optimum(res, ref2)
+    assert_primal_feasible(res, 1e-9)
+
+
+def test_warm_start_with_wrong_row_count_raises():
+    _, _, _, cold = base()
+    _, other = matching(users=60, items=8, density=0.3, seed=1)
+    with pytest.raises(dm.ModelError, match="warm_start"):
+        other.solve("dualip", warm_start=cold)
+    with pytest.raises(dm.ModelError, match="warm_start"):
+        other.solve("dualip", warm_start={"y": np.zeros(3)})
+    with pytest.raises(dm.ModelError, match="warm_start"):
+        other.solve("dualip", warm_start=[0.0] * 8)
+
+
+def test_warm_start_on_highs_raises_capability_error():
+    # (regression: the option-name check used to answer first, with ModelError "no option(s) ['warm_start']")
+    _, m, _, cold = base()
+    with pytest.raises(dm.CapabilityError, match="warm start"):
+        m.solve("highs", warm_start=cold)
+
+
+# ---------------------------------------------------------------------------------------- 6. determinism
+def test_same_seed_is_bitwise_deterministic():
+    _, m = matching(users=100, items=10, density=0.25, seed=2)
+    a = m.solve("dualip", seed=7)
+    b = m.solve("dualip", seed=7)
+    assert a.iterations == b.iterations
+    for name in ("x", "row_dual", "block_dual"):
+        assert np.array_equal(getattr(a.raw, name), getattr(b.raw, name)), name
+    assert a.bound == b.bound and a.objective == b.objective
+
+
+# ------------------------------------------------------------------------------------------- 7. float32
+def test_float32_reaches_optimal_with_a_float64_certified_bound():
+    _, m, ref, res64 = base()
+    res32 = m.solve("dualip", dtype="float32", tol=1e-3)
+    assert res32.status == dm.Status.OPTIMAL
+    assert res32.raw.x.dtype == np.float64
+    assert abs(res32.objective - res64.objective) <= 1e-3 * abs(res64.objective)
+    assert bound_above_optimum(res32, ref)
+    # the repair runs in float32: rows hold up to float32 rounding (seen: 1.7e-6 over a budget of 22)
+    assert_primal_feasible(res32, atol=1e-6, rtol=4 * np.finfo(np.float32).eps)
+    assert res32.gap <= 1e-3
+
+
+# --------------------------------------------------------------------------------------------- 8. duals
+@pytest.mark.parametrize("seed", [1, 3, 4])
+def test_duals_are_dual_feasible_and_close_to_highs(seed):
+    # At the default tol 1e-4 the budget-weighted sum can still be 1-1.6% off (seeds 3, 4): near-optimal duals
+    # need not be near the (here unique) optimal dual face, so the comparison is made at tol 1e-5.
+    data, m = matching(users=150, items=15, density=0.25, seed=seed)
+    ref = m.solve("highs")
+    res = m.solve("dualip", tol=1e-5)
+    assert res.status == dm.Status.OPTIMAL
+    lam = res.dual("budget")
+    mu = res.dual("one_per_user")
+    assert list(lam.index) == list(ref.dual("budget").index) and len(mu) == data.n_users
+    assert (lam.values >= 0).all() and (mu.values >= 0).all()
+    ours, theirs = data.budget @ lam.values, data.budget @ ref.dual("budget").values
+    assert abs(ours - theirs) <= 1e-2 * abs(theirs), (ours, theirs)
+    # (lam, mu) is feasible for the LP dual  min b.lam + sum mu  s.t.  cost_e lam_item + mu_user >= value_e
+    reduced = data.cost * lam.values[data.item] + mu.values[data.user] - data.value
+    assert reduced.min() >= -1e-9 * max(1.0, data.value.max())
+    # so by weak duality its objective is an upper bound, close to the optimum
+    dual_obj = ours + mu.values.sum()
+    assert dual_obj >= ref.objective - 1e-9 * abs(ref.objective)
+    assert dual_obj - ref.objective <= 1e-3 * abs(ref.objective)
+
+
+# ---------------------------------------------------------------------------------- 9. option validation
+@pytest.mark.parametrize("name, value", [
+    ("tol", 0.0), ("tol", -1e-4), ("tol", float("nan")), ("check_every", 0), ("gamma_decay", 1.5),
+    ("gamma_decay", 1.0), ("gamma_decay", 0.0), ("dtype", "float16"), ("max_iter", 0), ("newton_steps", 0),
+    ("time_limit", 0.0), ("gamma", -1.0), ("gamma_min", 0.0),
+])
+def test_invalid_option_value_raises_naming_it(name, value):
+    with pytest.raises(dm.ModelError, match=rf"DualipOptions\.{name}\b"):
+        DualipOptions(**{name: value})
+    _, m = matching(users=20, items=3, density=0.5, seed=0)
+    with pytest.raises(dm.ModelError, match=rf"DualipOptions\.{name}\b"):
+        m.solve("dualip", **{name: value})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_device_without_cuda_raises_naming_device():
+    _, m = matching(users=20, items=3, density=0.5, seed=0)
+    with pytest.raises(dm.ModelError, match=r"DualipOptions\.device"):
+        m.solve("dualip", device="cuda")
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "meta"])
+def test_unknown_device_string_raises_model_error(device):
+    # (regression: "gpu" used to reach torch.device unchecked and raise torch's RuntimeError)
+    with pytest.raises(dm.ModelError, match=r"DualipOptions\.device"):
+        DualipOptions(device=device)
+    _, m = matching(users=20, items=3, density=0.5, seed=0)
+    with pytest.raises(dm.ModelError, match=r"DualipOptions\.device"):
+        m.solve("dualip", device=device)
+
+
+def test_unknown_option_keyword_raises_naming_it():
+    _, m = matching(users=20, items=3, density=0.5, seed=0)
+    with pytest.raises(dm.ModelError, match="tolerance"):
+        m.solve("dualip", tolerance=1e-3)
+
+
+# ------------------------------------------------------------------------------------- 10. no coupling rows
+def test_global_simplex_only_is_solved_exactly():
+    data = synthetic_matching(60, 8, 0.3, seed=5)
+    m = dm.Model("global")
+    users, items = m.entities("user", data.n_users), m.entities("item", data.n_items)
+    x = m.variable("x", over=m.edges("e", users, items, src=data.user, dst=data.item))
+    m.maximize((data.value * x).sum())
+    m.subject_to(x.sum() <= 2, name="total")
+    assert m.compile().n_rows == 0
+    res = m.solve("dualip", max_iter=1)
+    assert res.status == dm.Status.OPTIMAL and res.gap == 0.0
+    assert res.objective == pytest.approx(2 * data.value.max(), rel=1e-15)
+    assert res.bound == res.objective
+    assert res.x.values.sum() == pytest.approx(2.0, rel=1e-15)
+    assert res.dual("total").iloc[0] == pytest.approx(data.value.max(), rel=1e-15)
+
+
+def test_per_user_simplex_only_is_solved_exactly():
+    data = synthetic_matching(60, 8, 0.2, seed=6)
+    m = dm.Model("per_user")
+    users, items = m.entities("user", data.n_users), m.entities("item", data.n_items)
+    x = m.variable("x", over=m.edges("e", users, items, src=data.user, dst=data.item))
+    m.maximize((data.value * x).sum())
+    m.subject_to(x.sum(by=users) <= 1, name="one")
+    assert m.compile().n_rows == 0
+    res = m.solve("dualip")
+    best = np.zeros(data.n_users)
+    np.maximum.at(best, data.user, data.value)
+    assert res.status == dm.Status.OPTIMAL and res.gap == 0.0
+    assert res.objective == pytest.approx(best.sum(), rel=1e-14)
+    assert res.objective == pytest.approx(m.solve("highs").objective, rel=1e-12)
+    np.testing.assert_allclose(res.dual("one").values, best, rtol=1e-15)
+    assert_primal_feasible(res, 0.0)
+
+
+# ----------------------------------------------------------------------------------- 11. device layout
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_scaled_problem_uses_int32_indices_and_is_the_row_scaled_matrix(dtype):
+    _, m = matching(users=100, items=10, density=0.3, seed=1)
+    sf = m.compile()
+    p = ScaledProblem.build(sf, CPU, dtype)
+    for t in (p.A, p.At):
+        assert t.layout == torch.sparse_csr
+        assert t.crow_indices().dtype == torch.int32 and t.col_indices().dtype == torch.int32
+        assert t.values().dtype == dtype
+    assert p.c.dtype == dtype and p.row_lower.dtype == dtype and p.row_upper.dtype == dtype
+    nnz, mrows, n = sf.nnz, sf.n_rows, sf.n_cols
+    size = torch.finfo(dtype).bits // 8
+
+    def nbytes(t):
+        return sum(a.numel() * a.element_size() for a in (t.crow_indices(), t.col_indices(), t.values()))
+
+    assert nbytes(p.A) == nnz * (size + 4) + (mrows + 1) * 4
+    assert nbytes(p.At) == nnz * (size + 4) + (n + 1) * 4
+    # A~ = D A with unit-norm rows, At is its transpose, c~ = c / sigma, bounds scaled by D
+    dense = p.A.to_dense().double().numpy()
+    np.testing.assert_allclose(dense, np.diag(p.row_scale) @ sf.A.toarray(), rtol=1e-6 if size == 4 else 1e-15)
+    np.testing.assert_allclose(p.At.to_dense().double().numpy(), dense.T, rtol=0, atol=0)
+    np.testing.assert_allclose(np.linalg.norm(dense, axis=1), 1.0, rtol=1e-6 if size == 4 else 1e-13)
+    np.testing.assert_allclose(p.c.double().numpy() * p.sigma, sf.c, rtol=1e-6 if size == 4 else 1e-15)
+    np.testing.assert_allclose(p.row_upper.double().numpy(), sf.row_upper * p.row_scale, rtol=1e-6 if size == 4 else 0)
+    # the step size gamma / norm_sq needs an upper estimate of ||A~||_2^2
+    assert p.norm_sq >= np.linalg.norm(dense, 2) ** 2 * (1 - 1e-12)
+    assert p.fast_projection and p.repairable
