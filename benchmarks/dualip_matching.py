@@ -81,7 +81,8 @@ def main() -> None:
     for solver in [s for s in args.highs.split(",") if s]:
         h = model.solve("highs", standard_form=sf, solver=solver, threads=args.threads,
                         time_limit=args.highs_time_limit)
-        report[f"highs_{solver}"] = {"status": h.status.value, "objective": h.objective,
+        report[f"highs_{solver}"] = {"status": h.status.value,
+                                     "objective": h.objective if h.status == dm.Status.OPTIMAL else None,
                                      "seconds": round(h.solve_time, 3)}
         if h.status == dm.Status.OPTIMAL:
             best = h.solve_time if best is None else min(best, h.solve_time)

@@ -99,10 +99,6 @@ class StandardForm:
     def block_kinds(self) -> set[BlockKind]:
         return {BlockKind(int(k)) for k in np.unique(self.block_kind)}
 
-    def column_block(self) -> np.ndarray:
-        """Block index of every column, (n,) int64."""
-        return np.repeat(np.arange(self.n_blocks), np.diff(self.block_ptr))
-
     @property
     def nbytes(self) -> int:
         """Bytes held by the arrays (broadcast views count as their base, i.e. nothing per column)."""

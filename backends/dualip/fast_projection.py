@@ -19,14 +19,14 @@ def simplex_box_project(v, tau, blocks, steps: int):
     fallback = torch.where(blocks.counts > 0, vmax - blocks.rhs, torch.zeros_like(vmax))
     n = v.shape[0]
     for _ in range(steps):
-        t_col = torch.repeat_interleave(tau, blocks.counts, output_size=n)
+        t_col = tau.index_select(0, blocks.seg)
         active = v > t_col
         k = torch.segment_reduce(active.to(v.dtype), "sum", offsets=blocks.offsets)
         s = torch.segment_reduce(torch.where(active, v, torch.zeros_like(v)), "sum", offsets=blocks.offsets)
         tau = torch.where(k > 0, (s - blocks.rhs) / k.clamp(min=1), fallback)
     tau = torch.where(blocks.is_le, tau.clamp(min=0), tau)
     tau = torch.where(blocks.is_box, torch.zeros_like(tau), tau)
-    t_col = torch.repeat_interleave(tau, blocks.counts, output_size=n)
+    t_col = tau.index_select(0, blocks.seg)
     x = torch.clamp(v - t_col, blocks.lower, blocks.upper)
     return x, tau
 
@@ -49,11 +49,11 @@ def simplex_box_linear_minimize(g, blocks):
     box_x = torch.where(g > 0, lower.expand_as(g), torch.where(g < 0, upper.expand_as(g),
                                                                 torch.clamp(zero, lower, upper)))
     box_value = torch.segment_reduce(torch.where(g != 0, g * box_x, zero), "sum", offsets=blocks.offsets)
-    is_min = g == torch.repeat_interleave(gmin, blocks.counts, output_size=n)
+    is_min = g == gmin.index_select(0, blocks.seg)
     ties = torch.segment_reduce(is_min.to(g.dtype), "sum", offsets=blocks.offsets).clamp(min=1)
     mass = torch.where(mu < 0, blocks.rhs, torch.where(blocks.is_le, torch.zeros_like(mu), blocks.rhs)) / ties
-    simplex_x = torch.where(is_min, torch.repeat_interleave(mass, blocks.counts, output_size=n), zero)
-    is_box_col = torch.repeat_interleave(blocks.is_box, blocks.counts, output_size=n)
+    simplex_x = torch.where(is_min, mass.index_select(0, blocks.seg), zero)
+    is_box_col = blocks.is_box.index_select(0, blocks.seg)
     x = torch.where(is_box_col, box_x, simplex_x)
     value = torch.where(blocks.is_box, box_value, blocks.rhs * mu)
     return value, x, mu

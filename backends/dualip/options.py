@@ -24,7 +24,7 @@ class DualipOptions:
     time_limit: float | None = None  # seconds
     device: str = "cpu"
     dtype: str | None = None  # "float32" or "float64"; default float64 on CPU, float32 on CUDA
-    gamma: float | None = None  # initial ridge weight relative to max|c| (None: automatic)
+    gamma: float | None = None  # initial ridge weight relative to RMS(c) (None: 0.03)
     gamma_decay: float = 0.5  # gamma <- gamma * gamma_decay at the end of each continuation stage
     gamma_min: float = 1e-7
     check_every: int = 25

@@ -23,6 +23,7 @@ class Blocks:
 
     offsets: torch.Tensor  # (nb+1,) int64 block_ptr
     counts: torch.Tensor  # (nb,) int64 columns per block
+    seg: torch.Tensor  # (n,) int32 block of every column (gathers per-block values to columns)
     rhs: torch.Tensor  # (nb,)
     is_le: torch.Tensor  # (nb,) bool: SIMPLEX_LE
     is_box: torch.Tensor  # (nb,) bool: BOX
@@ -90,7 +91,8 @@ class ScaledProblem:
         lower = float(sf.col_lower[0]) if uniform and n else t(sf.col_lower)
         upper = float(sf.col_upper[0]) if uniform and n else t(sf.col_upper)
         blocks = Blocks(
-            offsets=t(sf.block_ptr, torch.int64), counts=t(counts, torch.int64), rhs=t(sf.block_rhs),
+            offsets=t(sf.block_ptr, torch.int64), counts=t(counts, torch.int64),
+            seg=t(np.repeat(np.arange(sf.n_blocks, dtype=np.int32), counts), torch.int32), rhs=t(sf.block_rhs),
             is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool), is_box=t(kinds == BlockKind.BOX, torch.bool),
             lower=lower, upper=upper,
         )

@@ -143,7 +143,7 @@ class DualAscentSolver:
         has_sum = ~p.blocks.is_box
         shrink = torch.where(has_sum & (sums > p.blocks.rhs), p.blocks.rhs / sums.clamp(min=1e-300),
                              torch.ones_like(sums))
-        return x * torch.repeat_interleave(shrink, p.blocks.counts, output_size=x.shape[0])
+        return x * shrink.index_select(0, p.blocks.seg)
 
     def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, ray: torch.Tensor):
         """Certificate numbers at y (one host copy) plus the primal candidate and its device tensors."""
@@ -187,7 +187,7 @@ class DualAscentSolver:
         p, o = self.prob, self.opts
         dev, dt = p.device, p.dtype
         start = time.perf_counter()
-        gamma = gamma0 if gamma0 is not None else (o.gamma if o.gamma is not None else 1e-1)
+        gamma = gamma0 if gamma0 is not None else (o.gamma if o.gamma is not None else 3e-2)
         y = torch.zeros(p.m, dtype=dt, device=dev) if y0 is None else torch.as_tensor(y0, dtype=dt, device=dev)
         st = AscentState.start(y, p.sf.n_blocks, p.norm_sq / gamma)
         history = []
