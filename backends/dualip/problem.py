@@ -24,6 +24,7 @@ class Blocks:
     offsets: torch.Tensor  # (nb+1,) int64 block_ptr
     counts: torch.Tensor  # (nb,) int64 columns per block
     seg: torch.Tensor  # (n,) int32 block of every column (gathers per-block values to columns)
+    member: torch.Tensor  # (nb, n) sparse CSR of ones, member[i, j] = 1 iff column j is in block i
     rhs: torch.Tensor  # (nb,)
     is_le: torch.Tensor  # (nb,) bool: SIMPLEX_LE
     is_box: torch.Tensor  # (nb,) bool: BOX
@@ -85,6 +86,10 @@ class ScaledProblem:
                                         t(A_csr.data), size=(m, n))
             At = torch.sparse_csr_tensor(t(sf.A_indptr, torch.int32), t(sf.A_indices, torch.int32), t(scaled),
                                          size=(n, m))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+            member = torch.sparse_csr_tensor(t(sf.block_ptr, torch.int32), torch.arange(n, dtype=torch.int32, device=device),
+                                             torch.ones(n, dtype=dtype, device=device), size=(sf.n_blocks, n))
         kinds = sf.block_kind
         counts = np.diff(sf.block_ptr).astype(np.int64)
         uniform = sf.col_lower.strides == (0,) and sf.col_upper.strides == (0,)
@@ -92,7 +97,8 @@ class ScaledProblem:
         upper = float(sf.col_upper[0]) if uniform and n else t(sf.col_upper)
         blocks = Blocks(
             offsets=t(sf.block_ptr, torch.int64), counts=t(counts, torch.int64),
-            seg=t(np.repeat(np.arange(sf.n_blocks, dtype=np.int32), counts), torch.int32), rhs=t(sf.block_rhs),
+            seg=t(np.repeat(np.arange(sf.n_blocks, dtype=np.int32), counts), torch.int32),
+            member=member, rhs=t(sf.block_rhs),
             is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool), is_box=t(kinds == BlockKind.BOX, torch.bool),
             lower=lower, upper=upper,
         )
@@ -112,6 +118,8 @@ def _norm_sq_upper(A_csr, seed: int, iters: int = 60) -> float:
     m, n = A_csr.shape
     if A_csr.nnz == 0:
         return 1.0
+    if np.bincount(A_csr.indices, minlength=n).max() <= 1:  # one nonzero per column: A A^T is diagonal
+        return float(np.asarray(A_csr.multiply(A_csr).sum(axis=1)).max())
     cap = float(np.abs(A_csr).sum(axis=0).max() * np.abs(A_csr).sum(axis=1).max())
     rng = np.random.default_rng(seed)
     y = rng.random(m) + 0.5

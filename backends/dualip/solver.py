@@ -96,7 +96,8 @@ class DualAscentSolver:
         w_prev, ax_prev = st.w_prev, st.ax_prev
         l_max = 1.0 / step
         for _ in range(k):
-            x, tau = self.primal(-(p.c + p.At @ w) / gamma, tau, self.opts.newton_steps)
+            v = torch.addmv(p.c, p.At, w, beta=-1.0 / gamma, alpha=-1.0 / gamma)  # -(c + A^T w) / gamma
+            x, tau = self.primal(v, tau, self.opts.newton_steps)
             ax = p.A @ x
             if self.opts.adaptive_step:
                 local = (ax - ax_prev).norm() / (w - w_prev).norm().clamp(min=1e-30)
