@@ -119,7 +119,7 @@ def _norm_sq_upper(A_csr, seed: int, iters: int = 60) -> float:
     if A_csr.nnz == 0:
         return 1.0
     if np.bincount(A_csr.indices, minlength=n).max() <= 1:  # one nonzero per column: A A^T is diagonal
-        return float(np.asarray(A_csr.multiply(A_csr).sum(axis=1)).max())
+        return float(np.asarray(A_csr.multiply(A_csr).sum(axis=1)).max()) * (1 + 1e-6)  # float32 rounding room
     cap = float(np.abs(A_csr).sum(axis=0).max() * np.abs(A_csr).sum(axis=1).max())
     rng = np.random.default_rng(seed)
     y = rng.random(m) + 0.5
