@@ -122,7 +122,7 @@ class DualipBackend:
     def _separable(sf: StandardForm) -> RawResult:
         """No coupling rows: x = argmin over each block of c^T x, exactly."""
         bs = BlockStructure.from_standard_form(sf, torch.device("cpu"), torch.float64)
-        values, x, mu = linear_minimize(torch.as_tensor(sf.c, dtype=torch.float64), bs)
+        values, x, mu = linear_minimize(torch.tensor(sf.c, dtype=torch.float64), bs)  # a copy: sf is frozen
         value = float(values.sum()) + sf.offset
         if not np.isfinite(value):
             return RawResult(status=Status.UNBOUNDED, message="a block LP is unbounded")
