@@ -31,7 +31,7 @@ def compile_model(model) -> StandardForm:
     # Block id of every original column: block constraints' rows first, then one BOX block per variable.
     idx = index_dtype(max(n, 1) + sum(con.size for con in block_cons) + len(model.variables))
     block_of = np.empty(n, dtype=idx)
-    block_slots, kinds_rhs, next_block = [], [], 0
+    block_slots, next_block = [], 0
     covered = np.zeros(n, dtype=bool)
     for con in block_cons:
         for t in con.expr.terms:
@@ -39,7 +39,6 @@ def compile_model(model) -> StandardForm:
             block_of[cols] = next_block + (0 if con.index is None else t.row_array())
             covered[cols] = True
         block_slots.append(Slot(con.name, "blocks", next_block, next_block + con.size))
-        kinds_rhs.append(con)
         next_block += con.size
     n_sum_blocks = next_block
     for var in model.variables.values():
@@ -63,9 +62,8 @@ def compile_model(model) -> StandardForm:
 
     col_lower, col_upper = _column_bounds(model, column_order)
     c, offset = _objective(model, column_order)
-    block_kind, block_rhs = _block_kinds(block_cons, block_of, n_blocks, n_sum_blocks, model, column_order,
-                                         col_lower, col_upper, block_ptr)
     del block_of
+    block_kind, block_rhs = _block_kinds(block_cons, n_blocks, n_sum_blocks, col_lower, col_upper, block_ptr)
     A_indptr, A_indices, A_data, row_lower, row_upper, row_slots = _coupling_rows(model, row_cons, position)
 
     layout = Layout(
@@ -123,8 +121,7 @@ def _block_obstacle(con, claimed: np.ndarray) -> str | None:
     return None
 
 
-def _block_kinds(block_cons, block_of, n_blocks, n_sum_blocks, model, column_order, col_lower, col_upper,
-                 block_ptr):
+def _block_kinds(block_cons, n_blocks, n_sum_blocks, col_lower, col_upper, block_ptr):
     """Per-block kind and rhs; checks every block polytope is non-empty."""
     kind = np.full(n_blocks, BlockKind.BOX, dtype=np.int8)
     rhs = np.zeros(n_blocks)
@@ -136,9 +133,8 @@ def _block_kinds(block_cons, block_of, n_blocks, n_sum_blocks, model, column_ord
         rhs[start : start + con.size] = con.upper
         is_eq[start : start + con.size] = np.broadcast_to(con.lower, (con.size,)) == np.broadcast_to(con.upper, (con.size,))
         start += con.size
-    ordered_block = np.repeat(np.arange(n_blocks), np.diff(block_ptr))  # compiled column -> block
-    sum_cols = slice(0, int(block_ptr[n_sum_blocks]))
-    blk = ordered_block[sum_cols]
+    sum_cols = slice(0, int(block_ptr[n_sum_blocks]))  # blocks with a sum come first in compiled order
+    blk = np.repeat(np.arange(n_sum_blocks), np.diff(block_ptr[: n_sum_blocks + 1]))  # their columns' block
     lo, hi = col_lower[sum_cols], col_upper[sum_cols]
     if col_lower.strides == (0,) and col_upper.strides == (0,):  # uniform bounds: decide once
         simplex = np.full(n_sum_blocks, col_lower[0] == 0.0) & (col_upper[0] >= rhs[:n_sum_blocks])
