@@ -14,7 +14,7 @@ import pytest
 
 import dualip_model as dm
 from dualip_model import Capability
-from dualip_model.synthetic import matching_model, synthetic_matching
+from dualip_model.synthetic import MatchingData, matching_model, synthetic_matching
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,17 @@ def test_matching(backend, seed):
     require(backend, Capability.DUALS)
     # duals of the budget rows: non-negative for a maximization with <= rows
     assert (res.dual("budget") >= -1e-6).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_badly_scaled_matching(backend, seed):
+    """Edge values over 1e-2..1e2 and item costs and budgets over 1e-3..1e3."""
+    d = synthetic_matching(300, 20, 0.2, seed=seed)
+    rng = np.random.default_rng(seed)
+    item_scale = 10.0 ** rng.uniform(-3, 3, d.n_items)
+    value = d.value * 10.0 ** rng.uniform(-2, 2, d.n_edges)
+    check_optimal(matching_model(MatchingData(d.n_users, d.n_items, d.user, d.item, value,
+                                              d.cost * item_scale[d.item], d.budget * item_scale)), backend)
 
 
 def test_matching_with_unsorted_edges_and_string_labels(backend):

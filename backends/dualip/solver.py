@@ -193,7 +193,7 @@ class DualAscentSolver:
         st = AscentState.start(y, p.sf.n_blocks, p.norm_sq / gamma)
         history = []
         best_bound, best_obj, best_x, best_cert, best_y = -math.inf, math.inf, None, None, st.y
-        prev_stage_y, ray_ref, ray = None, st.y.clone(), None
+        prev_stage_y, ray_ref, ray, calm = None, st.y.clone(), None, 0
         status, it = Status.ITERATION_LIMIT, 0
         farkas_tol = 1e-9 if dt == torch.float64 else 1e-4
         while it < o.max_iter:
@@ -233,7 +233,8 @@ class DualAscentSolver:
             if o.time_limit is not None and time.perf_counter() - start > o.time_limit:
                 status = Status.TIME_LIMIT
                 break
-            stage_done = cert.stationarity <= o.tol
+            calm = calm + 1 if cert.stationarity <= o.tol else 0
+            stage_done = calm >= 2  # stationary at two checks in a row, not on a noisy dip
             if stage_done and gamma * o.gamma_decay >= o.gamma_min:
                 y_stage = st.y.clone()
                 rho = o.gamma_decay
@@ -250,6 +251,7 @@ class DualAscentSolver:
                 prev_stage_y = y_stage
                 gamma *= o.gamma_decay
                 st = AscentState.start(y_next, p.sf.n_blocks, p.norm_sq / gamma, st.tau)
+                calm = 0
         return dict(status=status, x=best_x, y=st.y, y_bound=best_y, gamma=gamma, bound=best_bound, objective=best_obj,
                     cert=best_cert, iterations=it, history=history, ray=ray, elapsed=time.perf_counter() - start)
 
