@@ -15,6 +15,7 @@ import torch
 
 from dualip_model.backend import Capability, RawResult
 from dualip_model.errors import ModelError
+from dualip_model.result import relative_gap
 from dualip_model.standard_form import StandardForm
 from dualip_model.status import Status
 
@@ -94,22 +95,17 @@ class DualipBackend:
         x = out["x"].double().cpu().numpy()
         same = prob.dtype == torch.float64 and prob.device.type == "cpu"
         bound, objective, infeas, mu = float64_certificate(sf, x, y, solver.linear_minimize if same else None)
-        bound = max(bound, out["bound"]) if dtype == torch.float64 else bound
         status = out["status"]
         guarantees = ["bound: unregularized Lagrangian bound L(y), valid for any dual y"]
         if prob.repairable:
             guarantees.append("primal: feasible by construction (violated rows' columns scaled down)")
         else:
             guarantees.append(f"primal: relative infeasibility {infeas:.2e} (no repair for this structure)")
-        if status == Status.OPTIMAL:
-            from dualip_model.result import relative_gap
-
-            gap = relative_gap(objective, bound)
-            if infeas > options.tol or gap > options.tol:  # float32 numbers did not survive float64 recheck
-                status = Status.ITERATION_LIMIT
+        if status == Status.OPTIMAL and (infeas > options.tol or relative_gap(objective, bound) > options.tol):
+            status = Status.ITERATION_LIMIT  # the working-precision numbers did not survive the float64 recheck
         ray = None
         if status == Status.INFEASIBLE:
-            ray = (prob.sigma * prob.row_scale) * out["ray"].double().cpu().numpy()
+            ray = to_original * out["ray"].double().cpu().numpy()
         return RawResult(
             status=status, x=x, objective=objective, bound=bound, row_dual=-y, block_dual=mu,
             iterations=out["iterations"], solve_time=time.perf_counter() - start, history=out["history"],

@@ -2,8 +2,9 @@
 
 h(y) = sum_r u_r y_r^+ - l_r y_r^- is the support function of the row bounds, so one proximal step
 y <- z - s clip(z / s, l, u), z = w + s A x*(w), handles <=, >= , == and range rows alike; x*(w) is the
-projection of -(c + A^T w) / gamma onto C. Nesterov momentum with gradient restarts, step s = gamma / ||A||^2,
-gamma halved per stage, duals extrapolated across stages (y(0) ~ 2 y(gamma/2) - y(gamma)). Every
+projection of -(c + A^T w) / gamma onto C. Nesterov momentum with gradient restarts, a step from the local
+curvature (never below gamma / ||A||^2), gamma halved per stage, duals extrapolated across stages
+(y(0) ~ 2 y(gamma/2) - y(gamma)). Every
 ``check_every`` iterations the unregularized Lagrangian bound, a repaired feasible primal and a Farkas
 test are evaluated on the device and copied to the host once: the loop itself never synchronizes.
 """
