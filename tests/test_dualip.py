@@ -509,3 +509,12 @@ def test_scaled_problem_uses_int32_indices_and_is_the_row_scaled_matrix(dtype):
     # the step size gamma / norm_sq needs an upper estimate of ||A~||_2^2
     assert p.norm_sq >= np.linalg.norm(dense, 2) ** 2 * (1 - 1e-12)
     assert p.fast_projection and p.repairable
+
+
+def test_lp_file_with_unbounded_columns_is_never_called_optimal():
+    """afiro has columns without upper bounds: no finite Lagrangian bound exists, so no certified optimum."""
+    m = dm.read_model("tests/data/netlib/afiro.mps")
+    res = m.solve("dualip", max_iter=2000)
+    assert res.status == dm.Status.ITERATION_LIMIT
+    assert res.bound == -np.inf and res.guarantees[0].startswith("bound: none")
+    assert res.objective == pytest.approx(m.solve("highs").objective, rel=1e-3)  # the primal still converges

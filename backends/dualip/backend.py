@@ -96,7 +96,8 @@ class DualipBackend:
         same = prob.dtype == torch.float64 and prob.device.type == "cpu"
         bound, objective, infeas, mu = float64_certificate(sf, x, y, solver.linear_minimize if same else None)
         status = out["status"]
-        guarantees = ["bound: unregularized Lagrangian bound L(y), valid for any dual y"]
+        guarantees = ["bound: unregularized Lagrangian bound L(y), valid for any dual y" if np.isfinite(bound) else
+                      "bound: none (-inf): a block LP is unbounded at these duals (columns without finite bounds)"]
         if prob.repairable:
             guarantees.append("primal: feasible by construction (violated rows' columns scaled down)")
         else:
