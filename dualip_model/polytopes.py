@@ -32,4 +32,7 @@ class BlockKind(enum.IntEnum):
 
     @property
     def is_equality(self) -> bool:
-        return self in (BlockKind.SIMPLEX_EQ, BlockKind.BOXCUT_EQ)
+        return self in EQUALITY_KINDS
+
+
+EQUALITY_KINDS = (BlockKind.SIMPLEX_EQ, BlockKind.BOXCUT_EQ)  # blocks whose sum constraint is sum x == r

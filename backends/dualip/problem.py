@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dualip_model.polytopes import BlockKind
+from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
 from dualip_model.standard_form import StandardForm
 
 
@@ -141,4 +141,4 @@ def _repairable(sf: StandardForm) -> bool:
         return False
     if (np.asarray(sf.col_lower) != 0).any():
         return False
-    return not np.isin(sf.block_kind, (BlockKind.SIMPLEX_EQ, BlockKind.BOXCUT_EQ)).any()
+    return not np.isin(sf.block_kind, EQUALITY_KINDS).any()

@@ -65,6 +65,7 @@ class DualAscentSolver:
     def __init__(self, prob: ScaledProblem, options):
         self.prob = prob
         self.opts = options
+        self.row_scale = torch.as_tensor(prob.row_scale, dtype=prob.dtype, device=prob.device)  # D, on the device
         self._bs = None
 
     @property
@@ -147,6 +148,11 @@ class DualAscentSolver:
                              torch.ones_like(sums))
         return x * shrink.index_select(0, p.blocks.seg)
 
+    def violation(self, ax: torch.Tensor) -> torch.Tensor:
+        """Row violations (Ax - u)_+ + (l - Ax)_+ in original units."""
+        p = self.prob
+        return (torch.relu(ax - p.row_upper) + torch.relu(p.row_lower - ax)) / self.row_scale
+
     def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, ray: torch.Tensor):
         """Certificate numbers at y (one host copy) plus the primal candidate and its device tensors."""
         p = self.prob
@@ -156,16 +162,14 @@ class DualAscentSolver:
         else:
             x = project(-g / gamma, self.bs)
         ax = p.A @ x
-        scale = torch.as_tensor(p.row_scale, dtype=p.dtype, device=p.device)
-        raw_viol = (torch.relu(ax - p.row_upper) + torch.relu(p.row_lower - ax)) / scale
+        raw_viol = self.violation(ax)
         step = gamma / p.norm_sq
         z = y + step * ax
-        moved = (z - step * torch.clamp(z / step, p.row_lower, p.row_upper) - y) / (step * scale)
+        moved = (z - step * torch.clamp(z / step, p.row_lower, p.row_upper) - y) / (step * self.row_scale)
         values, _, _ = self.linear_minimize(g)
         if p.repairable:
             xr = self.repair(x, ax)
-            axr = p.A @ xr
-            viol = (torch.relu(axr - p.row_upper) + torch.relu(p.row_lower - axr)) / scale
+            viol = self.violation(p.A @ xr)
         else:
             xr, viol = x, raw_viol
         h = self.support(y)

@@ -15,7 +15,7 @@ import numpy as np
 
 from dualip_model.backend import Capability, RawResult
 from dualip_model.errors import ModelError
-from dualip_model.polytopes import BlockKind
+from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
 from dualip_model.standard_form import StandardForm
 from dualip_model.status import Status
 
@@ -82,7 +82,7 @@ def to_highs(sf: StandardForm):
     index[block_pos] = col_row[extra == 1]
     value[block_pos] = 1.0
     rhs = sf.block_rhs[sum_blocks]
-    eq = np.isin(sf.block_kind[sum_blocks], (BlockKind.SIMPLEX_EQ, BlockKind.BOXCUT_EQ))
+    eq = np.isin(sf.block_kind[sum_blocks], EQUALITY_KINDS)
     row_lower = np.concatenate([sf.row_lower, np.where(eq, rhs, -np.inf)])
     row_upper = np.concatenate([sf.row_upper, rhs])
     col_lower = np.ascontiguousarray(sf.col_lower, dtype=np.float64)
