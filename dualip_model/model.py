@@ -77,6 +77,25 @@ class Model:
         """Maximize an expression, or a weighted sum of named ones (see minimize)."""
         self.objective = Objective.build(self, -1, objective, weights)
 
+    # ------------------------------------------------------------------ display (dualip_model.display)
+    def to_latex(self, data=None) -> str:
+        """LaTeX of the model as indexed sums; ``data`` (DataFrame or name -> array) names coefficient arrays."""
+        from .display import to_latex
+
+        return to_latex(self, data)
+
+    def to_text(self, data=None) -> str:
+        """Short plain-text form of the model for terminals (see to_latex for ``data``)."""
+        from .display import to_text
+
+        return to_text(self, data)
+
+    def _repr_latex_(self) -> str:
+        """Jupyter display: the LaTeX of to_latex as $$...$$ display math."""
+        from .display import repr_latex
+
+        return repr_latex(self)
+
     # ------------------------------------------------------------------ compiling and solving
     def compile(self) -> StandardForm:
         """The block-structured standard form of this model (see docs/standard_form.md)."""

@@ -16,6 +16,8 @@ import torch
 from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
 from dualip_model.standard_form import StandardForm
 
+from .repair import RepairPlan
+
 
 @dataclass
 class Blocks:
@@ -50,6 +52,7 @@ class ScaledProblem:
     blocks: Blocks
     fast_projection: bool  # all blocks are BOX / SIMPLEX_LE / SIMPLEX_EQ
     repairable: bool  # A >= 0 on <= rows only, u >= 0, blocks down-closed at 0: scaling down keeps feasibility
+    repair_plan: RepairPlan | None  # rows' entries sorted for the greedy cut (repairable problems only)
     b_norm: float  # ||finite row bounds|| in original units, for the relative infeasibility
 
     @property
@@ -102,14 +105,17 @@ class ScaledProblem:
             is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool), is_box=t(kinds == BlockKind.BOX, torch.bool),
             lower=lower, upper=upper,
         )
+        repairable = _repairable(sf)
+        c = t(sf.c / sigma)
         fast = bool(np.isin(kinds, (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)).all())
         lo, hi = sf.row_lower, sf.row_upper
         finite = np.concatenate([lo[np.isfinite(lo)], hi[np.isfinite(hi)]])
         return ScaledProblem(
-            sf=sf, device=device, dtype=dtype, A=A, At=At, c=t(sf.c / sigma), row_lower=t(lo * scale),
+            sf=sf, device=device, dtype=dtype, A=A, At=At, c=c, row_lower=t(lo * scale),
             row_upper=t(hi * scale), row_scale=scale, sigma=sigma,
             norm_sq=_norm_sq_upper(A_csr, seed), blocks=blocks, fast_projection=fast,
-            repairable=_repairable(sf), b_norm=float(np.linalg.norm(finite)),
+            repairable=repairable, repair_plan=RepairPlan.build(A, c) if repairable and m else None,
+            b_norm=float(np.linalg.norm(finite)),
         )
 
 

@@ -24,6 +24,7 @@ from dualip_model.status import Status
 from .fast_projection import simplex_box_linear_minimize, simplex_box_project
 from .problem import ScaledProblem
 from .projections import BlockStructure, linear_minimize, project
+from .repair import repair
 
 
 @dataclass
@@ -134,20 +135,6 @@ class DualAscentSolver:
         values, _, _ = self.linear_minimize(self.prob.At @ d)
         return (values.sum() - self.support(d)) / d.norm().clamp(min=1e-30)
 
-    def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
-        """Scale columns of violated rows down: x_j *= min_{r ∋ j} min(1, u_r / (A x)_r); blocks rescaled to sum <= r."""
-        p = self.prob
-        ratio = torch.where(ax > p.row_upper, p.row_upper / ax.clamp(min=1e-300), torch.ones_like(ax))
-        if p.m:
-            col_ratio = ratio[p.At.col_indices()]
-            factor = torch.segment_reduce(col_ratio, "min", offsets=p.At.crow_indices(), initial=1.0)
-            x = x * factor.clamp(max=1.0)
-        sums = torch.segment_reduce(x, "sum", offsets=p.blocks.offsets)
-        has_sum = ~p.blocks.is_box
-        shrink = torch.where(has_sum & (sums > p.blocks.rhs), p.blocks.rhs / sums.clamp(min=1e-300),
-                             torch.ones_like(sums))
-        return x * shrink.index_select(0, p.blocks.seg)
-
     def violation(self, ax: torch.Tensor) -> torch.Tensor:
         """Row violations (Ax - u)_+ + (l - Ax)_+ in original units."""
         p = self.prob
@@ -168,7 +155,7 @@ class DualAscentSolver:
         moved = (z - step * torch.clamp(z / step, p.row_lower, p.row_upper) - y) / (step * self.row_scale)
         values, _, _ = self.linear_minimize(g)
         if p.repairable:
-            xr = self.repair(x, ax)
+            xr = repair(x, ax, p)
             viol = self.violation(p.A @ xr)
         else:
             xr, viol = x, raw_viol
@@ -178,7 +165,8 @@ class DualAscentSolver:
             (p.c * xr).sum(),  # objective of the candidate (scaled)
             viol.norm(), raw_viol.norm(), moved.norm(),
             (g * x).sum() - h + 0.5 * gamma * (x * x).sum(),  # g_gamma(y)
-            self.farkas(ray) if p.m else torch.zeros((), dtype=p.dtype, device=p.device),
+            # a repairable problem is feasible (x = 0 is), so no Farkas ray can exist there
+            torch.zeros((), dtype=p.dtype, device=p.device) if p.repairable or not p.m else self.farkas(ray),
         ]).double().cpu().numpy()
         sf = p.sf
         cert = Certificate(

@@ -1,0 +1,96 @@
+"""Feasible primal from an infeasible one: greedy cuts on violated rows, then a greedy fill of the slack.
+
+For A >= 0, rows A x <= u with u >= 0 and blocks that contain 0 and are closed under scaling down:
+(1) cut: on each violated row r remove its excess e_r = (A x)_r - u_r from the row's entries in order of
+worst cost per unit of row use (largest c_j / a_rj first; for a single row this is the optimal fractional
+knapsack removal), a column keeping min over its rows of what each row leaves it; (2) shrink blocks back
+to sum x <= r_i; (3) fill: every block with spare capacity raises its best (most negative c) column whose
+rows all have slack, the raises scaled per row so that no row exceeds u. Every step keeps A x <= u.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class RepairPlan:
+    """The row entries of A sorted by cost per unit of row use (worst first), fixed for a problem."""
+
+    order: torch.Tensor  # (nnz,) int64 permutation of A's CSR entries: rows kept contiguous, worst first
+    row_of: torch.Tensor  # (nnz,) int32 row of each sorted entry
+    row_ptr: torch.Tensor  # (m+1,) int64 row starts (A's crow indices)
+
+    @staticmethod
+    def build(A: torch.Tensor, c: torch.Tensor) -> "RepairPlan":
+        """Sort each row of the CSR matrix A by c_j / a_rj, descending (one global two-key stable sort)."""
+        crow = A.crow_indices().long()
+        cols = A.col_indices().long()
+        row_of = torch.repeat_interleave(torch.arange(A.shape[0], device=A.device, dtype=torch.int32), crow.diff())
+        density = c.index_select(0, cols) / A.values()
+        by_density = torch.argsort(density, descending=True, stable=True)
+        order = by_density.index_select(0, torch.argsort(row_of.index_select(0, by_density), stable=True))
+        return RepairPlan(order=order, row_of=row_of, row_ptr=crow)
+
+
+def cut_rows(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor, A: torch.Tensor, plan: RepairPlan):
+    """x * f, f_j = min over rows r of j of (what remains of a_rj x_j after removing r's excess greedily)."""
+    excess = (ax - upper).clamp(min=0)
+    cols = A.col_indices().index_select(0, plan.order).long()
+    use = (A.values().index_select(0, plan.order) * x.index_select(0, cols)).double()
+    cum = torch.cumsum(use, 0)  # float64: a segmented scan as one global scan minus each row's start
+    start = torch.cat([cum.new_zeros(1), cum]).index_select(0, plan.row_ptr[:-1])
+    before = cum - use - start.index_select(0, plan.row_of)
+    removed = torch.minimum((excess.double().index_select(0, plan.row_of) - before).clamp(min=0), use)
+    keep = torch.where(use > 0, 1.0 - removed / use.clamp(min=1e-300), torch.ones_like(use)).clamp(0.0, 1.0)
+    factor = torch.ones_like(x).scatter_reduce_(0, cols, keep.to(x.dtype), "amin")
+    return x * factor
+
+
+def shrink_blocks(x: torch.Tensor, blocks) -> torch.Tensor:
+    """Scale each sum-constrained block with sum x > r_i down to sum x = r_i."""
+    sums = torch.segment_reduce(x, "sum", offsets=blocks.offsets)
+    over = ~blocks.is_box & (sums > blocks.rhs)
+    shrink = torch.where(over, blocks.rhs / sums.clamp(min=1e-300), torch.ones_like(sums))
+    return x * shrink.index_select(0, blocks.seg)
+
+
+def fill_slack(x: torch.Tensor, c: torch.Tensor, A: torch.Tensor, At: torch.Tensor, upper: torch.Tensor,
+               blocks) -> torch.Tensor:
+    """Raise, in each block with spare capacity, the best improving column whose rows all have slack."""
+    slack = (upper - A @ x).clamp(min=0)
+    at_rows, at_ptr = At.col_indices().long(), At.crow_indices().long()  # the rows of each column
+    has_slack = (slack > 0).to(x.dtype).index_select(0, at_rows)
+    open_col = torch.segment_reduce(has_slack, "min", offsets=at_ptr, initial=1.0) > 0
+    col_upper = torch.as_tensor(blocks.upper, dtype=x.dtype, device=x.device).expand_as(x)
+    room = col_upper - x
+    candidate = open_col & (c < 0) & (room > 0)
+    big = torch.finfo(x.dtype).max
+    masked = torch.where(candidate, c, torch.full_like(c, big))
+    seg = blocks.seg
+    best = torch.segment_reduce(masked, "min", offsets=blocks.offsets, initial=big).index_select(0, seg)
+    index = torch.arange(x.shape[0], device=x.device, dtype=x.dtype)  # ties: the last best column
+    last = torch.segment_reduce(torch.where(candidate & (masked == best), index, -torch.ones_like(index)), "max",
+                                offsets=blocks.offsets, initial=-1.0)
+    sums = torch.segment_reduce(x, "sum", offsets=blocks.offsets)
+    spare = (blocks.rhs - sums).clamp(min=0)
+    is_box = blocks.is_box.index_select(0, seg)
+    picked = candidate & (is_box | (index == last.index_select(0, seg)))
+    raise_by = torch.where(is_box, room, torch.minimum(room, spare.index_select(0, seg)))
+    delta = torch.where(picked & torch.isfinite(raise_by), raise_by, torch.zeros_like(x))
+    demand = A @ delta
+    row_factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), torch.ones_like(demand))
+    col_factor = torch.segment_reduce(row_factor.index_select(0, at_rows), "min", offsets=at_ptr, initial=1.0)
+    return x + delta * col_factor.clamp(0.0, 1.0)
+
+
+def repair(x, ax, prob) -> torch.Tensor:
+    """A feasible point near x for a repairable ScaledProblem: cut violated rows, shrink blocks, fill slack."""
+    if prob.m:
+        x = cut_rows(x, ax, prob.row_upper, prob.A, prob.repair_plan)
+    x = shrink_blocks(x, prob.blocks)
+    if prob.m:
+        x = fill_slack(x, prob.c, prob.A, prob.At, prob.row_upper, prob.blocks)
+    return x
