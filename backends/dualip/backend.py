@@ -19,6 +19,7 @@ from dualip_model.result import relative_gap
 from dualip_model.standard_form import StandardForm
 from dualip_model.status import Status
 
+from .checkpoint import fingerprint
 from .options import DualipOptions
 from .problem import ScaledProblem
 from .projections import BlockStructure, linear_minimize
@@ -88,7 +89,10 @@ class DualipBackend:
         solver = DualAscentSolver(prob, options)
         if y0 is not None:
             y0 = y0 / (prob.sigma * prob.row_scale)
-        out = solver.solve(y0, gamma0)
+        if options.resume is not None and options.warm_start is not None:
+            raise ModelError("DualipOptions: give either resume (a checkpoint) or warm_start, not both")
+        needs_id = options.resume is not None or options.checkpoint is not None
+        out = solver.solve(y0, gamma0, fingerprint(sf) if needs_id else None)
         to_original = prob.sigma * prob.row_scale
         y_last = to_original * out["y"].double().cpu().numpy()  # where the ascent stands: the warm start
         y = to_original * out["y_bound"].double().cpu().numpy()  # the duals behind the best bound
@@ -99,7 +103,7 @@ class DualipBackend:
         guarantees = ["bound: unregularized Lagrangian bound L(y), valid for any dual y" if np.isfinite(bound) else
                       "bound: none (-inf): a block LP is unbounded at these duals (columns without finite bounds)"]
         if prob.repairable:
-            guarantees.append("primal: feasible by construction (violated rows' columns scaled down)")
+            guarantees.append("primal: feasible by construction (violated rows cut greedily, slack refilled)")
         else:
             guarantees.append(f"primal: relative infeasibility {infeas:.2e} (no repair for this structure)")
         if status == Status.OPTIMAL and (infeas > options.tol or relative_gap(objective, bound) > options.tol):

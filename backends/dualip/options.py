@@ -33,13 +33,16 @@ class DualipOptions:
     extrapolate: bool = True  # Richardson extrapolation of the duals across gamma stages
     warm_start: Any = None  # a Result/RawResult of this backend, or {"y": duals, "gamma": gamma}
     callback: Callable[[dict], Any] | None = None  # called with each history record; True stops
+    checkpoint: str | None = None  # .npz or .safetensors file the solver state is saved to (atomically)
+    checkpoint_every: int = 1000  # iterations between saves (at the next check); also saved when the solve ends
+    resume: str | None = None  # a checkpoint file to continue from, bit for bit (same problem and options)
     seed: int = 0
 
     def __post_init__(self):
         checks = {
             "tol": self.tol > 0, "max_iter": self.max_iter >= 1, "check_every": self.check_every >= 1,
             "gamma_decay": 0 < self.gamma_decay < 1, "gamma_min": self.gamma_min > 0,
-            "newton_steps": self.newton_steps >= 1,
+            "newton_steps": self.newton_steps >= 1, "checkpoint_every": self.checkpoint_every >= 1,
             "time_limit": self.time_limit is None or self.time_limit > 0,
             "gamma": self.gamma is None or self.gamma > 0,
             "dtype": self.dtype in (None, "float32", "float64"),

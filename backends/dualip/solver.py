@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from dualip_model.errors import ModelError
 from dualip_model.result import relative_gap
 from dualip_model.status import Status
 
+from . import checkpoint
 from .fast_projection import simplex_box_linear_minimize, simplex_box_project
 from .problem import ScaledProblem
 from .projections import BlockStructure, linear_minimize, project
@@ -58,6 +61,73 @@ class Certificate:
     stationarity: float  # relative norm of the prox-gradient step (y+ - y) / s: zero iff y = y*(gamma)
     dual_value: float  # regularized dual g_gamma(y)
     farkas: float  # > 0 certifies infeasibility along the tested ray
+
+
+@dataclass
+class Run:
+    """What the loop carries from check to check; saved whole in a checkpoint, so a resume is bitwise."""
+
+    st: AscentState
+    gamma: float
+    best_y: torch.Tensor  # duals behind the best bound
+    ray_ref: torch.Tensor  # y at the previous check
+    it: int = 0
+    best_bound: float = -math.inf
+    best_obj: float = math.inf
+    best_x: torch.Tensor | None = None
+    best_cert: Certificate | None = None
+    prev_stage_y: torch.Tensor | None = None  # y at the end of the previous gamma stage (extrapolation)
+    calm: int = 0  # consecutive stationary checks
+    elapsed: float = 0.0  # seconds of solving before this process (resumed runs)
+    history: list = field(default_factory=list)
+
+    _STATE = ("y", "w", "t", "tau", "lip", "w_prev", "ax_prev")
+
+    @staticmethod
+    def start(st: AscentState, gamma: float) -> "Run":
+        return Run(st=st, gamma=gamma, best_y=st.y, ray_ref=st.y.clone())
+
+    def save(self, path, solver: "DualAscentSolver", fingerprint: str | None) -> None:
+        """Write this run to ``path`` (.safetensors or .npz), with the problem's fingerprint and the options."""
+        tensors = {f"state.{k}": getattr(self.st, k) for k in self._STATE}
+        tensors.update({"best_y": self.best_y, "ray_ref": self.ray_ref})
+        for name in ("best_x", "prev_stage_y"):
+            if getattr(self, name) is not None:
+                tensors[name] = getattr(self, name)
+        meta = dict(problem=fingerprint, options=_trajectory_options(solver.opts), gamma=self.gamma, it=self.it,
+                    best_bound=self.best_bound, best_obj=self.best_obj, calm=self.calm, elapsed=self.elapsed,
+                    best_cert=None if self.best_cert is None else dataclasses.asdict(self.best_cert),
+                    history=self.history)
+        checkpoint.save(path, tensors, meta)
+
+    @staticmethod
+    def from_checkpoint(path, solver: "DualAscentSolver", fingerprint: str | None) -> "Run":
+        """The run saved in ``path``; refused (ModelError naming the file) for another problem or other options."""
+        tensors, meta = checkpoint.load(path)
+        if meta.get("problem") != fingerprint:
+            raise ModelError(f"checkpoint file '{path}' was written for a different problem")
+        saved, now = meta.get("options", {}), _trajectory_options(solver.opts)
+        changed = sorted(k for k in now if saved.get(k) != now[k])
+        if changed:
+            raise ModelError(f"checkpoint file '{path}' was written with other options: "
+                             + ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in changed))
+        p = solver.prob
+        expect = {"state.y": (p.m,), "state.tau": (p.sf.n_blocks,), "best_x": (p.n,)}
+        missing = [k for k in (*(f"state.{k}" for k in Run._STATE), "best_y", "ray_ref") if k not in tensors]
+        bad = [k for k, shape in expect.items() if k in tensors and tuple(tensors[k].shape) != shape]
+        if missing or bad:
+            raise ModelError(f"checkpoint file '{path}' is incomplete or has wrong shapes: {missing + bad}")
+        dev = lambda k: tensors[k].to(device=p.device, dtype=p.dtype) if k in tensors else None  # noqa: E731
+        st = AscentState(**{k: dev(f"state.{k}") for k in Run._STATE})
+        cert = meta.get("best_cert")
+        return Run(st=st, gamma=meta["gamma"], best_y=dev("best_y"), ray_ref=dev("ray_ref"), it=meta["it"],
+                   best_bound=meta["best_bound"], best_obj=meta["best_obj"], best_x=dev("best_x"),
+                   best_cert=None if cert is None else Certificate(**cert), prev_stage_y=dev("prev_stage_y"),
+                   calm=meta["calm"], elapsed=meta["elapsed"], history=list(meta["history"]))
+
+
+def _trajectory_options(opts) -> dict:
+    return {k: getattr(opts, k) for k in checkpoint.TRAJECTORY_OPTIONS}
 
 
 class DualAscentSolver:
@@ -177,76 +247,97 @@ class DualAscentSolver:
         return cert, xr
 
     # ------------------------------------------------------------------ the method
-    def solve(self, y0: np.ndarray | None = None, gamma0: float | None = None):
+    def solve(self, y0: np.ndarray | None = None, gamma0: float | None = None, fingerprint: str | None = None):
+        """Stages of accelerated ascent until the certificate meets tol, a limit, a Farkas ray or Ctrl-C.
+
+        ``fingerprint`` identifies the problem in checkpoints (options.checkpoint / options.resume).
+        """
         p, o = self.prob, self.opts
-        dev, dt = p.device, p.dtype
-        start = time.perf_counter()
-        gamma = gamma0 if gamma0 is not None else (o.gamma if o.gamma is not None else 3e-2)
-        y = torch.zeros(p.m, dtype=dt, device=dev) if y0 is None else torch.as_tensor(y0, dtype=dt, device=dev)
-        st = AscentState.start(y, p.sf.n_blocks, p.norm_sq / gamma)
-        history = []
-        best_bound, best_obj, best_x, best_cert, best_y = -math.inf, math.inf, None, None, st.y
-        prev_stage_y, ray_ref, ray, calm = None, st.y.clone(), None, 0
-        status, it = Status.ITERATION_LIMIT, 0
-        farkas_tol = 1e-9 if dt == torch.float64 else 1e-4
-        while it < o.max_iter:
-            k = min(o.check_every, o.max_iter - it)
+        if o.resume is not None:
+            run = Run.from_checkpoint(o.resume, self, fingerprint)
+        else:
+            gamma = gamma0 if gamma0 is not None else (o.gamma if o.gamma is not None else 3e-2)
+            y = torch.zeros(p.m, dtype=p.dtype, device=p.device) if y0 is None else \
+                torch.as_tensor(y0, dtype=p.dtype, device=p.device)
+            run = Run.start(AscentState.start(y, p.sf.n_blocks, p.norm_sq / gamma), gamma)
+        start = time.perf_counter() - run.elapsed
+        status, ray, saved_at = Status.ITERATION_LIMIT, None, run.it
+        while run.it < o.max_iter:
+            k = min(o.check_every, o.max_iter - run.it)
             try:
-                st = self.iterate(st, gamma, gamma / p.norm_sq, k)
+                st = self.iterate(run.st, run.gamma, run.gamma / p.norm_sq, k)
             except KeyboardInterrupt:  # Ctrl-C: return the best certified result so far
-                if best_x is None:
+                if run.best_x is None:
                     raise
                 status = Status.INTERRUPTED
                 break
-            it += k
-            ray = st.y - ray_ref  # the dual's move since the last check: the Farkas test direction
-            cert, x = self.check(st.y, st.tau, gamma, ray)
-            ray_ref = st.y.clone()
-            if cert.bound > best_bound:
-                best_bound, best_y = cert.bound, st.y
-            if best_x is None or (cert.infeasibility <= o.tol and cert.objective < best_obj) or (
-                    best_cert.infeasibility > o.tol and cert.infeasibility <= best_cert.infeasibility):
-                best_obj, best_x, best_cert = cert.objective, x, cert
-            gap = relative_gap(best_obj, best_bound)
-            record = dict(iteration=it, gamma=gamma, dual=cert.dual_value, bound=best_bound, objective=best_obj,
-                          candidate_objective=cert.objective,
-                          infeasibility=best_cert.infeasibility, raw_infeasibility=cert.raw_infeasibility,
-                          stationarity=cert.stationarity,
-                          gap=gap, step=gamma / p.norm_sq, time=time.perf_counter() - start)
-            history.append(record)
-            if o.callback is not None and o.callback(dict(record)) is True:
-                status = Status.INTERRUPTED
+            run.st, run.it = st, run.it + k
+            ray = st.y - run.ray_ref  # the dual's move since the last check: the Farkas test direction
+            cert, x = self.check(st.y, st.tau, run.gamma, ray)
+            run.ray_ref = st.y.clone()
+            status = self.record(run, cert, x, time.perf_counter() - start)
+            if o.checkpoint is not None and run.it - saved_at >= o.checkpoint_every:
+                run.elapsed = time.perf_counter() - start
+                run.save(o.checkpoint, self, fingerprint)
+                saved_at = run.it
+            if status is not None:
                 break
-            if cert.farkas > farkas_tol:
-                status = Status.INFEASIBLE
-                break
-            if best_cert.infeasibility <= o.tol and gap <= o.tol:
-                status = Status.OPTIMAL
-                break
-            if o.time_limit is not None and time.perf_counter() - start > o.time_limit:
-                status = Status.TIME_LIMIT
-                break
-            calm = calm + 1 if cert.stationarity <= o.tol else 0
-            stage_done = calm >= 2  # stationary at two checks in a row, not on a noisy dip
-            if stage_done and gamma * o.gamma_decay >= o.gamma_min:
-                y_stage = st.y.clone()
-                rho = o.gamma_decay
-                if o.extrapolate and prev_stage_y is not None:
-                    # y(gamma) ~ y(0) + k gamma across stages gamma/rho -> gamma -> rho gamma
-                    slope_step = y_stage - prev_stage_y  # = -k gamma (1/rho - 1)
-                    y_zero = self.to_domain(y_stage + slope_step * (rho / (1.0 - rho)))
-                    zero_bound = p.sigma * float(self.lagrangian_bound(y_zero)) + p.sf.offset
-                    if zero_bound > best_bound:
-                        best_bound, best_y = zero_bound, y_zero
-                    y_next = self.to_domain(y_stage + slope_step * rho)
-                else:
-                    y_next = y_stage
-                prev_stage_y = y_stage
-                gamma *= o.gamma_decay
-                st = AscentState.start(y_next, p.sf.n_blocks, p.norm_sq / gamma, st.tau)
-                calm = 0
-        return dict(status=status, x=best_x, y=st.y, y_bound=best_y, gamma=gamma, bound=best_bound, objective=best_obj,
-                    cert=best_cert, iterations=it, history=history, ray=ray, elapsed=time.perf_counter() - start)
+            self.continuation(run, cert)
+            status = Status.ITERATION_LIMIT
+        run.elapsed = time.perf_counter() - start
+        if o.checkpoint is not None and saved_at != run.it:
+            run.save(o.checkpoint, self, fingerprint)
+        return dict(status=status, x=run.best_x, y=run.st.y, y_bound=run.best_y, gamma=run.gamma,
+                    bound=run.best_bound, objective=run.best_obj, cert=run.best_cert, iterations=run.it,
+                    history=run.history, ray=ray, elapsed=run.elapsed)
+
+    def record(self, run: "Run", cert: Certificate, x: torch.Tensor, elapsed: float) -> Status | None:
+        """Keep the best bound and primal, log the check, and say whether the solve ends here (and how)."""
+        o = self.opts
+        if cert.bound > run.best_bound:
+            run.best_bound, run.best_y = cert.bound, run.st.y
+        best = run.best_cert
+        if best is None or (cert.infeasibility <= o.tol and cert.objective < run.best_obj) or (
+                best.infeasibility > o.tol and cert.infeasibility <= best.infeasibility):
+            run.best_obj, run.best_x, run.best_cert = cert.objective, x, cert
+        gap = relative_gap(run.best_obj, run.best_bound)
+        rec = dict(iteration=run.it, gamma=run.gamma, dual=cert.dual_value, bound=run.best_bound,
+                   objective=run.best_obj, candidate_objective=cert.objective,
+                   infeasibility=run.best_cert.infeasibility, raw_infeasibility=cert.raw_infeasibility,
+                   stationarity=cert.stationarity, gap=gap, step=run.gamma / self.prob.norm_sq, time=elapsed)
+        run.history.append(rec)
+        if o.callback is not None and o.callback(dict(rec)) is True:
+            return Status.INTERRUPTED
+        if cert.farkas > (1e-9 if self.prob.dtype == torch.float64 else 1e-4):
+            return Status.INFEASIBLE
+        if run.best_cert.infeasibility <= o.tol and gap <= o.tol:
+            return Status.OPTIMAL
+        if o.time_limit is not None and elapsed > o.time_limit:
+            return Status.TIME_LIMIT
+        return None
+
+    def continuation(self, run: "Run", cert: Certificate) -> None:
+        """End the gamma stage once y is stationary at two checks in a row: gamma *= decay, duals extrapolated."""
+        p, o = self.prob, self.opts
+        run.calm = run.calm + 1 if cert.stationarity <= o.tol else 0  # two in a row, not a noisy dip
+        if run.calm < 2 or run.gamma * o.gamma_decay < o.gamma_min:
+            return
+        y_stage = run.st.y.clone()
+        rho = o.gamma_decay
+        if o.extrapolate and run.prev_stage_y is not None:
+            # y(gamma) ~ y(0) + k gamma across stages gamma/rho -> gamma -> rho gamma
+            slope_step = y_stage - run.prev_stage_y  # = -k gamma (1/rho - 1)
+            y_zero = self.to_domain(y_stage + slope_step * (rho / (1.0 - rho)))
+            zero_bound = p.sigma * float(self.lagrangian_bound(y_zero)) + p.sf.offset
+            if zero_bound > run.best_bound:
+                run.best_bound, run.best_y = zero_bound, y_zero
+            y_next = self.to_domain(y_stage + slope_step * rho)
+        else:
+            y_next = y_stage
+        run.prev_stage_y = y_stage
+        run.gamma *= o.gamma_decay
+        run.st = AscentState.start(y_next, p.sf.n_blocks, p.norm_sq / run.gamma, run.st.tau)
+        run.calm = 0
 
     def to_domain(self, y: torch.Tensor) -> torch.Tensor:
         """Project onto the dual domain: y_r >= 0 where l_r = -inf, y_r <= 0 where u_r = +inf."""
