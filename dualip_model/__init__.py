@@ -3,25 +3,32 @@
     min c^T x  s.t.  A x <= b (coupling rows),  x_i in C_i (simplex / box block polytopes)
 """
 
+import logging
+
 from . import registry
 from .backend import Backend, Capability, RawResult
+from .compare import Comparison, compare
 from .constraints import Constraint
 from .errors import BackendNotFoundError, CapabilityError, ModelError
 from .expressions import LinearExpression, Relation, matmul
 from .io import read_model, write_model
 from .model import Model
+from .plotting import plot_history
 from .polytopes import BlockKind
+from .progress import Progress, chain_callbacks
 from .result import Result, relative_gap
 from .sets import EdgeSet, EntitySet
 from .standard_form import Layout, Slot, StandardForm
 from .status import Status
 from .variables import Variable
 
+logging.getLogger("dualip_model").addHandler(logging.NullHandler())
+
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackendNotFoundError", "BlockKind", "Capability", "CapabilityError", "Constraint",
-    "EdgeSet", "EntitySet", "Layout", "LinearExpression", "Model", "ModelError", "RawResult", "Relation",
-    "Result", "Slot", "StandardForm", "Status", "Variable", "matmul", "read_model", "registry",
-    "relative_gap", "write_model",
+    "Backend", "BackendNotFoundError", "BlockKind", "Capability", "CapabilityError", "Comparison", "Constraint",
+    "EdgeSet", "EntitySet", "Layout", "LinearExpression", "Model", "ModelError", "Progress", "RawResult",
+    "Relation", "Result", "Slot", "StandardForm", "Status", "Variable", "chain_callbacks", "compare", "matmul",
+    "plot_history", "read_model", "registry", "relative_gap", "write_model",
 ]
