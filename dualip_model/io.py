@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from .errors import ModelError
 from .expressions import matmul
 from .model import Model
+from .polytopes import BlockKind
+from .sets import EdgeSet
 
 
 def read_model(path, name: str | None = None) -> Model:
@@ -62,17 +65,62 @@ def read_model(path, name: str | None = None) -> Model:
 def write_model(model_or_sf, path) -> None:
     """Write a model (compiled first) or a StandardForm as an LP or MPS file, format from the extension.
 
-    Block sum constraints are written as ordinary rows after the coupling rows.
+    Block sum constraints are written as ordinary rows after the coupling rows. A model's columns and rows
+    are named after its labels (``x[u1,i3]``, ``budget[i3]``; bare labels when the model has one variable or
+    one constraint family, as a model read from a file has); a StandardForm gets HiGHS's default names.
     """
     import highspy
 
     from dualip_model.backends.highs import to_highs
 
-    sf = model_or_sf.compile() if isinstance(model_or_sf, Model) else model_or_sf
-    h, _ = to_highs(sf)
+    model = model_or_sf if isinstance(model_or_sf, Model) else None
+    sf = model.compile() if model is not None else model_or_sf
+    h, _ = to_highs(sf, names=None if model is None else _names(model, sf))
     if sf.layout.sense == -1:  # the standard form minimizes -f; write max f as the user stated it
         h.changeObjectiveSense(highspy.ObjSense.kMaximize)
         h.changeColsCost(sf.n_cols, np.arange(sf.n_cols, dtype=np.int32), -np.asarray(sf.c))
         h.changeObjectiveOffset(-sf.offset)
     if h.writeModel(os.fspath(path)) == highspy.HighsStatus.kError:
         raise ModelError(f"could not write model to '{path}'")
+
+
+def _label_strings(index, count: int) -> np.ndarray:
+    """One string per element of an entity set ("u1"), an edge set ("u1,i3") or a global row ("")."""
+    if index is None:
+        return np.full(count, "", dtype=object)
+    if isinstance(index, EdgeSet):
+        src = index.src_set.labels[index.src].astype(str)
+        dst = index.dst_set.labels[index.dst].astype(str)
+        return (src + "," + dst).to_numpy(dtype=object)
+    return index.labels.astype(str).to_numpy(dtype=object)
+
+
+def _names(model: Model, sf) -> tuple[list[str], list[str]] | None:
+    """(column names, row names) in the standard form's order for to_highs, or None if they would collide."""
+    def named(prefix: str, labels: np.ndarray, bare: bool) -> np.ndarray:
+        if bare and all(isinstance(lab, str) and lab[:1].isalpha() for lab in labels):  # file names: X01, R09
+            return labels
+        return np.array([f"{prefix}[{lab}]" if lab else prefix for lab in labels], dtype=object)
+
+    cols = np.empty(sf.n_cols, dtype=object)
+    for slot in sf.layout.variables:
+        var = model.variables[slot.name]
+        cols[slot.start : slot.stop] = named(slot.name, _label_strings(var.index, var.size), len(model.variables) == 1)
+    if sf.layout.column_order is not None:
+        cols = cols[sf.layout.column_order]
+    sum_blocks = np.flatnonzero(sf.block_kind != BlockKind.BOX)
+    block_row = np.full(sf.n_blocks, -1, dtype=np.int64)
+    block_row[sum_blocks] = sf.n_rows + np.arange(sum_blocks.shape[0])
+    rows = np.empty(sf.n_rows + sum_blocks.shape[0], dtype=object)
+    for slot in sf.layout.constraints:
+        con = model.constraints[slot.name]
+        names = named(slot.name, _label_strings(con.index, slot.stop - slot.start), len(model.constraints) == 1)
+        if slot.kind == "rows":
+            rows[slot.start : slot.stop] = names
+        else:
+            target = block_row[slot.start : slot.stop]
+            rows[target[target >= 0]] = names[target >= 0]
+    cleaned = [pd.Series(a, dtype=object).str.replace(r"[^\w.\[\],()]", "_", regex=True) for a in (cols, rows)]
+    if any(s.isna().any() or not s.is_unique for s in cleaned):
+        return None
+    return cleaned[0].tolist(), cleaned[1].tolist()

@@ -387,6 +387,21 @@ def test_write_read_round_trip_maximize(tmp_path, ext, matching):
     assert again.objective == pytest.approx(res.objective, rel=1e-9)
 
 
+def test_written_mps_keeps_the_model_names(tmp_path, matching):
+    """File columns/rows keep their names through a round trip; a model's names come from its labels."""
+    m = dm.read_model(NETLIB / "afiro.mps")
+    dm.write_model(m, tmp_path / "afiro.mps")
+    again = dm.read_model(tmp_path / "afiro.mps")
+    assert list(again.sets["columns"].labels) == list(m.sets["columns"].labels)
+    assert set(again.sets["rows"].labels) == set(m.sets["rows"].labels)
+    _, model, _ = matching
+    dm.write_model(model, tmp_path / "matching.mps")
+    names = dm.read_model(tmp_path / "matching.mps")
+    first_edge = model.sets["eligible"].labels()[0]
+    assert f"x[{first_edge[0]},{first_edge[1]}]" in set(names.sets["columns"].labels)
+    assert {"budget[0]", "one_per_user[0]"} <= set(names.sets["rows"].labels)
+
+
 # ----------------------------------------------------------------------------------------- examples
 @pytest.mark.parametrize("script", ["matching.py", "multi_objective.py"])
 def test_example_runs(script):

@@ -53,8 +53,8 @@ class HighsOptions:
                 raise ModelError(f"HighsOptions.{name} must be a number > 0, got {value!r}")
 
 
-def to_highs(sf: StandardForm):
-    """A highspy.Highs holding the standard form as one LP (coupling rows, then block rows)."""
+def to_highs(sf: StandardForm, names: tuple[list[str], list[str]] | None = None):
+    """A highspy.Highs holding the standard form as one LP (coupling rows, then block rows), optionally named."""
     import highspy
 
     n, m = sf.n_cols, sf.n_rows
@@ -103,6 +103,8 @@ def to_highs(sf: StandardForm):
     lp.a_matrix_.start_ = start.astype(np.int32)
     lp.a_matrix_.index_ = index
     lp.a_matrix_.value_ = value
+    if names is not None:
+        lp.col_names_, lp.row_names_ = names
     if h.passModel(lp) == highspy.HighsStatus.kError:
         raise ModelError(f"HiGHS rejected model '{sf.name}'")
     return h, sum_blocks
