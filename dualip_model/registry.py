@@ -18,6 +18,7 @@ ENTRY_POINT_GROUP = "dualip_model.backends"
 _BUILTIN = {
     "highs": "dualip_model.backends.highs:HighsBackend",
     "dualip": "dualip_model.backends.dualip:DualipBackend",
+    "cupdlpx": "dualip_model.backends.cupdlpx:CupdlpxBackend",  # needs the cupdlpx package and a GPU
 }
 _registered: dict[str, object] = {}  # name -> "module:attr" or a Backend class/instance
 _instances: dict[str, Backend] = {}

@@ -1,7 +1,7 @@
 """HiGHS backend: min c^T x s.t. row_lower <= [A; B] x <= row_upper, l <= x <= u, passed in one bulk call.
 
-B holds one row per block with a sum constraint (sum_{j in block i} x_j <= r_i or == r_i), so HiGHS
-solves exactly the standard form and returns duals for coupling rows and block rows alike.
+B holds one row per block with a sum constraint (dualip_model.flat_lp), so HiGHS solves exactly the
+standard form and returns duals for coupling rows and block rows alike.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from dualip_model.backend import Capability, RawResult
 from dualip_model.errors import ModelError
-from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
+from dualip_model.flat_lp import flat_lp
 from dualip_model.standard_form import StandardForm
 from dualip_model.status import Status
 
@@ -57,57 +57,31 @@ def to_highs(sf: StandardForm, names: tuple[list[str], list[str]] | None = None)
     """A highspy.Highs holding the standard form as one LP (coupling rows, then block rows), optionally named."""
     import highspy
 
-    n, m = sf.n_cols, sf.n_rows
-    has_sum = sf.block_kind != BlockKind.BOX
-    sum_blocks = np.flatnonzero(has_sum)
-    counts = np.diff(sf.block_ptr)
-    # block row id (after the m coupling rows) for each column of a block with a sum constraint
-    block_row = np.full(sf.n_blocks, -1, dtype=np.int64)
-    block_row[sum_blocks] = m + np.arange(sum_blocks.shape[0])
-    col_row = np.repeat(block_row, counts)
-    extra = (col_row >= 0).astype(np.int64)
-    # Insert the block-row entry at the end of each column (row ids there exceed all coupling rows).
-    per_col = np.diff(sf.A_indptr).astype(np.int64) + extra
-    start = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(per_col, out=start[1:])
-    nnz = int(start[-1])
-    if nnz >= 2**31:
-        raise ModelError(f"model '{sf.name}' has {nnz} nonzeros with block rows; HiGHS takes < 2^31")
-    index = np.empty(nnz, dtype=np.int32)
-    value = np.empty(nnz)
-    coupling_pos = np.repeat(start[:-1] - sf.A_indptr[:-1].astype(np.int64), np.diff(sf.A_indptr)) + np.arange(sf.nnz)
-    index[coupling_pos] = sf.A_indices
-    value[coupling_pos] = sf.A_data
-    block_pos = start[1:][extra == 1] - 1
-    index[block_pos] = col_row[extra == 1]
-    value[block_pos] = 1.0
-    rhs = sf.block_rhs[sum_blocks]
-    eq = np.isin(sf.block_kind[sum_blocks], EQUALITY_KINDS)
-    row_lower = np.concatenate([sf.row_lower, np.where(eq, rhs, -np.inf)])
-    row_upper = np.concatenate([sf.row_upper, rhs])
-    col_lower = np.ascontiguousarray(sf.col_lower, dtype=np.float64)
-    col_upper = np.ascontiguousarray(sf.col_upper, dtype=np.float64)
+    flat = flat_lp(sf)
+    A = flat.A
+    if A.nnz >= 2**31:
+        raise ModelError(f"model '{sf.name}' has {A.nnz} nonzeros with block rows; HiGHS takes < 2^31")
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     inf = h.getInfinity()
     lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n, m + sum_blocks.shape[0]
-    lp.offset_ = float(sf.offset)
-    lp.col_cost_ = np.ascontiguousarray(sf.c)
-    lp.col_lower_ = np.maximum(col_lower, -inf)
-    lp.col_upper_ = np.minimum(col_upper, inf)
-    lp.row_lower_ = np.maximum(row_lower, -inf)
-    lp.row_upper_ = np.minimum(row_upper, inf)
+    lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]
+    lp.offset_ = flat.offset
+    lp.col_cost_ = flat.c
+    lp.col_lower_ = np.maximum(flat.col_lower, -inf)
+    lp.col_upper_ = np.minimum(flat.col_upper, inf)
+    lp.row_lower_ = np.maximum(flat.row_lower, -inf)
+    lp.row_upper_ = np.minimum(flat.row_upper, inf)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = lp.num_col_, lp.num_row_
-    lp.a_matrix_.start_ = start.astype(np.int32)
-    lp.a_matrix_.index_ = index
-    lp.a_matrix_.value_ = value
+    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = A.indices.astype(np.int32, copy=False)
+    lp.a_matrix_.value_ = A.data
     if names is not None:
         lp.col_names_, lp.row_names_ = names
     if h.passModel(lp) == highspy.HighsStatus.kError:
         raise ModelError(f"HiGHS rejected model '{sf.name}'")
-    return h, sum_blocks
+    return h, flat
 
 
 class HighsBackend:
@@ -126,7 +100,7 @@ class HighsBackend:
 
         from .status import map_status
 
-        h, sum_blocks = to_highs(sf)
+        h, flat = to_highs(sf)
         with tempfile.TemporaryDirectory() as tmp:
             log_path = os.path.join(tmp, "highs.log")
             settings = {"output_flag": True, "log_to_console": options.verbose, "log_file": log_path,
@@ -159,9 +133,7 @@ class HighsBackend:
                 raw.objective = float(info.objective_function_value)
             if sol.dual_valid:
                 duals = np.asarray(sol.row_dual, dtype=np.float64)
-                raw.row_dual = duals[: sf.n_rows]
-                raw.block_dual = np.zeros(sf.n_blocks)
-                raw.block_dual[sum_blocks] = duals[sf.n_rows :]
+                raw.row_dual, raw.block_dual = flat.split_duals(duals, sf.n_rows, sf.n_blocks)
             if status == Status.OPTIMAL:
                 raw.bound = raw.objective
                 raw.guarantees = ("optimal within HiGHS tolerances",)

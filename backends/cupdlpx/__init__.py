@@ -1,0 +1,5 @@
+"""cuPDLPx (GPU restarted Halpern PDHG, the pip package ``cupdlpx``) as a backend: the general GPU LP peer."""
+
+from .backend import CupdlpxBackend, CupdlpxOptions
+
+__all__ = ["CupdlpxBackend", "CupdlpxOptions"]
