@@ -20,6 +20,7 @@ from .result import Result, relative_gap
 from .sets import EdgeSet, EntitySet
 from .standard_form import Layout, Slot, StandardForm
 from .status import Status
+from .tables import read_table, write_parquet
 from .variables import Variable
 
 logging.getLogger("dualip_model").addHandler(logging.NullHandler())
@@ -30,5 +31,5 @@ __all__ = [
     "Backend", "BackendNotFoundError", "BlockKind", "Capability", "CapabilityError", "Comparison", "Constraint",
     "EdgeSet", "EntitySet", "Layout", "LinearExpression", "Model", "ModelError", "Progress", "RawResult",
     "Relation", "Result", "Slot", "StandardForm", "Status", "Variable", "chain_callbacks", "compare", "matmul",
-    "plot_history", "read_model", "registry", "relative_gap", "write_model",
+    "plot_history", "read_model", "read_table", "registry", "relative_gap", "write_model", "write_parquet",
 ]

@@ -1,23 +1,47 @@
-"""Coercion and validation of user arrays (numpy, pandas, pyarrow) into flat numpy arrays."""
+"""Coercion and validation of user arrays (numpy, pandas, pyarrow) into flat numpy arrays.
+
+pyarrow is optional: it is imported only when the caller hands in a pyarrow object. Numeric arrow arrays
+without nulls and pandas numpy-backed columns become numpy views (no copy); nulls are refused by name.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .errors import ModelError
 
 _CHUNK = 1 << 22  # elements per chunk in O(n) scans, bounds temporaries to a few MB
 
 
-def to_numpy(values, what: str) -> np.ndarray:
-    """Return a 1-d numpy view/copy of a numpy, pandas or pyarrow array-like (no Python per element)."""
+def is_arrow(values) -> bool:
+    """True for pyarrow objects (Array, ChunkedArray, Table, ...), tested without importing pyarrow."""
+    return type(values).__module__.split(".")[0] == "pyarrow"
+
+
+def _position(describe, i: int) -> str:
+    """How an error message names entry i."""
+    return describe(i) if describe is not None else f"value at position {i}"
+
+
+def to_numpy(values, what: str, *, describe=None, allow_null: bool = False) -> np.ndarray:
+    """Return a 1-d numpy view/copy of a numpy, pandas or pyarrow array-like (no Python per element).
+
+    Arrow and pandas-extension nulls raise "``what``: ``describe(i)`` is missing (null)" (``describe(i)``
+    defaults to "value at position i") unless ``allow_null``, where they convert as pyarrow/pandas do.
+    """
     if isinstance(values, np.ndarray):
         arr = values
-    elif hasattr(values, "to_numpy"):  # pandas Series/Index, pyarrow Array/ChunkedArray
-        try:
-            arr = values.to_numpy(zero_copy_only=False)  # pyarrow
-        except TypeError:
-            arr = values.to_numpy()
+    elif is_arrow(values):
+        arr = _arrow_to_numpy(values, what, describe, allow_null)
+    elif isinstance(values, pd.DataFrame):
+        raise ModelError(f"{what}: expected a 1-d array, got a DataFrame with columns {list(values.columns)}; "
+                         "pass one column")
+    elif isinstance(values, (pd.Series, pd.Index)):
+        if not allow_null and not isinstance(values.dtype, np.dtype) and values.hasnans:
+            pos = int(np.argmax(np.asarray(pd.isna(values))))
+            raise ModelError(f"{what}: {_position(describe, pos)} is missing (null)")
+        arr = values.to_numpy()
     else:
         arr = np.asarray(values)
     if arr.ndim != 1:
@@ -25,12 +49,85 @@ def to_numpy(values, what: str) -> np.ndarray:
     return arr
 
 
+def _arrow_to_numpy(values, what: str, describe, allow_null: bool) -> np.ndarray:
+    """An arrow Array/ChunkedArray as numpy: zero-copy for numeric data without nulls and one chunk."""
+    import pyarrow as pa
+
+    if isinstance(values, (pa.Table, pa.RecordBatch)):
+        raise ModelError(f"{what}: expected a 1-d array, got a pyarrow {type(values).__name__} with columns "
+                         f"{values.column_names}; pass one column")
+    if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+        raise ModelError(f"{what}: expected an array, got a pyarrow {type(values).__name__}")
+    if not allow_null and values.null_count:
+        raise ModelError(f"{what}: {_position(describe, first_null(values))} is missing (null)")
+    if isinstance(values, pa.ChunkedArray):
+        return values.to_numpy()
+    return values.to_numpy(zero_copy_only=False)
+
+
+def first_null(values) -> int:
+    """Position of the first null of an arrow Array/ChunkedArray (-1 if none)."""
+    import pyarrow.compute as pc
+
+    return int(pc.index(values.is_null(), True).as_py())
+
+
+def arrow_strings(values):
+    """An arrow (chunked) array of ``values`` if they are arrow or arrow-backed pandas strings, else None.
+
+    Used to look string labels up in arrow (pyarrow.compute.index_in) without one Python object each.
+    """
+    if is_arrow(values):
+        import pyarrow as pa
+
+        if isinstance(values, (pa.Array, pa.ChunkedArray)) and _is_string_type(values.type):
+            return values
+        return None
+    if isinstance(values, (pd.Series, pd.Index)) and hasattr(values.array, "__arrow_array__"):
+        dtype = values.dtype
+        if (isinstance(dtype, pd.StringDtype) and dtype.storage.startswith("pyarrow")) or (
+            isinstance(dtype, pd.ArrowDtype) and _is_string_type(dtype.pyarrow_dtype)
+        ):
+            import pyarrow as pa
+
+            return pa.array(values.array)
+    return None
+
+
+def _is_string_type(t) -> bool:
+    """True for arrow string types, dictionary-encoded or not."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _arrow_numeric(values, what: str):
+    """Check arrow data holds numbers, naming its arrow type otherwise; a Scalar becomes a float, decimals float64."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(values, (pa.Array, pa.ChunkedArray, pa.Scalar)):
+        return values  # to_numpy names the wrong kind of object
+    t = values.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t)):
+        raise ModelError(f"{what}: expected numeric data, got dtype {t} (arrow)")
+    if isinstance(values, pa.Scalar):
+        if not values.is_valid:
+            raise ModelError(f"{what}: value is missing (null)")
+        return float(values.as_py())
+    return pc.cast(values, pa.float64()) if pa.types.is_decimal(t) else values
+
+
 def as_float(values, n: int | None, what: str, *, allow_inf: bool = False, describe=None) -> np.ndarray | float:
     """Validate numeric data: a Python/numpy scalar stays a float, an array becomes float64 of length n.
 
-    NaN is always rejected; +-inf only where ``allow_inf``. ``describe(i)`` turns a position into a
-    label for the error message.
+    Arrow data must be numeric (an arrow Scalar counts as a scalar). NaN and nulls are always rejected;
+    +-inf only where ``allow_inf``. ``describe(i)`` turns a position into a label for the error message.
     """
+    if is_arrow(values):
+        values = _arrow_numeric(values, what)
     if np.isscalar(values) or (isinstance(values, np.ndarray) and values.ndim == 0):
         if isinstance(values, (str, bytes)) or (isinstance(values, np.ndarray) and values.dtype.kind not in "biuf"):
             raise ModelError(f"{what}: expected a number, got {values!r}")
@@ -41,7 +138,8 @@ def as_float(values, n: int | None, what: str, *, allow_inf: bool = False, descr
         if np.isnan(value) or (not allow_inf and np.isinf(value)):
             raise ModelError(f"{what}: value is {value}")
         return value
-    arr = to_numpy(values, what)
+    null_at = None if describe is None else (lambda i: f"value at {describe(i)}")
+    arr = to_numpy(values, what, describe=null_at)
     if arr.dtype.kind not in "biuf":
         raise ModelError(f"{what}: expected numeric data, got dtype {arr.dtype}")
     if n is not None and arr.shape[0] != n:

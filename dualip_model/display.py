@@ -251,7 +251,7 @@ class _Builder:
         for name, values in data.items():
             if not isinstance(name, str) or not name:
                 raise ModelError(f"data: names must be non-empty strings, got {name!r}")
-            arr = to_numpy(values, f"data['{name}']")
+            arr = to_numpy(values, f"data['{name}']", allow_null=True)
             if arr.dtype == np.float64:
                 names[_key(arr)] = name
         return names

@@ -112,6 +112,8 @@ class Model:
         if wants_warm and Capability.WARM_START not in solver.capabilities:
             raise CapabilityError(f"backend '{backend}' does not support warm starts")
         opts = _backend_options(solver, options, settings)
+        if standard_form is not None:
+            standard_form.layout.check(self)  # before solving: a form compiled from another model is refused
         sf = standard_form if standard_form is not None else self.compile()
         start = time.perf_counter()
         raw = solver.solve(sf, opts)

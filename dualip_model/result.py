@@ -1,4 +1,10 @@
-"""Results in the user's terms: status, objective, certified bound and gap, labeled primal and duals."""
+"""Results in the user's terms: status, objective, certified bound and gap, labeled primal and duals.
+
+Tables out: ``to_frame``/``to_arrow``/``to_parquet`` give one row per element of a variable (its label
+columns, then ``value``); ``duals_frame``/``duals_to_arrow``/``duals_to_parquet`` one row per row of a
+constraint (its label columns, then ``dual``, ``activity`` and ``slack``). Label columns keep the labels'
+dtypes and are built columnar (one take per label level, never a Python object per row).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,11 @@ import pandas as pd
 
 from .backend import RawResult
 from .errors import ModelError
-from .sets import EdgeSet
+from .polytopes import EQUALITY_KINDS, BlockKind
+from .sets import EdgeSet, EntitySet
 from .standard_form import StandardForm
 from .status import Status
+from .tables import _pyarrow, write_parquet
 
 
 def relative_gap(objective: float, bound: float) -> float:
@@ -27,6 +35,7 @@ class Result:
     """
 
     def __init__(self, model, sf: StandardForm, raw: RawResult, backend: str):
+        sf.layout.check(model)
         self.model = model
         self.standard_form = sf
         self.raw = raw
@@ -43,6 +52,7 @@ class Result:
         self.history = raw.history
         self.guarantees = raw.guarantees
         self._x = None if raw.x is None else sf.layout.to_original(np.asarray(raw.x, dtype=np.float64))
+        self._Ax = None  # A x in compiled row order, computed on first use
 
     # ------------------------------------------------------------------ primal
     @property
@@ -64,9 +74,7 @@ class Result:
     @property
     def x(self) -> pd.Series:
         """The labeled primal of the model's only variable (use primal(name) when there are several)."""
-        if len(self.model.variables) != 1:
-            raise ModelError(f"model has variables {list(self.model.variables)}; use result.primal(name)")
-        return self.primal(next(iter(self.model.variables.values())))
+        return self.primal(self._the_variable(None))
 
     def value(self, expr) -> float | np.ndarray:
         """Evaluate any linear expression of the model at the solution."""
@@ -101,7 +109,161 @@ class Result:
         index = con.index.labels() if isinstance(con.index, EdgeSet) else con.index.labels
         return pd.Series(values, index=index, name=con.name)
 
+    def activity(self, constraint) -> tuple[np.ndarray, np.ndarray]:
+        """(activity, slack) of a constraint's rows: activity = its rows of A x (block sums for block rows).
+
+        slack_r = min(upper_r - activity_r, activity_r - lower_r), the distance to the nearest side of the
+        standard-form row: >= 0 where the row holds, negative by the violation where it does not (== rows:
+        -|activity - rhs|). A constant in the constraint's expression is already moved to its sides.
+        """
+        con = self._constraint(constraint)
+        slot = self._slot(con.name)
+        activity, lower, upper = self._rows(slot.kind, slot.start, slot.stop)
+        with np.errstate(invalid="ignore"):
+            slack = np.minimum(upper - activity, activity - lower)
+        return activity, slack
+
+    def violation(self) -> tuple[float, str | None]:
+        """max(0, largest violation of a coupling row, block sum or column bound at x) and where it is."""
+        sf, x = self.standard_form, self._compiled_x()
+        worst, where = 0.0, None
+        for kind, size in (("rows", sf.n_rows), ("blocks", sf.n_blocks)):
+            if size == 0:
+                continue
+            activity, lower, upper = self._rows(kind, 0, size)
+            v = np.maximum(lower - activity, activity - upper)
+            if kind == "blocks":
+                v[sf.block_kind == BlockKind.BOX] = 0.0
+            i = int(np.argmax(v))
+            if v[i] > worst:
+                worst, where = float(v[i]), self._row_name(kind, i)
+        v = np.maximum(sf.col_lower - x, x - sf.col_upper)
+        j = int(np.argmax(v))
+        if v[j] > worst:
+            worst, where = float(v[j]), self._column_name(j)
+        return worst, where
+
+    # ------------------------------------------------------------------ tables
+    def to_frame(self, var=None) -> pd.DataFrame:
+        """x as a DataFrame: one row per element of ``var`` (the only variable if None), in model order.
+
+        Columns: one per label level (the entity set's name; source and destination set names for an
+        edge set), then ``value``.
+        """
+        var = self._the_variable(var)
+        columns = _label_columns(var.index, ("value",))
+        frame = pd.DataFrame({name: labels if codes is None else labels.take(codes)
+                              for name, labels, codes in columns})
+        frame["value"] = self.x_all[var.start : var.stop]
+        return frame
+
+    def to_arrow(self, var=None):
+        """to_frame as a pyarrow Table (label columns, then ``value``), model and variable in its metadata."""
+        var = self._the_variable(var)
+        values = self.x_all[var.start : var.stop]
+        return self._arrow(_label_columns(var.index, ("value",)), {"value": values}, {"variable": var.name})
+
+    def to_parquet(self, path, var=None) -> None:
+        """Write to_arrow(var) as a Parquet file."""
+        write_parquet(self.to_arrow(var), path)
+
+    def duals_frame(self, constraint) -> pd.DataFrame:
+        """A constraint's rows as a DataFrame: label columns, then ``dual``, ``activity`` and ``slack``.
+
+        ``dual`` is d(objective)/d(rhs) in the user's sense (as in ``dual``); ``activity`` and ``slack``
+        are those of ``activity``. A global constraint gives one row and no label columns.
+        """
+        con = self._constraint(constraint)
+        columns = _label_columns(con.index, _DUAL_COLUMNS)
+        frame = pd.DataFrame({name: labels if codes is None else labels.take(codes)
+                              for name, labels, codes in columns}, index=pd.RangeIndex(con.size))
+        for name, values in self._dual_values(con).items():
+            frame[name] = values
+        return frame
+
+    def duals_to_arrow(self, constraint):
+        """duals_frame as a pyarrow Table, model and constraint in its metadata."""
+        con = self._constraint(constraint)
+        return self._arrow(_label_columns(con.index, _DUAL_COLUMNS), self._dual_values(con),
+                           {"constraint": con.name})
+
+    def duals_to_parquet(self, path, constraint) -> None:
+        """Write duals_to_arrow(constraint) as a Parquet file."""
+        write_parquet(self.duals_to_arrow(constraint), path)
+
+    # ------------------------------------------------------------------ plots
+    def plot(self, **kwargs):
+        """Convergence history (gap, infeasibility, objective vs bound): see dualip_model.plotting.plot_history."""
+        from .plotting import plot_history
+
+        return plot_history(self, **kwargs)
+
     # ------------------------------------------------------------------ helpers
+    def _the_variable(self, var):
+        """The named variable, or the model's only one when ``var`` is None."""
+        if var is not None:
+            return self._variable(var)
+        if len(self.model.variables) != 1:
+            raise ModelError(f"model has variables {list(self.model.variables)}; name one "
+                             "(result.primal(name), result.to_frame(name))")
+        return next(iter(self.model.variables.values()))
+
+    def _dual_values(self, con) -> dict[str, np.ndarray]:
+        activity, slack = self.activity(con)
+        return {"dual": self.dual(con, labeled=False), "activity": activity, "slack": slack}
+
+    def _arrow(self, columns, values: dict, what: dict):
+        """A pyarrow Table of label columns (taken in arrow) and float columns, with dualip_model metadata."""
+        pa = _pyarrow("Result.to_arrow")
+        data = {}
+        for name, labels, codes in columns:
+            try:
+                arr = pa.array(labels)
+            except (pa.ArrowException, TypeError, ValueError) as err:
+                raise ModelError(f"labels of set '{name}' cannot become an arrow column: {err}") from None
+            data[name] = arr if codes is None else arr.take(pa.array(codes))
+        data.update({name: pa.array(v) for name, v in values.items()})
+        meta = {"model": self.model.name, "status": self.status.value, "backend": self.backend, **what}
+        return pa.table(data, metadata={f"dualip_model.{k}": str(v) for k, v in meta.items()})
+
+    def _compiled_x(self) -> np.ndarray:
+        """x in the standard form's (compiled) column order."""
+        if self.raw.x is None:
+            raise ModelError(f"no primal solution: status is {self.status}")
+        return np.asarray(self.raw.x, dtype=np.float64)
+
+    def _rows(self, kind: str, start: int, stop: int):
+        """(activity, lower, upper) of coupling rows or block sums [start, stop) of the standard form."""
+        sf = self.standard_form
+        if kind == "rows":
+            if self._Ax is None:
+                self._Ax = sf.A @ self._compiled_x()
+            return self._Ax[start:stop], sf.row_lower[start:stop], sf.row_upper[start:stop]
+        activity = _segment_sums(self._compiled_x(), sf.block_ptr[start : stop + 1])
+        upper = sf.block_rhs[start:stop]
+        lower = np.where(np.isin(sf.block_kind[start:stop], EQUALITY_KINDS), upper, -np.inf)
+        return activity, lower, upper
+
+    def _slot(self, name: str):
+        """The layout slot (rows or blocks) of the named constraint."""
+        return next(s for s in self.standard_form.layout.constraints if s.name == name)
+
+    def _row_name(self, kind: str, i: int) -> str:
+        """The user's name of coupling row or block i, e.g. "budget[item='b']"."""
+        for slot in self.standard_form.layout.constraints:
+            if slot.kind == kind and slot.start <= i < slot.stop:
+                return self.model.constraints[slot.name].label(i - slot.start)
+        raise AssertionError(f"{kind} {i} is in no constraint slot")
+
+    def _column_name(self, j: int) -> str:
+        """The user's name of compiled column j's bounds, e.g. "bounds of x[edge ('u0', 'a')]"."""
+        order = self.standard_form.layout.column_order
+        col = int(order[j]) if order is not None else j
+        for var in self.model.variables.values():
+            if var.start <= col < var.stop:
+                return f"bounds of {var.name}[{var._describe(col - var.start)}]"
+        raise AssertionError(f"column {col} is in no variable")
+
     def _variable(self, var):
         name = var if isinstance(var, str) else getattr(var, "name", None)
         if name not in self.model.variables or (not isinstance(var, str) and self.model.variables[name] is not var):
@@ -127,8 +289,49 @@ class Result:
             f"  bound      {self.bound:.10g}   rel. gap {self.gap:.3g}",
             f"  size       {sf.n_cols} columns, {sf.n_rows} coupling rows, {sf.nnz} nonzeros, {sf.n_blocks} blocks",
         ]
+        if self.raw.x is not None:
+            worst, where = self.violation()
+            lines.append(f"  violation  {worst:.3g}" + (f" (largest at {where})" if where else ""))
+        if self.raw.ray is not None:
+            lines.append("  certificate of infeasibility: result.raw.ray (a Farkas ray)")
         if self.guarantees:
             lines.append(f"  guarantees {', '.join(self.guarantees)}")
         if self.message:
             lines.append(f"  message    {self.message}")
         return "\n".join(lines)
+
+
+_DUAL_COLUMNS = ("dual", "activity", "slack")
+
+
+def _label_columns(index, taken: tuple[str, ...]) -> list[tuple[str, pd.Index, np.ndarray | None]]:
+    """(column name, labels, codes or None) per label level of an entity set, edge set or None (global).
+
+    An edge set between a set and itself gives "<set>_src" and "<set>_dst"; a name already taken by a
+    value column gets "_label" appended.
+    """
+    if index is None:
+        levels = []
+    elif isinstance(index, EntitySet):
+        levels = [(index.name, index.labels, None)]
+    else:
+        src, dst = index.src_set, index.dst_set
+        names = (src.name, dst.name) if src is not dst else (f"{src.name}_src", f"{dst.name}_dst")
+        levels = [(names[0], src.labels, index.src), (names[1], dst.labels, index.dst)]
+    out = []
+    for name, labels, codes in levels:
+        while name in taken:
+            name += "_label"
+        out.append((name, labels, codes))
+    return out
+
+
+def _segment_sums(x: np.ndarray, ptr: np.ndarray) -> np.ndarray:
+    """s_i = sum x[ptr[i]:ptr[i+1]] for i < len(ptr) - 1 (0 for empty segments), one reduceat."""
+    starts, stops = ptr[:-1], ptr[1:]
+    out = np.zeros(starts.shape[0])
+    nonempty = stops > starts
+    if nonempty.any():
+        # between consecutive non-empty starts lie only empty segments, so reduceat's runs are exact
+        out[nonempty] = np.add.reduceat(x[ptr[0] : ptr[-1]], starts[nonempty] - ptr[0])
+    return out

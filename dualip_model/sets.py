@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._arrays import _CHUNK, first_adjacent_equal, index_dtype, is_nondecreasing, to_numpy
+from ._arrays import _CHUNK, arrow_strings, first_adjacent_equal, first_null, index_dtype, is_nondecreasing, to_numpy
 from .errors import ModelError
 
 
@@ -24,7 +24,7 @@ class EntitySet:
                 raise ModelError(f"entity set '{name}' is empty (size {labels})")
             index = pd.RangeIndex(int(labels))
         else:
-            arr = to_numpy(labels, f"labels of entity set '{name}'")
+            arr = to_numpy(labels, f"labels of entity set '{name}'", describe=lambda i: f"label at position {i}")
             if arr.shape[0] == 0:
                 raise ModelError(f"entity set '{name}' is empty")
             missing = pd.isna(arr) if arr.dtype.kind in "fOUSM" else None
@@ -36,6 +36,7 @@ class EntitySet:
                 dup = index[index.duplicated()][0]
                 raise ModelError(f"entity set '{name}': label {_plain(dup)!r} appears more than once")
         self.labels: pd.Index = index
+        self._arrow_labels = None  # the labels as an arrow array, built on the first arrow-string lookup
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -44,10 +45,16 @@ class EntitySet:
         return f"EntitySet({self.name!r}, size={len(self)})"
 
     def codes(self, labels, what: str) -> np.ndarray:
-        """Positions of ``labels`` in this set (int32/int64); unknown labels raise, naming the first one."""
-        arr = to_numpy(labels, what)
+        """Positions of ``labels`` in this set (int32/int64); unknown labels raise, naming the first one.
+
+        Arrow (or arrow-backed pandas) strings are looked up in arrow, without a Python object per label.
+        """
         n = len(self)
         dtype = index_dtype(n)
+        strings = arrow_strings(labels)
+        if strings is not None and self.labels.inferred_type == "string":
+            return self._arrow_codes(strings, what).astype(dtype, copy=False)
+        arr = to_numpy(labels, what, describe=lambda i: f"label at position {i}")
         if isinstance(self.labels, pd.RangeIndex) and arr.dtype.kind in "iu":
             # labels 0..n-1 are their own positions: check the range, no hashing
             lo, hi = (int(arr.min()), int(arr.max())) if arr.shape[0] else (0, 0)
@@ -60,6 +67,21 @@ class EntitySet:
             bad = arr[int(np.argmax(codes < 0))]
             raise ModelError(f"{what}: label {_plain(bad)!r} is not in entity set '{self.name}'")
         return codes.astype(dtype, copy=False)
+
+    def _arrow_codes(self, strings, what: str) -> np.ndarray:
+        """pyarrow.compute.index_in of arrow strings in this set's (string) labels."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if strings.null_count:
+            raise ModelError(f"{what}: label at position {first_null(strings)} is missing (null)")
+        if self._arrow_labels is None:
+            self._arrow_labels = pa.array(self.labels)
+        codes = pc.index_in(strings, value_set=self._arrow_labels)
+        if codes.null_count:
+            bad = strings[first_null(codes)].as_py()
+            raise ModelError(f"{what}: label {bad!r} is not in entity set '{self.name}'")
+        return codes.to_numpy()
 
 
 class EdgeSet:
@@ -75,16 +97,14 @@ class EdgeSet:
         self.name = name
         self.src_set = src_set
         self.dst_set = dst_set
-        src_arr = to_numpy(src, f"edge set '{name}': src")
-        dst_arr = to_numpy(dst, f"edge set '{name}': dst")
-        if src_arr.shape[0] != dst_arr.shape[0]:
+        self.src = src_set.codes(src, f"edge set '{name}': src")
+        self.dst = dst_set.codes(dst, f"edge set '{name}': dst")
+        if self.src.shape[0] != self.dst.shape[0]:
             raise ModelError(
-                f"edge set '{name}': src has {src_arr.shape[0]} entries but dst has {dst_arr.shape[0]}"
+                f"edge set '{name}': src has {self.src.shape[0]} entries but dst has {self.dst.shape[0]}"
             )
-        if src_arr.shape[0] == 0:
+        if self.src.shape[0] == 0:
             raise ModelError(f"edge set '{name}' is empty")
-        self.src = src_set.codes(src_arr, f"edge set '{name}': src")
-        self.dst = dst_set.codes(dst_arr, f"edge set '{name}': dst")
         self._check_unique()
 
     def __len__(self) -> int:

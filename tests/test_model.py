@@ -167,3 +167,12 @@ def test_bytes_per_nonzero_of_compiled_matching():
     sf = matching_model(data).compile()
     assert sf.layout.column_order is None  # generator sorts edges by user: no permutation
     assert sf.nbytes / sf.nnz <= 32  # int32 indptr + int32 indices + f64 values + f64 cost (+ blocks)
+
+
+def test_standard_form_of_another_model_is_refused_before_solving(tiny):
+    m, _ = tiny
+    other = dm.Model("other")
+    other.variable("y", over=other.entities("s", 3))
+    other.minimize(other.variables["y"].sum())
+    with pytest.raises(dm.ModelError, match="does not match model"):
+        m.solve("highs", standard_form=other.compile())

@@ -192,6 +192,11 @@ def test_plot_history_draws_three_panels_in_the_user_sense(dualip_result):
     assert lines["dualip objective"].get_ydata()[-1] == pytest.approx(res.objective, rel=1e-6)
 
 
+def test_result_plot_is_plot_history(dualip_result):
+    fig = dualip_result.plot(x="time")
+    assert len(fig.axes) == 3 and fig.axes[0].get_xlabel() == plot_history(dualip_result, x="time").axes[0].get_xlabel()
+
+
 def test_plot_history_against_time_on_given_axes(dualip_result):
     fig, ax = plt.subplots()
     assert plot_history(dualip_result, ax=ax, x="time", panels="gap") is fig
