@@ -270,20 +270,21 @@ def _parse_value(text: str):
 
 
 def _primal_frame(result) -> pd.DataFrame:
-    """The primal of a model read from a file (one variable over its columns): columns 'column', 'value'."""
-    x = result.x
-    return pd.DataFrame({"column": x.index.to_numpy(), "value": x.to_numpy()})
+    """The primal with one column per label level (for a file: 'columns', the column names) and 'value'."""
+    return result.to_frame()
 
 
 def _dual_frame(result) -> pd.DataFrame:
-    """Duals of every constraint family: columns 'constraint', 'row', 'dual'."""
+    """Duals of every constraint family: columns 'constraint', 'row', 'dual', 'activity', 'slack'."""
     frames = []
     for name in result.model.constraints:
         duals = result.dual(name)
-        frames.append(pd.DataFrame({"constraint": name, "row": duals.index.to_numpy(), "dual": duals.to_numpy()}))
+        activity, slack = result.activity(name)
+        frames.append(pd.DataFrame({"constraint": name, "row": duals.index.to_numpy(), "dual": duals.to_numpy(),
+                                    "activity": activity, "slack": slack}))
     if not frames:
         return pd.DataFrame({"constraint": pd.Series(dtype=str), "row": pd.Series(dtype=str),
-                             "dual": pd.Series(dtype=np.float64)})
+                             **{k: pd.Series(dtype=np.float64) for k in ("dual", "activity", "slack")}})
     return pd.concat(frames, ignore_index=True)
 
 

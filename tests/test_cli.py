@@ -73,15 +73,16 @@ def test_round_trip_netlib_on_highs_and_dualip(capsys, tmp_path):
     x = pd.read_parquet(tmp_path / "x.parquet")
     model = dm.read_model(AVGAS)
     exact = model.solve("highs")
-    assert list(x.columns) == ["column", "value"]
-    assert list(x.column) == list(model.sets["columns"].labels)  # the MPS column names
+    assert list(x.columns) == ["columns", "value"]
+    assert list(x["columns"]) == list(model.sets["columns"].labels)  # the MPS column names
     np.testing.assert_allclose(x.value, exact.x.to_numpy(), atol=1e-9)
-    x2 = pd.read_parquet(tmp_path / "x_dualip.parquet")  # write_model names columns c0, c1, ...: by position
-    assert list(x2.column) == list(dm.read_model(written).sets["columns"].labels)
+    x2 = pd.read_parquet(tmp_path / "x_dualip.parquet")  # the written MPS kept the names
+    assert list(x2["columns"]) == list(model.sets["columns"].labels)
     np.testing.assert_allclose(x2.value, x.value, atol=1e-2)
 
     duals = pd.read_csv(tmp_path / "y.csv")
-    assert list(duals.columns) == ["constraint", "row", "dual"] and (duals.constraint == "rows").all()
+    assert list(duals.columns) == ["constraint", "row", "dual", "activity", "slack"]
+    assert (duals.constraint == "rows").all() and (duals.slack >= -1e-7).all()
     assert list(duals.row) == list(model.sets["rows"].labels)
     np.testing.assert_allclose(duals.dual, exact.dual("rows").to_numpy(), atol=1e-9)
 
