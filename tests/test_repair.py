@@ -58,7 +58,7 @@ def test_row_cut_is_the_optimal_fractional_knapsack_removal(seed):
     p = random_problem(seed, rows_per_col=1)
     x = torch.as_tensor(np.random.default_rng(100 + seed).uniform(0, 1.0, p.n))
     ax = p.A @ x
-    xc = cut_rows(x, ax, p.row_upper, p.A, p.repair_plan)
+    xc = cut_rows(x, ax, p.row_upper, p.repair_plan)
     A = torch.sparse_coo_tensor(p.A.to_sparse_coo().indices(), p.A.to_sparse_coo().values(), p.A.shape).to_dense()
     A, c, xn, u = A.numpy(), p.c.numpy(), x.numpy(), p.row_upper.numpy()
     # oracle: choose 0 <= x' <= x with A x' <= max(u, A x restricted to unviolated rows), minimizing c^T x'
@@ -73,8 +73,8 @@ def test_row_cut_is_the_optimal_fractional_knapsack_removal(seed):
 def test_fill_keeps_feasibility_and_never_worsens(seed):
     p = random_problem(seed, rows_per_col=2)
     x = torch.as_tensor(np.random.default_rng(200 + seed).uniform(0, 0.3, p.n))
-    x = shrink_blocks(cut_rows(x, p.A @ x, p.row_upper, p.A, p.repair_plan), p.blocks)
-    filled = fill_slack(x, p.c, p.A, p.At, p.row_upper, p.blocks)
+    x = shrink_blocks(cut_rows(x, p.A @ x, p.row_upper, p.repair_plan), p.blocks)
+    filled = fill_slack(x, p.c, p.A, p.At, p.row_upper, p.blocks, p.repair_plan)
     assert violation(p, filled) <= 1e-12
     assert bool((filled >= x).all())
     assert float(p.c @ filled) <= float(p.c @ x)
@@ -92,6 +92,6 @@ def test_fill_raises_one_column_per_block_on_ties():
     m.subject_to(x.sum(by=users) <= 1.0, name="cap")
     m.subject_to(x.sum(by=items) <= 10.0, name="budget")
     p = ScaledProblem.build(m.compile(), torch.device("cpu"), torch.float64)
-    filled = fill_slack(torch.zeros(3, dtype=torch.float64), p.c, p.A, p.At, p.row_upper, p.blocks)
+    filled = fill_slack(torch.zeros(3, dtype=torch.float64), p.c, p.A, p.At, p.row_upper, p.blocks, p.repair_plan)
     assert float(filled.sum()) == pytest.approx(1.0)
     assert int((filled > 0).sum()) == 1

@@ -19,42 +19,46 @@ def simplex_box_project(v, tau, blocks, steps: int):
     member = blocks.member  # (nb, n) 0/1 CSR: member @ z sums z within each block
     # max v - r is left of the root with (usually) the root's few active columns: the restart when none is active
     vmax = torch.segment_reduce(v, "max", offsets=blocks.offsets)
-    fallback = torch.where(blocks.counts > 0, vmax - blocks.rhs, torch.zeros_like(vmax))
+    fallback = torch.where(blocks.counts > 0, vmax - blocks.rhs, 0.0)
     for _ in range(steps):
         active = v > tau.index_select(0, blocks.seg)
         k = member @ active.to(v.dtype)
-        s = member @ torch.where(active, v, torch.zeros_like(v))
+        s = member @ torch.where(active, v, 0.0)
         tau = torch.where(k > 0, (s - blocks.rhs) / k.clamp(min=1), fallback)
     tau = torch.where(blocks.is_le, tau.clamp(min=0), tau)
-    tau = torch.where(blocks.is_box, torch.zeros_like(tau), tau)
+    tau = torch.where(blocks.is_box, 0.0, tau)
     t_col = tau.index_select(0, blocks.seg)
     x = torch.clamp(v - t_col, blocks.lower, blocks.upper)
     return x, tau
 
 
-def simplex_box_linear_minimize(g, blocks):
+def simplex_box_linear_minimize(g, blocks, need_x: bool = True):
     """(value, x, mu) of min_{x in C_i} g^T x per block, for BOX / SIMPLEX_LE / SIMPLEX_EQ blocks only.
 
     SIMPLEX: value = r min(g) (LE: r min(0, min g)), the mass r split over the minimizing columns, mu = the
     multiplier d(value)/dr; BOX: each column at the bound its cost sign prefers (value -inf if that bound is
     infinite). Segment reductions only: the same results as projections.linear_minimize, without its sort.
+    With ``need_x=False`` x is None (the bound needs only the values); box work is skipped without BOX blocks.
     """
-    n = g.shape[0]
-    zero = torch.zeros_like(g)
     gmin = torch.segment_reduce(g, "min", offsets=blocks.offsets)
-    gmin = torch.where(blocks.counts > 0, gmin, torch.zeros_like(gmin))
+    gmin = torch.where(blocks.counts > 0, gmin, 0.0)
     mu = torch.where(blocks.is_le, gmin.clamp(max=0), gmin)
-    mu = torch.where(blocks.is_box, torch.zeros_like(mu), mu)
-    lower = torch.as_tensor(blocks.lower, dtype=g.dtype, device=g.device)
-    upper = torch.as_tensor(blocks.upper, dtype=g.dtype, device=g.device)
-    box_x = torch.where(g > 0, lower.expand_as(g), torch.where(g < 0, upper.expand_as(g),
-                                                                torch.clamp(zero, lower, upper)))
-    box_value = torch.segment_reduce(torch.where(g != 0, g * box_x, zero), "sum", offsets=blocks.offsets)
+    value = blocks.rhs * mu
+    box_x = None
+    if blocks.any_box:
+        mu = torch.where(blocks.is_box, 0.0, mu)
+        lower = torch.as_tensor(blocks.lower, dtype=g.dtype, device=g.device)
+        upper = torch.as_tensor(blocks.upper, dtype=g.dtype, device=g.device)
+        box_x = torch.where(g > 0, lower.expand_as(g), torch.where(g < 0, upper.expand_as(g),
+                                                                    torch.clamp(torch.zeros_like(g), lower, upper)))
+        box_value = torch.segment_reduce(torch.where(g != 0, g * box_x, 0.0), "sum", offsets=blocks.offsets)
+        value = torch.where(blocks.is_box, box_value, value)
+    if not need_x:
+        return value, None, mu
     is_min = g == gmin.index_select(0, blocks.seg)
     ties = torch.segment_reduce(is_min.to(g.dtype), "sum", offsets=blocks.offsets).clamp(min=1)
-    mass = torch.where(mu < 0, blocks.rhs, torch.where(blocks.is_le, torch.zeros_like(mu), blocks.rhs)) / ties
-    simplex_x = torch.where(is_min, mass.index_select(0, blocks.seg), zero)
-    is_box_col = blocks.is_box.index_select(0, blocks.seg)
-    x = torch.where(is_box_col, box_x, simplex_x)
-    value = torch.where(blocks.is_box, box_value, blocks.rhs * mu)
+    mass = torch.where(mu < 0, blocks.rhs, torch.where(blocks.is_le, 0.0, blocks.rhs)) / ties
+    x = torch.where(is_min, mass.index_select(0, blocks.seg), 0.0)
+    if box_x is not None:
+        x = torch.where(blocks.is_box.index_select(0, blocks.seg), box_x, x)
     return value, x, mu

@@ -30,6 +30,7 @@ class Blocks:
     rhs: torch.Tensor  # (nb,)
     is_le: torch.Tensor  # (nb,) bool: SIMPLEX_LE
     is_box: torch.Tensor  # (nb,) bool: BOX
+    any_box: bool  # some block is BOX (else the box branches of the kernels are skipped)
     lower: torch.Tensor | float  # (n,) or scalar
     upper: torch.Tensor | float
 
@@ -103,7 +104,7 @@ class ScaledProblem:
             seg=t(np.repeat(np.arange(sf.n_blocks, dtype=np.int32), counts), torch.int32),
             member=member, rhs=t(sf.block_rhs),
             is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool), is_box=t(kinds == BlockKind.BOX, torch.bool),
-            lower=lower, upper=upper,
+            any_box=bool((kinds == BlockKind.BOX).any()), lower=lower, upper=upper,
         )
         repairable = _repairable(sf)
         c = t(sf.c / sigma)

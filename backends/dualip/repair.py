@@ -17,53 +17,75 @@ import torch
 
 @dataclass
 class RepairPlan:
-    """The row entries of A sorted by cost per unit of row use (worst first), fixed for a problem."""
+    """A's row entries sorted by cost per unit of row use (worst first), fixed for a problem.
 
-    order: torch.Tensor  # (nnz,) int64 permutation of A's CSR entries: rows kept contiguous, worst first
+    Where every column lies in at most one coupling row (matching), per-column results are plain gathers
+    (``col_slot``, ``col_row``) instead of segment reductions over the columns' rows.
+    """
+
+    cols: torch.Tensor  # (nnz,) int32 column of each sorted entry (rows contiguous, worst entry first)
+    vals: torch.Tensor  # (nnz,) its coefficient
     row_of: torch.Tensor  # (nnz,) int32 row of each sorted entry
-    row_ptr: torch.Tensor  # (m+1,) int64 row starts (A's crow indices)
+    row_ptr: torch.Tensor  # (m+1,) int64 row starts
+    col_slot: torch.Tensor | None  # (n,) int64: sorted position of the column's entry, nnz if it has none
+    col_row: torch.Tensor | None  # (n,) int64: the column's row, m if it has none
 
     @staticmethod
     def build(A: torch.Tensor, c: torch.Tensor) -> "RepairPlan":
         """Sort each row of the CSR matrix A by c_j / a_rj, descending (one global two-key stable sort)."""
+        m, n = A.shape
         crow = A.crow_indices().long()
         cols = A.col_indices().long()
-        row_of = torch.repeat_interleave(torch.arange(A.shape[0], device=A.device, dtype=torch.int32), crow.diff())
+        row_of = torch.repeat_interleave(torch.arange(m, device=A.device, dtype=torch.int32), crow.diff())
         density = c.index_select(0, cols) / A.values()
         by_density = torch.argsort(density, descending=True, stable=True)
         order = by_density.index_select(0, torch.argsort(row_of.index_select(0, by_density), stable=True))
-        return RepairPlan(order=order, row_of=row_of, row_ptr=crow)
+        cols = cols.index_select(0, order)
+        col_slot = col_row = None
+        if cols.numel() == 0 or int(torch.bincount(cols, minlength=n).max()) <= 1:
+            nnz = cols.numel()
+            col_slot = torch.full((n,), nnz, dtype=torch.int64, device=A.device)
+            col_slot[cols] = torch.arange(nnz, device=A.device)
+            col_row = torch.full((n,), m, dtype=torch.int64, device=A.device)
+            col_row[cols] = row_of.long()
+        return RepairPlan(cols=cols.to(torch.int32), vals=A.values().index_select(0, order), row_of=row_of,
+                          row_ptr=crow, col_slot=col_slot, col_row=col_row)
+
+    def per_column_min(self, per_row: torch.Tensor, At: torch.Tensor) -> torch.Tensor:
+        """f_j = min over the rows r of column j of per_row[r] (1 for a column in no row)."""
+        if self.col_row is not None:
+            return torch.cat([per_row, per_row.new_ones(1)]).index_select(0, self.col_row)
+        return torch.segment_reduce(per_row.index_select(0, At.col_indices()), "min",
+                                    offsets=At.crow_indices().long(), initial=1.0)
 
 
-def cut_rows(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor, A: torch.Tensor, plan: RepairPlan):
+def cut_rows(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor, plan: RepairPlan):
     """x * f, f_j = min over rows r of j of (what remains of a_rj x_j after removing r's excess greedily)."""
     excess = (ax - upper).clamp(min=0)
-    cols = A.col_indices().index_select(0, plan.order).long()
-    use = (A.values().index_select(0, plan.order) * x.index_select(0, cols)).double()
+    use = (plan.vals * x.index_select(0, plan.cols)).double()
     cum = torch.cumsum(use, 0)  # float64: a segmented scan as one global scan minus each row's start
     start = torch.cat([cum.new_zeros(1), cum]).index_select(0, plan.row_ptr[:-1])
     before = cum - use - start.index_select(0, plan.row_of)
     removed = torch.minimum((excess.double().index_select(0, plan.row_of) - before).clamp(min=0), use)
-    keep = torch.where(use > 0, 1.0 - removed / use.clamp(min=1e-300), torch.ones_like(use)).clamp(0.0, 1.0)
-    factor = torch.ones_like(x).scatter_reduce_(0, cols, keep.to(x.dtype), "amin")
-    return x * factor
+    keep = torch.where(use > 0, 1.0 - removed / use.clamp(min=1e-300), 1.0).clamp(0.0, 1.0).to(x.dtype)
+    if plan.col_slot is not None:
+        return x * torch.cat([keep, keep.new_ones(1)]).index_select(0, plan.col_slot)
+    return x * torch.ones_like(x).scatter_reduce_(0, plan.cols.long(), keep, "amin")
 
 
 def shrink_blocks(x: torch.Tensor, blocks) -> torch.Tensor:
     """Scale each sum-constrained block with sum x > r_i down to sum x = r_i."""
     sums = torch.segment_reduce(x, "sum", offsets=blocks.offsets)
     over = ~blocks.is_box & (sums > blocks.rhs)
-    shrink = torch.where(over, blocks.rhs / sums.clamp(min=1e-300), torch.ones_like(sums))
+    shrink = torch.where(over, blocks.rhs / sums.clamp(min=1e-300), 1.0)
     return x * shrink.index_select(0, blocks.seg)
 
 
 def fill_slack(x: torch.Tensor, c: torch.Tensor, A: torch.Tensor, At: torch.Tensor, upper: torch.Tensor,
-               blocks) -> torch.Tensor:
+               blocks, plan: RepairPlan) -> torch.Tensor:
     """Raise, in each block with spare capacity, the best improving column whose rows all have slack."""
     slack = (upper - A @ x).clamp(min=0)
-    at_rows, at_ptr = At.col_indices().long(), At.crow_indices().long()  # the rows of each column
-    has_slack = (slack > 0).to(x.dtype).index_select(0, at_rows)
-    open_col = torch.segment_reduce(has_slack, "min", offsets=at_ptr, initial=1.0) > 0
+    open_col = (At @ (slack <= 0).to(x.dtype)) == 0  # A >= 0: no tight row among the column's rows
     col_upper = torch.as_tensor(blocks.upper, dtype=x.dtype, device=x.device).expand_as(x)
     room = col_upper - x
     candidate = open_col & (c < 0) & (room > 0)
@@ -72,25 +94,24 @@ def fill_slack(x: torch.Tensor, c: torch.Tensor, A: torch.Tensor, At: torch.Tens
     seg = blocks.seg
     best = torch.segment_reduce(masked, "min", offsets=blocks.offsets, initial=big).index_select(0, seg)
     index = torch.arange(x.shape[0], device=x.device, dtype=x.dtype)  # ties: the last best column
-    last = torch.segment_reduce(torch.where(candidate & (masked == best), index, -torch.ones_like(index)), "max",
+    last = torch.segment_reduce(torch.where(candidate & (masked == best), index, -1.0), "max",
                                 offsets=blocks.offsets, initial=-1.0)
     sums = torch.segment_reduce(x, "sum", offsets=blocks.offsets)
     spare = (blocks.rhs - sums).clamp(min=0)
     is_box = blocks.is_box.index_select(0, seg)
     picked = candidate & (is_box | (index == last.index_select(0, seg)))
     raise_by = torch.where(is_box, room, torch.minimum(room, spare.index_select(0, seg)))
-    delta = torch.where(picked & torch.isfinite(raise_by), raise_by, torch.zeros_like(x))
+    delta = torch.where(picked & torch.isfinite(raise_by), raise_by, 0.0)
     demand = A @ delta
-    row_factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), torch.ones_like(demand))
-    col_factor = torch.segment_reduce(row_factor.index_select(0, at_rows), "min", offsets=at_ptr, initial=1.0)
-    return x + delta * col_factor.clamp(0.0, 1.0)
+    row_factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), 1.0)
+    return x + delta * plan.per_column_min(row_factor, At).clamp(0.0, 1.0)
 
 
 def repair(x, ax, prob) -> torch.Tensor:
     """A feasible point near x for a repairable ScaledProblem: cut violated rows, shrink blocks, fill slack."""
     if prob.m:
-        x = cut_rows(x, ax, prob.row_upper, prob.A, prob.repair_plan)
+        x = cut_rows(x, ax, prob.row_upper, prob.repair_plan)
     x = shrink_blocks(x, prob.blocks)
     if prob.m:
-        x = fill_slack(x, prob.c, prob.A, prob.At, prob.row_upper, prob.blocks)
+        x = fill_slack(x, prob.c, prob.A, prob.At, prob.row_upper, prob.blocks, prob.repair_plan)
     return x

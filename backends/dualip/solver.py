@@ -147,10 +147,10 @@ class DualAscentSolver:
         return self._bs
 
     # ------------------------------------------------------------------ building blocks
-    def linear_minimize(self, g: torch.Tensor):
-        """(value per block, minimizer, block multipliers) of min_{x in C} g^T x."""
+    def linear_minimize(self, g: torch.Tensor, need_x: bool = True):
+        """(value per block, minimizer or None, block multipliers) of min_{x in C} g^T x."""
         if self.prob.fast_projection:
-            return simplex_box_linear_minimize(g, self.prob.blocks)
+            return simplex_box_linear_minimize(g, self.prob.blocks, need_x)
         return linear_minimize(g, self.bs)
 
     def primal(self, v: torch.Tensor, tau: torch.Tensor, steps: int):
@@ -183,8 +183,8 @@ class DualAscentSolver:
             y_new = z - s * torch.clamp(z / s, p.row_lower, p.row_upper)
             restart = ((y_new - w) * (y_new - y)).sum() < 0
             t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
-            beta = torch.where(restart, torch.zeros_like(t), (t - 1.0) / t_new)
-            t = torch.where(restart, torch.ones_like(t), t_new)
+            beta = torch.where(restart, 0.0, (t - 1.0) / t_new)
+            t = torch.where(restart, 1.0, t_new)
             w = y_new + beta * (y_new - y)
             y = y_new
         return AscentState(y, w, t, tau, lip, w_prev, ax_prev)
@@ -197,12 +197,12 @@ class DualAscentSolver:
 
     def lagrangian_bound(self, y: torch.Tensor) -> torch.Tensor:
         """L(y) = min_{x in C} (c + A^T y)^T x - h(y): a lower bound on the optimum for every y in the domain."""
-        values, _, _ = self.linear_minimize(self.prob.c + self.prob.At @ y)
+        values, _, _ = self.linear_minimize(self.prob.c + self.prob.At @ y, need_x=False)
         return values.sum() - self.support(y)
 
     def farkas(self, d: torch.Tensor) -> torch.Tensor:
         """min_{x in C} (A^T d)^T x - h(d), normalized by ||d||: > 0 proves that no x in C meets the rows."""
-        values, _, _ = self.linear_minimize(self.prob.At @ d)
+        values, _, _ = self.linear_minimize(self.prob.At @ d, need_x=False)
         return (values.sum() - self.support(d)) / d.norm().clamp(min=1e-30)
 
     def violation(self, ax: torch.Tensor) -> torch.Tensor:
@@ -223,7 +223,7 @@ class DualAscentSolver:
         step = gamma / p.norm_sq
         z = y + step * ax
         moved = (z - step * torch.clamp(z / step, p.row_lower, p.row_upper) - y) / (step * self.row_scale)
-        values, _, _ = self.linear_minimize(g)
+        values, _, _ = self.linear_minimize(g, need_x=False)
         if p.repairable:
             xr = repair(x, ax, p)
             viol = self.violation(p.A @ xr)
