@@ -20,6 +20,7 @@ import torch
 
 import dualip_model as dm
 from dualip_model.backends.dualip.problem import ScaledProblem
+from dualip_model.cli import native_stdout_to_stderr
 from dualip_model.synthetic import matching_model, synthetic_matching
 
 
@@ -42,6 +43,12 @@ def spmv_pair_ms(sf, device, dtype, repeat=20) -> float:
 
 
 def main() -> None:
+    with native_stdout_to_stderr():  # HiGHS's banner goes to stderr: stdout is the JSON alone
+        report = run()
+    print(json.dumps(report, indent=1))
+
+
+def run() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--items", type=int, default=1_000)
@@ -89,7 +96,7 @@ def main() -> None:
             report[f"highs_{solver}"]["dualip_rel_error"] = abs(res.objective - h.objective) / abs(h.objective)
     if best is not None:
         report["speedup_vs_best_highs"] = round(best / res.solve_time, 2)
-    print(json.dumps(report, indent=1))
+    return report
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _native_stdout_to_stderr():
+def native_stdout_to_stderr():
     """Meanwhile, send what native code prints on file descriptor 1 (HiGHS's banner) to descriptor 2.
 
     Keeps stdout for the command's own output (``--json`` stays parseable).
@@ -195,7 +195,7 @@ def _solve(args) -> tuple[int, str]:
     from .compare import backend_options
 
     options = backend_options(args.backend, values)
-    with _native_stdout_to_stderr():
+    with native_stdout_to_stderr():
         model = read_model(args.model)
         if args.write_model:
             write_model(model, args.write_model)
@@ -351,7 +351,7 @@ def _compare(args) -> tuple[int, str]:
         _check_table_path(args.out, "--out")
     if args.plot:
         _check_directory(args.plot, "--plot")
-    with _native_stdout_to_stderr():
+    with native_stdout_to_stderr():
         try:
             comparison = compare(args.model, names, options=per_backend, **values)
         finally:
@@ -384,7 +384,7 @@ def _json_cell(value):
 def _info(args) -> tuple[int, str]:
     from .io import read_model
 
-    with _native_stdout_to_stderr():
+    with native_stdout_to_stderr():
         model = read_model(args.model)
         sf = model.compile()
     facts = describe_standard_form(sf)
