@@ -59,6 +59,8 @@ class RawResult:
 
 @runtime_checkable
 class Backend(Protocol):
+    """solve(standard form, options) -> RawResult, with a name, declared capabilities and an Options dataclass."""
+
     name: ClassVar[str]
     capabilities: ClassVar[frozenset]
     Options: ClassVar[type]

@@ -12,7 +12,7 @@ from .expressions import LinearExpression
 
 @dataclass(frozen=True)
 class Objective:
-    """sense * sum_k weights[k] * parts[k](x), with sense +1 (minimize) or -1 (maximize)."""
+    """`sense * sum_k weights[k] * parts[k](x)`, with sense +1 (minimize) or -1 (maximize)."""
 
     sense: int
     parts: dict  # name -> LinearExpression (scalar)
