@@ -3,6 +3,9 @@
 A constraint becomes block polytopes when every row is sum_{j in S_r} x_j <= r or == r with unit
 coefficients over disjoint column sets S_r not claimed by an earlier block constraint; all other
 constraints become coupling rows of A. Columns in no block form one BOX block per variable.
+
+Columns, coupling rows and coupling nonzeros are limited to INDEX_LIMIT = 2^31 - 1 (the backends index
+them with int32); a larger model is refused before any compiled array is allocated.
 """
 
 from __future__ import annotations
@@ -18,15 +21,19 @@ from .expressions import Terms
 from .polytopes import BlockKind
 from .standard_form import Layout, Slot, StandardForm
 
+INDEX_LIMIT = 2**31 - 1  # most columns, coupling rows and coupling nonzeros a model may have
+
 
 def compile_model(model) -> StandardForm:
     """Model -> StandardForm; validation lives here and in the model builders, never in backends."""
     n = model.n_cols
     if n == 0:
         raise ModelError(f"model '{model.name}' has no variables")
+    _check_columns(model)
     constraints = list(model.constraints.values())
     block_cons = _choose_block_constraints(model, constraints)
     row_cons = [con for con in constraints if con not in block_cons]
+    _check_coupling_size(model, row_cons)
 
     # Block id of every original column: block constraints' rows first, then one BOX block per variable.
     idx = index_dtype(max(n, 1) + sum(con.size for con in block_cons) + len(model.variables))
@@ -77,6 +84,28 @@ def compile_model(model) -> StandardForm:
         A_indptr=A_indptr, A_indices=A_indices, A_data=A_data, row_lower=row_lower, row_upper=row_upper,
         block_ptr=block_ptr, block_kind=block_kind, block_rhs=block_rhs, layout=layout,
     )
+
+
+# --------------------------------------------------------------------------- size limits
+def _check_columns(model) -> None:
+    """Refuse more than INDEX_LIMIT columns, naming the variable that crosses the limit."""
+    if model.n_cols <= INDEX_LIMIT:
+        return
+    var = next(v for v in model.variables.values() if v.stop > INDEX_LIMIT)
+    raise ModelError(f"model '{model.name}' has {model.n_cols} columns, more than the {INDEX_LIMIT} (2^31 - 1) "
+                     f"int32 indices allow; variable '{var.name}' ends at column {var.stop}")
+
+
+def _check_coupling_size(model, row_cons) -> None:
+    """Refuse more than INDEX_LIMIT coupling rows or terms (nonzeros of A), counted without allocating."""
+    rows = sum(con.size for con in row_cons)
+    terms = [sum(len(t) for t in con.expr.terms) for con in row_cons]
+    for what, count, per_con in (("coupling rows", rows, [con.size for con in row_cons]),
+                                 ("coupling-row terms (nonzeros of A)", sum(terms), terms)):
+        if count > INDEX_LIMIT:
+            biggest = row_cons[int(np.argmax(per_con))]
+            raise ModelError(f"model '{model.name}' has {count} {what}, more than the {INDEX_LIMIT} (2^31 - 1) "
+                             f"int32 indices allow; constraint '{biggest.name}' has {max(per_con)}")
 
 
 # --------------------------------------------------------------------------- block detection
@@ -238,9 +267,7 @@ def _rows(con, t: Terms) -> np.ndarray:
 
 def _coupling_rows(model, row_cons, position):
     n = model.n_cols
-    m = sum(con.size for con in row_cons)
-    if m >= 2**31:
-        raise ModelError(f"model '{model.name}' has {m} coupling rows; at most 2^31 - 1 are supported")
+    m = sum(con.size for con in row_cons)  # at most INDEX_LIMIT (_check_coupling_size)
     rows_parts, cols_parts, data_parts, slots = [], [], [], []
     row_lower, row_upper = np.empty(m), np.empty(m)
     offset = 0

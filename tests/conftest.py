@@ -1,7 +1,57 @@
+"""Shared fixtures: the tiny matching model, every registered backend, one torch thread, hypothesis profiles.
+
+Hypothesis profiles: "ci" (default; 240 fuzzed models per backend, derandomized so CI is repeatable) and
+"slow" (2,000 per backend, random), chosen by ``pytest --slow`` or ``HYPOTHESIS_PROFILE=slow``.
+"""
+
+import os
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 import dualip_model as dm
+
+# examples per test: test_fuzz.py has one test per (backend, family), 8 families, so "ci" fuzzes 240 models
+# per backend and "slow" 2,000
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=_QUIET)
+settings.register_profile("slow", max_examples=250, deadline=None, print_blob=True, suppress_health_check=_QUIET)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="run the long fuzz campaign (hypothesis profile 'slow', >= 1,000 examples)")
+
+
+def pytest_configure(config):
+    if config.getoption("--slow"):
+        settings.load_profile("slow")
+    elif not config.getoption("--hypothesis-profile", None):  # hypothesis's own option wins
+        settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(params=dm.registry.available())
+def backend(request):
+    """Each registered backend by name; skips one whose dependencies do not import here."""
+    name = request.param
+    try:
+        dm.registry.get(name)
+    except ImportError as exc:  # a third-party backend whose dependencies are missing here
+        pytest.skip(f"backend {name!r} does not import: {exc}")
+    return name
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch.set_num_threads(1) for a module's solves (torch's intra-op pool thrashes on a loaded 2-core box)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -598,3 +598,253 @@ def test_option_values_of_the_wrong_type(settings, name, monkeypatch):
     monkeypatch.setattr(HighsBackend, "solve", REAL_SOLVE)
     with pytest.raises(dm.ModelError, match=name):
         solvable().solve("highs", **settings)
+
+
+# ----------------------------------------------------------------------------------------- NaN / inf anywhere
+# (id, make(model, users, items, x), expected message); shared with benchmarks/reliability_report.py
+NAN_ELSEWHERE = [
+    ("constant-nan", lambda m, users, items, x: x.sum() + np.nan,
+     r"constant added to an expression over scalar: value is nan"),
+    ("constant-array-inf", lambda m, users, items, x: x.sum(by=items) - np.array([1.0, np.inf]),
+     r"constant added to an expression over 'item': value at item='b' is -?inf"),
+    ("objective-constant-inf", lambda m, users, items, x: m.minimize(x.sum() + np.inf), r"value is inf"),
+    ("weight-inf", lambda m, users, items, x: m.minimize({"a": x.sum()}, weights={"a": np.inf}),
+     r"objective 'a': weight must be a finite number, got inf"),
+    ("matmul-inf", lambda m, users, items, x: dm.matmul(np.array([[1.0, np.inf, 0, 0], [0, 0, 1, 1]]), x, items),
+     r"matmul: matrix entries for variable 'x': value at position 1 is inf"),
+    ("rhs-minus-inf", lambda m, users, items, x: m.subject_to(x.sum() <= -np.inf, name="c"),
+     r"constraint 'c': infeasible infinite"),
+    ("equality-rhs-inf", lambda m, users, items, x: m.subject_to(x.sum(by=items) == np.array([1.0, np.inf]), name="c"),
+     r"constraint 'c\[item='b'\]': infeasible infinite bound"),
+    ("arrow-null-coefficient", lambda m, users, items, x: pa.array([1.0, None, 2.0, 3.0]) * x,
+     r"over 'e': value at edge \('u0', 'b'\) is missing \(null\)"),
+    ("pandas-NA-coefficient", lambda m, users, items, x: pd.Series([1.0, None, 2.0, 3.0], dtype="Float64") * x,
+     r"over 'e': value at edge \('u0', 'b'\) is missing \(null\)"),
+]
+
+
+@pytest.mark.parametrize("make, pattern", [case[1:] for case in NAN_ELSEWHERE], ids=[case[0] for case in NAN_ELSEWHERE])
+def test_nan_inf_and_nulls_elsewhere(make, pattern):
+    m, users, items, _, x = build()
+    with pytest.raises(dm.ModelError, match=pattern):
+        make(m, users, items, x)
+    assert not m.constraints and m.objective is None
+
+
+# ----------------------------------------------------------------------------------------- shapes and types
+SHAPES_AND_TYPES = [
+    ("coefficient-2d", lambda m, users, items, x: np.ones((4, 1)) * x,
+     r"over 'e': expected a 1-d array, got shape \(4, 1\)"),
+    ("coefficient-dataframe", lambda m, users, items, x: x * pd.DataFrame({"w": np.ones(4)}),
+     r"over 'e': expected a 1-d array, got a DataFrame with columns \['w'\]; pass one column"),
+    ("bound-2d", lambda m, users, items, x: m.variable("y", over=users, upper=np.ones((3, 1))),
+     r"variable 'y': upper bound: expected a 1-d array, got shape \(3, 1\)"),
+    ("rhs-2d", lambda m, users, items, x: m.subject_to(x.sum(by=items) <= np.ones((2, 1)), name="c"),
+     r"constraint 'c': upper side: expected a 1-d array, got shape \(2, 1\)"),
+    ("constant-length", lambda m, users, items, x: x + np.ones(3),
+     r"constant added to an expression over 'e': has 3 entries, expected 4"),
+    ("rhs-length", lambda m, users, items, x: m.subject_to(x <= np.ones(5), name="c"),
+     r"constraint 'c': upper side: has 5"),
+    ("complex-array", lambda m, users, items, x: np.array([1j, 1, 1, 1]) * x,
+     r"over 'e': expected numeric data, got dtype complex"),
+    ("complex-scalar", lambda m, users, items, x: (1 + 2j) * x, r"over 'e': expected a number, got \(1\+2j\)"),
+    ("datetime", lambda m, users, items, x: np.array(["2020-01-01"] * 4, dtype="datetime64[D]") * x,
+     r"over 'e': expected numeric data, got dtype datetime64"),
+    ("object-with-None", lambda m, users, items, x: np.array([1.0, None, 2.0, 3.0], dtype=object) * x,
+     r"over 'e': expected numeric data, got dtype object"),
+    ("string-bounds", lambda m, users, items, x: m.variable("y", over=users, upper=["1", "2", "3"]),
+     r"variable 'y': upper bound: expected numeric data"),
+    ("None-rhs", lambda m, users, items, x: m.subject_to(x.sum() <= None, name="c"), r"constraint 'c': upper side"),
+    ("number-objective", lambda m, users, items, x: m.minimize(3.0),
+     r"objective 'objective': expected a linear expression, got float"),
+    ("bool-constraint", lambda m, users, items, x: m.subject_to(True, name="c"),
+     r"constraint 'c': expected a relation"),
+]
+
+
+@pytest.mark.parametrize("make, pattern", [case[1:] for case in SHAPES_AND_TYPES],
+                         ids=[case[0] for case in SHAPES_AND_TYPES])
+def test_shape_mismatches_and_non_numeric_data(make, pattern):
+    m, users, items, _, x = build()
+    with pytest.raises(dm.ModelError, match=pattern):
+        make(m, users, items, x)
+    assert not m.constraints and m.objective is None and "y" not in m.variables
+
+
+def solved_and_other(monkeypatch):
+    """A solved model m and a second model with the same names (variable 'x', constraint 'one')."""
+    monkeypatch.setattr(HighsBackend, "solve", REAL_SOLVE)
+    m, users, _, _, x = build()
+    m.maximize(x.sum())
+    m.subject_to(x.sum(by=users) <= 1, name="one")
+    other, other_users, _, _, x2 = build()
+    other.maximize(x2.sum())
+    other.subject_to(x2.sum(by=other_users) <= 1, name="one")
+    return m.solve("highs"), other
+
+
+def test_results_refuse_variables_of_another_model_and_unknown_names(monkeypatch):
+    res, other = solved_and_other(monkeypatch)
+    with pytest.raises(dm.ModelError, match=r"unknown variable .*'x'.* in model 'm'"):
+        res.primal(other.variables["x"])
+    with pytest.raises(dm.ModelError, match=r"unknown variable 'nope' in model 'm'"):
+        res.primal("nope")
+    with pytest.raises(dm.ModelError, match=r"unknown constraint 'nope' in model 'm'"):
+        res.dual("nope")
+    with pytest.raises(dm.ModelError, match=r"cannot sum an expression over 'e' by 'user': 'user' is not an endpoint"):
+        res.model.variables["x"].sum(by=other.sets["user"])
+
+
+@pytest.mark.xfail(strict=True, reason="Result._constraint looks constraints up by name only: a constraint of "
+                                       "another model with the same name returns this model's duals")
+def test_results_refuse_a_constraint_of_another_model_with_the_same_name(monkeypatch):
+    res, other = solved_and_other(monkeypatch)
+    with pytest.raises(dm.ModelError, match=r"unknown constraint .*'one'.* in model 'm'"):
+        res.dual(other.constraints["one"])
+
+
+def test_standard_form_of_another_model_is_refused_before_solving():
+    m, users, _, _, x = build()
+    m.maximize(x.sum())
+    other, other_users, _, _, x2 = build()
+    other.maximize(x2.sum())
+    other.subject_to(x2.sum(by=other_users) <= 1, name="one")
+    with pytest.raises(dm.ModelError, match=r"standard form does not match model 'm'"):
+        m.solve("highs", standard_form=other.compile())
+
+
+# ----------------------------------------------------------------------------------------- bounds that empty a block
+@pytest.mark.parametrize("lower, upper, sense, rhs, shown", [
+    (-2.0, -1.0, "==", 1.0, r"\[-4.0, -2.0\]"),  # negative upper bounds: the sums cannot reach 1
+    (0.0, np.inf, "==", -1.0, r"rhs -1.0, column bounds sum to \[0.0, inf\]"),  # x >= 0 cannot sum to -1
+    (0.5, 1.0, "<=", 0.75, r"rhs 0.75, column bounds sum to \[1.0,"),  # two lower bounds of 0.5 exceed 0.75
+])
+def test_bounds_that_make_a_block_empty(lower, upper, sense, rhs, shown):
+    m, users, _, e, _ = build()
+    y = m.variable("y", over=e, lower=lower, upper=upper)
+    m.minimize(y.sum())
+    sums = y.sum(by=users)
+    m.subject_to(sums == rhs if sense == "==" else sums <= rhs, name="blk")
+    with pytest.raises(dm.ModelError, match=rf"constraint 'blk\[user='u0'\]': block polytope is empty .*{shown}"):
+        m.solve("highs")
+
+
+# ----------------------------------------------------------------------------------------- int32 index limits
+def test_too_many_columns_fail_before_anything_is_allocated(monkeypatch):
+    """More columns than int32 indices allow: refused naming the variable, before block detection runs.
+
+    The limit is monkeypatched from 2^31 - 1 to 5 so no 2^31-element array is needed to test the check.
+    """
+    from dualip_model import compile as compile_module
+
+    monkeypatch.setattr(compile_module, "INDEX_LIMIT", 5)
+    monkeypatch.setattr(compile_module, "_choose_block_constraints",
+                        lambda *a: pytest.fail("compile went past the column check"))
+    m, users, _, _, x = build()
+    m.variable("y", over=users)  # columns 4..6
+    m.minimize(x.sum())
+    with pytest.raises(dm.ModelError, match=r"model 'm' has 7 columns, more than the 5 \(2\^31 - 1\) int32 indices "
+                                            r"allow; variable 'y' ends at column 7"):
+        m.compile()
+
+
+@pytest.mark.parametrize("limit, what", [(4, "coupling rows"), (7, r"coupling-row terms \(nonzeros of A\)")])
+def test_too_many_coupling_rows_or_nonzeros_fail_before_allocating(monkeypatch, limit, what):
+    from dualip_model import compile as compile_module
+
+    monkeypatch.setattr(compile_module, "INDEX_LIMIT", limit)
+    monkeypatch.setattr(compile_module, "_coupling_rows", lambda *a: pytest.fail("compile built the rows"))
+    m, users, items, e, x = build()
+    m.minimize(x.sum())
+    m.subject_to((2 * x).sum(by=users) <= 1, name="small")  # 3 rows, 4 terms: coupling (coefficient 2)
+    m.subject_to(x <= 1, name="big", block=False)  # 4 rows, 4 terms
+    with pytest.raises(dm.ModelError, match=rf"model 'm' has (7|8) {what}, more than the {limit} \(2\^31 - 1\) int32 "
+                                            rf"indices allow; constraint '(big|small)' has 4"):
+        m.compile()
+
+
+def test_index_limit_is_int32():
+    from dualip_model import compile as compile_module
+
+    assert compile_module.INDEX_LIMIT == np.iinfo(np.int32).max
+
+
+# ----------------------------------------------------------------------------------------- more corrupt files
+TINY_MPS = """NAME          TINY
+ROWS
+ N  COST
+ L  LIM1
+ G  LIM2
+COLUMNS
+    X1        COST         1.0   LIM1         1.0
+    X1        LIM2         1.0
+    X2        COST         2.0   LIM1         1.0
+RHS
+    RHS       LIM1         4.0   LIM2         1.0
+BOUNDS
+ UP BND       X1           4.0
+ENDATA
+"""
+
+
+def test_tiny_mps_file_reads(tmp_path):
+    """The valid file the corrupt variants below start from."""
+    path = tmp_path / "tiny.mps"
+    path.write_text(TINY_MPS)
+    m = dm.read_model(path)
+    assert m.n_cols == 2 and m.constraints["rows"].size == 2
+
+
+@pytest.mark.parametrize("old, new", [
+    ("X1        LIM2         1.0", "X1        LIM2         inf"),
+    ("LIM1         4.0", "LIM1         nan"),
+    ("X1           4.0", "X1           nan"),
+    (" G  LIM2", " Q  LIM2"),
+], ids=["matrix-inf", "rhs-nan", "bound-nan", "unknown-row-type"])
+def test_mps_file_with_bad_values_is_refused(tmp_path, old, new):
+    path = tmp_path / "bad_values.mps"
+    path.write_text(TINY_MPS.replace(old, new))
+    with pytest.raises(dm.ModelError, match=r"bad_values.mps' could not be read"):
+        dm.read_model(path)
+
+
+@pytest.mark.parametrize("old, new, pattern", [
+    ("2.0   LIM1", "nan   LIM1", r"value at columns='X2' is nan"),
+    ("X1        LIM2         1.0", "X1        LIM2         nan", r"matmul: matrix entries for variable 'x': .* is nan"),
+], ids=["cost-nan", "matrix-nan"])
+def test_mps_file_with_nan_read_by_highs_is_refused_by_the_model(tmp_path, old, new, pattern):
+    path = tmp_path / "nan.mps"
+    path.write_text(TINY_MPS.replace(old, new))
+    with pytest.raises(dm.ModelError, match=pattern):
+        dm.read_model(path)
+
+
+GZ_TRUNCATION_READ = pytest.mark.xfail(strict=True, reason="io.read_model: HiGHS reads a .mps.gz cut in the middle "
+                                                           "of the stream as the partial model (afiro: 9 or 21 of 32 "
+                                                           "columns, optimum 0.0) without an error")
+
+
+@pytest.mark.parametrize("keep", [0.3, pytest.param(0.5, marks=GZ_TRUNCATION_READ),
+                                  pytest.param(0.7, marks=GZ_TRUNCATION_READ)])
+def test_truncated_gzipped_mps_file(tmp_path, keep):
+    import gzip
+
+    data = gzip.compress(AFIRO.read_bytes())
+    path = tmp_path / "afiro.mps.gz"
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(dm.ModelError, match=r"afiro.mps.gz' could not be read"):
+        dm.read_model(path)
+
+
+@pytest.mark.xfail(strict=True, reason="io.read_model: HiGHS drops MPS entries naming undefined rows or columns "
+                                       "with only a log warning (readModel returns kOk), so the model changes")
+@pytest.mark.parametrize("old, new", [
+    ("X1        LIM2         1.0", "X1        NOPE         1.0"),  # matrix entry in an undefined row: dropped
+    ("BND       X1", "BND       X9"),  # bound on an undefined column: a new column X9 appears
+    ("ROWS\n", ""),  # no ROWS section: every row, the objective included, is dropped
+], ids=["undefined-row", "undefined-column", "no-rows-section"])
+def test_mps_file_naming_undefined_rows_or_columns_is_refused(tmp_path, old, new):
+    path = tmp_path / "undefined.mps"
+    path.write_text(TINY_MPS.replace(old, new))
+    with pytest.raises(dm.ModelError, match=r"undefined.mps"):
+        dm.read_model(path)
