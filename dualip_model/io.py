@@ -7,7 +7,11 @@ row_lower <= A x <= row_upper. Every column is then in a BOX block.
 
 from __future__ import annotations
 
+import gzip
 import os
+import shutil
+import tempfile
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -29,8 +33,10 @@ def read_model(path, name: str | None = None) -> Model:
         raise ModelError(f"model file '{path}' does not exist")
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    if h.readModel(path) == highspy.HighsStatus.kError:
-        raise ModelError(f"model file '{path}' could not be read by HiGHS (corrupt, truncated or unknown format)")
+    with tempfile.TemporaryDirectory() as tmp:
+        readable = _gunzipped(path, tmp) if path.endswith(".gz") else path
+        if h.readModel(readable) == highspy.HighsStatus.kError:
+            raise ModelError(f"model file '{path}' could not be read by HiGHS (corrupt, truncated or unknown format)")
     lp = h.getLp()
     n, m = lp.num_col_, lp.num_row_
     if n == 0:
@@ -60,6 +66,18 @@ def read_model(path, name: str | None = None) -> Model:
         model.subject_to(matmul(matrix, x, rows).between(np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)),
                          name="rows", block=False)
     return model
+
+
+def _gunzipped(path: str, folder: str) -> str:
+    """Decompress with Python's gzip, which (unlike HiGHS's reader) refuses a truncated stream."""
+    target = os.path.join(folder, os.path.basename(path)[: -len(".gz")])
+    try:
+        with gzip.open(path, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ModelError(f"model file '{path}' could not be read by HiGHS (corrupt, truncated or unknown format: "
+                         f"{exc})") from exc
+    return target
 
 
 def write_model(model_or_sf, path) -> None:

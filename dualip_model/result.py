@@ -272,7 +272,7 @@ class Result:
 
     def _constraint(self, con):
         name = con if isinstance(con, str) else getattr(con, "name", None)
-        if name not in self.model.constraints:
+        if name not in self.model.constraints or (not isinstance(con, str) and self.model.constraints[name] is not con):
             raise ModelError(f"unknown constraint {con!r} in model '{self.model.name}'")
         return self.model.constraints[name]
 

@@ -78,6 +78,8 @@ def cupdlpx_backend(monkeypatch):
     yield "cupdlpx_standin"
     dm.registry._registered.pop("cupdlpx_standin", None)
     dm.registry._instances.pop("cupdlpx_standin", None)
+    for name in ("dualip_model.backends.cupdlpx.backend", "dualip_model.backends.cupdlpx"):
+        sys.modules.pop(name, None)  # bound to the stand-in: later imports must see the real (absent) package
 
 
 def test_without_the_package_the_backend_says_what_to_install():
