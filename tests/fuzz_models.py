@@ -338,9 +338,6 @@ KINDS = ("wrong_status", "missed_infeasible", "missed_unbounded", "invalid_bound
 KNOWN_ISSUES = {
     ("dualip", "missed_infeasible"): "the Farkas test misses infeasibility a few percent beyond the feasible "
                                      "range (tests/test_parity.py::test_mildly_infeasible_matching_is_reported)",
-    ("dualip", "objective_error_infeasible_primal"): "OPTIMAL on rows violated within tol whose duals are large: "
-                                                     "the objective passes the optimum by more than tol "
-                                                     "(tests/test_fuzz.py::test_fuzz_regression, xfail)",
 }
 
 _CLAIMED_INFEASIBILITY = re.compile(r"primal: relative infeasibility ([0-9.eE+-]+)")

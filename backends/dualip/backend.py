@@ -48,7 +48,7 @@ def _warm_start(ws, sf: StandardForm):
 
 
 def float64_certificate(sf: StandardForm, x: np.ndarray, y: np.ndarray, linear_minimize_f64=None):
-    """(bound, objective, rel. infeasibility, block multipliers) in float64 for primal x and row duals y.
+    """(bound, objective, rel. infeasibility, |y|^T violation, block multipliers) in float64 for x and duals y.
 
     y is in original units with the solver's sign (L = c^T x + y^T A x - h(y)); ``linear_minimize_f64``
     maps a float64 CPU cost tensor to (value per block, x, mu) and defaults to the exact sort-based one.
@@ -65,7 +65,7 @@ def float64_certificate(sf: StandardForm, x: np.ndarray, y: np.ndarray, linear_m
     values, _, mu = linear_minimize_f64(torch.as_tensor(sf.c + A.T @ y, dtype=torch.float64))
     bound = float(values.sum()) - h + sf.offset
     objective = float(sf.c @ x) + sf.offset
-    return bound, objective, infeas, mu.numpy()
+    return bound, objective, infeas, float(np.abs(y) @ viol), mu.numpy()
 
 
 class DualipBackend:
@@ -98,7 +98,8 @@ class DualipBackend:
         y = to_original * out["y_bound"].double().cpu().numpy()  # the duals behind the best bound
         x = out["x"].double().cpu().numpy()
         same = prob.dtype == torch.float64 and prob.device.type == "cpu"
-        bound, objective, infeas, mu = float64_certificate(sf, x, y, solver.linear_minimize if same else None)
+        linmin = solver.linear_minimize if same else None
+        bound, objective, infeas, dual_viol, mu = float64_certificate(sf, x, y, linmin)
         status = out["status"]
         guarantees = ["bound: unregularized Lagrangian bound L(y), valid for any dual y" if np.isfinite(bound) else
                       "bound: none (-inf): a block LP is unbounded at these duals (columns without finite bounds)"]
@@ -106,7 +107,8 @@ class DualipBackend:
             guarantees.append("primal: feasible by construction (violated rows cut greedily, slack refilled)")
         else:
             guarantees.append(f"primal: relative infeasibility {infeas:.2e} (no repair for this structure)")
-        if status == Status.OPTIMAL and (infeas > options.tol or relative_gap(objective, bound) > options.tol):
+        if status == Status.OPTIMAL and (infeas > options.tol or relative_gap(objective, bound) > options.tol
+                                         or relative_gap(objective + dual_viol, objective) > options.tol):
             status = Status.ITERATION_LIMIT  # the working-precision numbers did not survive the float64 recheck
         ray = None
         if status == Status.INFEASIBLE:

@@ -61,6 +61,7 @@ class Certificate:
     stationarity: float  # relative norm of the prox-gradient step (y+ - y) / s: zero iff y = y*(gamma)
     dual_value: float  # regularized dual g_gamma(y)
     farkas: float  # > 0 certifies infeasibility along the tested ray
+    dual_violation: float = 0.0  # sum_r |y_r| (violation of row r) in objective units: what the violation may hide
 
 
 @dataclass
@@ -237,12 +238,14 @@ class DualAscentSolver:
             (g * x).sum() - h + 0.5 * gamma * (x * x).sum(),  # g_gamma(y)
             # a repairable problem is feasible (x = 0 is), so no Farkas ray can exist there
             torch.zeros((), dtype=p.dtype, device=p.device) if p.repairable or not p.m else self.farkas(ray),
+            (y.abs() * self.row_scale * viol).sum(),  # |y|^T violation, y and violation in original units / sigma
         ]).double().cpu().numpy()
         sf = p.sf
         cert = Certificate(
             bound=p.sigma * stats[0] + sf.offset, objective=p.sigma * stats[1] + sf.offset,
             infeasibility=stats[2] / (1.0 + p.b_norm), raw_infeasibility=stats[3] / (1.0 + p.b_norm),
             stationarity=stats[4] / (1.0 + p.b_norm), dual_value=p.sigma * stats[5] + sf.offset, farkas=stats[6],
+            dual_violation=p.sigma * stats[7],
         )
         return cert, xr
 
@@ -310,8 +313,9 @@ class DualAscentSolver:
             return Status.INTERRUPTED
         if cert.farkas > (1e-9 if self.prob.dtype == torch.float64 else 1e-4):
             return Status.INFEASIBLE
-        if run.best_cert.infeasibility <= o.tol and gap <= o.tol:
-            return Status.OPTIMAL
+        if run.best_cert.infeasibility <= o.tol and gap <= o.tol and relative_gap(
+                run.best_obj + run.best_cert.dual_violation, run.best_obj) <= o.tol:
+            return Status.OPTIMAL  # (the last test: an infeasible primal's objective may pass the optimum by y^T viol)
         if o.time_limit is not None and elapsed > o.time_limit:
             return Status.TIME_LIMIT
         return None
