@@ -305,6 +305,10 @@ class _Builder:
     # ----------------------------------------------------------------- expressions
     def term(self, t, index, rows: tuple[SetIndex, ...]) -> Expr:
         """One term block as sympy: scale * sum_{summed} coef[...] x[...], rows the expression's free indices."""
+        if t.name and not np.isscalar(t.coef) and _key(t.coef) not in self.arrays and t.name not in self.taken \
+                and t.name not in self.model.variables:  # a named pandas Series keeps its name (data= comes first)
+            self.arrays[_key(t.coef)] = t.name
+            self.taken.add(t.name)
         var = t.var
         x = self.base(var.name)
         E = var.index

@@ -29,6 +29,7 @@ class Terms:
     coef: float | np.ndarray
     rows: np.ndarray | None = None
     cols: np.ndarray | None = None
+    name: str | None = None  # name of the data ``coef`` is (a pandas Series' name), for display only
 
     def __len__(self) -> int:
         return self.var.size if self.cols is None else self.cols.shape[0]
@@ -94,16 +95,20 @@ class LinearExpression:
 
     # ----------------------------------------------------------------- arithmetic
     def _scaled(self, factor) -> LinearExpression:
+        label = getattr(factor, "name", None)
         factor = self._data(factor, f"coefficient multiplying an expression over {_index_name(self.index)}")
         terms = []
         for t in self.terms:
+            name = None
             if np.isscalar(factor):
                 coef = t.coef * factor
+                name = t.name if factor == 1.0 else None
             elif t.rows is None and np.isscalar(t.coef) and t.coef == 1.0:
                 coef = factor  # shared with the caller's (validated, float64) array: no copy per term
+                name = label if isinstance(label, str) and label else None
             else:
                 coef = t.coef * (factor if t.rows is None else factor[t.rows])
-            terms.append(Terms(t.var, coef, t.rows, t.cols))
+            terms.append(Terms(t.var, coef, t.rows, t.cols, name))
         return LinearExpression(self.model, self.index, tuple(terms), self.constant * factor)
 
     def __mul__(self, other):
@@ -159,7 +164,7 @@ class LinearExpression:
         if by is None:
             if self.index is None:
                 return self
-            terms = tuple(Terms(t.var, t.coef, None, t.cols) for t in self.terms)
+            terms = tuple(Terms(t.var, t.coef, None, t.cols, t.name) for t in self.terms)
             const = float(np.sum(np.broadcast_to(self.constant, (self.size,))))
             return LinearExpression(self.model, None, terms, const)
         if not isinstance(by, EntitySet):
@@ -172,7 +177,7 @@ class LinearExpression:
                 raise ModelError(
                     f"edge set '{self.index.name}' joins '{by.name}' to itself; sum by src or dst is ambiguous"
                 )
-            terms = tuple(Terms(t.var, t.coef, codes if t.rows is None else codes[t.rows], t.cols)
+            terms = tuple(Terms(t.var, t.coef, codes if t.rows is None else codes[t.rows], t.cols, t.name)
                           for t in self.terms)
             const = 0.0
             if not np.isscalar(self.constant) or self.constant != 0.0:

@@ -57,11 +57,11 @@ def test_matching_latex_has_sums_over_sets_and_for_all():
     assert r"x \geq 0" in tex
 
 
-def test_unnamed_coefficient_arrays_get_generic_symbols_shared_by_identity():
+def test_series_names_or_generic_symbols_shared_by_identity():
     m, edges, _ = matching()
-    text = m.to_text()  # no data: value -> a, cost -> b
-    assert "sum_{(u,i) in eligible} a[u, i]*x[u, i]" in text
-    assert "cost" not in text and "b[u, i]*x[u, i] <= budget[i]" in text
+    text = m.to_text()  # no data: the pandas Series keep their names
+    assert "sum_{(u,i) in eligible} value[u, i]*x[u, i]" in text
+    assert "cost[u, i]*x[u, i] <= budget[i]" in text
     # a derived array is other data: 2 * value is not named "value"
     m2 = dm.Model()
     users, items = m2.entities("user", 3), m2.entities("item", 2)
@@ -70,6 +70,9 @@ def test_unnamed_coefficient_arrays_get_generic_symbols_shared_by_identity():
     value = np.array([1.0, 2.0, 3.0])
     m2.maximize((value * x).sum() + (2 * value * x).sum())
     m2.subject_to((value * x).sum() <= 4, name="cap")
+    unnamed = m2.to_text()  # numpy arrays have no name: a generic letter per array, shared by identity
+    assert "sum_{(u,i) in e} a[u, i]*x[u, i] + sum_{(u,i) in e} b[u, i]*x[u, i]" in unnamed
+    assert "sum_{(u,i) in e} a[u, i]*x[u, i] <= 4" in line(unnamed, "cap")
     text = m2.to_text(data={"value": value})
     assert "sum_{(u,i) in e} value[u, i]*x[u, i] + sum_{(u,i) in e} a[u, i]*x[u, i]" in text
     assert "sum_{(u,i) in e} value[u, i]*x[u, i] <= 4" in line(text, "cap")
