@@ -43,9 +43,10 @@ def backend(request):
     return name
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
-    """torch.set_num_threads(1) for a module's solves (torch's intra-op pool thrashes on a loaded 2-core box)."""
+    """torch.set_num_threads(1) for every test: tiny solves gain nothing from threads, and two threads spin on
+    each other (many-fold slower) on a loaded 2-core machine."""
     import torch
 
     before = torch.get_num_threads()

@@ -15,14 +15,6 @@ from dualip_model.backends.dualip import solver as solver_module
 from dualip_model.synthetic import matching_model, synthetic_matching
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def model(budget_scale: float = 1.0):
     data = synthetic_matching(300, 20, 0.3, seed=5)
     m = matching_model(data)

@@ -25,17 +25,6 @@ GALENET = str(ROOT / "tests" / "data" / "netlib-infeasible" / "galenet.mps")
 OPTIMA = json.loads((NETLIB / "optima.json").read_text())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny dualip solves: one torch thread (two spin on each other on a shared 2-core machine, ~40x slower)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run(capsys, *argv):
     """(exit code, stdout, stderr) of the command line on argv."""
     code = cli.main([str(a) for a in argv])

@@ -22,17 +22,6 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
 AVGAS = Path(__file__).resolve().parent / "data" / "netlib" / "avgas.mps"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny dualip solves: one torch thread (two spin on each other on a shared 2-core machine, ~40x slower)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @dataclass(frozen=True)
 class FakeOptions:
     tol: float = 1e-6

@@ -6,7 +6,7 @@ reference, the float64 certificates (bound, primal feasibility, Farkas ray), sta
 history, warm starts, determinism, float32, duals, option validation, the separable path and the int32
 device layout.
 
-All solves run with one torch thread (see ``_one_torch_thread``): on a loaded 2-core machine
+All solves run with one torch thread (conftest's ``one_torch_thread``): on a loaded 2-core machine
 ``torch.repeat_interleave`` (called 2-3 times per iteration) wakes the intra-op pool on every call and
 costs ~8 ms instead of ~5 us, which makes a 500-iteration solve take 20 s instead of 0.2 s.
 """
@@ -31,14 +31,6 @@ from dualip_model.synthetic import matching_model, synthetic_matching
 
 F64 = torch.float64
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------------------------- helpers

@@ -22,7 +22,6 @@ import dualip_model as dm
 from dualip_model.backends.highs import HighsBackend
 from fuzz_models import ALL_FAMILIES, KINDS, KNOWN_ISSUES, DenseLP, Objective, Rows, Spec, run, specs
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("family", ALL_FAMILIES)

@@ -21,7 +21,6 @@ from dualip_model import Capability
 from dualip_model.synthetic import MatchingData, matching_model, synthetic_matching
 from fuzz_models import FEASIBLE_ATOL, config, needed_capabilities
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 INFEASIBLE_DIR = Path(__file__).resolve().parent / "data" / "netlib-infeasible"
 NETLIB_STATUS = json.loads((INFEASIBLE_DIR / "status.json").read_text())

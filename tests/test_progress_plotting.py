@@ -21,17 +21,6 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
 LOGGER = "dualip_model.progress"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny dualip solves: one torch thread (two spin on each other on a shared 2-core machine, ~40x slower)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def record(iteration, time, gap=1e-2, infeasibility=1e-3, gamma=0.03):
     return dict(iteration=iteration, time=time, gap=gap, infeasibility=infeasibility, gamma=gamma)
 
