@@ -126,6 +126,8 @@ def as_float(values, n: int | None, what: str, *, allow_inf: bool = False, descr
     Arrow data must be numeric (an arrow Scalar counts as a scalar). NaN and nulls are always rejected;
     +-inf only where ``allow_inf``. ``describe(i)`` turns a position into a label for the error message.
     """
+    if values is None:
+        raise ModelError(f"{what}: expected a number or an array, got None")
     if is_arrow(values):
         values = _arrow_numeric(values, what)
     if np.isscalar(values) or (isinstance(values, np.ndarray) and values.ndim == 0):

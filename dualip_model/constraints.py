@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import as_float
+from ._arrays import as_float, is_arrow
 from .errors import ModelError
 from .expressions import LinearExpression, Relation
 from .sets import EdgeSet, EntitySet, _plain
@@ -37,7 +37,7 @@ class Constraint:
         const = np.asarray(expr.constant, dtype=np.float64)
         sides = []
         for which, raw in (("lower", relation.lower), ("upper", relation.upper)):
-            if self.index is None and not np.isscalar(raw) and np.size(raw) == 1:
+            if self.index is None and not np.isscalar(raw) and not is_arrow(raw) and np.size(raw) == 1:
                 raw = np.asarray(raw).reshape(-1)[0]
             value = as_float(raw, length, f"constraint '{name}': {which} side", allow_inf=True,
                              describe=lambda i: f"'{self.label(i)}'")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import as_float
+from ._arrays import as_float, is_arrow
 from .errors import ModelError
 from .sets import EdgeSet, EntitySet, _plain
 
@@ -86,7 +86,7 @@ class LinearExpression:
     def _data(self, values, what: str, allow_inf: bool = False):
         """Validate a scalar or an array aligned with this expression's index."""
         n = None if self.index is None else len(self.index)
-        if self.index is None and not np.isscalar(values):
+        if self.index is None and not np.isscalar(values) and not is_arrow(values):
             arr = np.asarray(values)
             if arr.size != 1:
                 raise ModelError(f"{what}: a scalar expression takes a scalar, got {arr.size} values")

@@ -840,3 +840,17 @@ def test_mps_file_naming_undefined_rows_or_columns_is_refused(tmp_path, old, new
     path.write_text(TINY_MPS.replace(old, new))
     with pytest.raises(dm.ModelError, match=r"undefined.mps"):
         dm.read_model(path)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda m, x: m.subject_to(x.sum() <= pa.scalar("a"), name="e"), r"constraint 'e': upper side: expected numeric"),
+    (lambda m, x: x.sum() * pa.scalar("a"), r"coefficient multiplying an expression over scalar: expected numeric"),
+    (lambda m, x: m.subject_to(x.sum() <= None, name="n"), r"constraint 'n': upper side: expected a number or an "
+                                                            r"array, got None"),
+], ids=["arrow-string-rhs", "arrow-string-factor", "none-rhs"])
+def test_scalar_sides_and_factors_must_be_numbers(make, match):
+    """(regression: a one-character arrow string scalar was read as its byte, 'a' -> 97)"""
+    m = dm.Model("m")
+    x = m.variable("x", over=m.entities("s", 3))
+    with pytest.raises(dm.ModelError, match=match):
+        make(m, x)
