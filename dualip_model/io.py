@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 import tempfile
 import zlib
@@ -32,11 +33,21 @@ def read_model(path, name: str | None = None) -> Model:
     if not os.path.isfile(path):
         raise ModelError(f"model file '{path}' does not exist")
     h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
     with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "read.log")  # HiGHS reports dropped entries only in its log
+        h.setOptionValue("log_to_console", False)
+        h.setOptionValue("log_file", log)
         readable = _gunzipped(path, tmp) if path.endswith(".gz") else path
-        if h.readModel(readable) == highspy.HighsStatus.kError:
-            raise ModelError(f"model file '{path}' could not be read by HiGHS (corrupt, truncated or unknown format)")
+        status = h.readModel(readable)
+        h.setOptionValue("log_file", "")
+        h.setOptionValue("output_flag", False)
+        with open(log, encoding="utf-8", errors="replace") as f:
+            dropped = [line.strip() for line in f if _DROPPED.search(line)]
+    if status == highspy.HighsStatus.kError:
+        raise ModelError(f"model file '{path}' could not be read by HiGHS (corrupt, truncated or unknown format)")
+    if dropped:
+        raise ModelError(f"model file '{path}' names undefined rows or repeats entries, which HiGHS would drop: "
+                         f"{dropped[0]}" + (f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""))
     lp = h.getLp()
     n, m = lp.num_col_, lp.num_row_
     if n == 0:
@@ -66,6 +77,9 @@ def read_model(path, name: str | None = None) -> Model:
         model.subject_to(matmul(matrix, x, rows).between(np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)),
                          name="rows", block=False)
     return model
+
+
+_DROPPED = re.compile(r"is not defined: ignored|ignored [1-9][0-9]* |duplicate .* ignored")
 
 
 def _gunzipped(path: str, folder: str) -> str:
