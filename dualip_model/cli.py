@@ -59,10 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="backend to solve with (default: highs; see 'info' or the README for the list)")
     _option_arguments(solve, "the backend's options; a flag the backend has no option for is an error")
     solve.add_argument("--out", metavar="PATH",
-                       help="write the primal as a table (columns 'column', 'value'): .parquet or .csv")
+                       help="write the primal as a table (one column per label level, for a file 'columns'; "
+                            "then 'value'): .parquet or .csv")
     solve.add_argument("--duals", metavar="PATH",
-                       help="write the row duals d(objective)/d(rhs) (columns 'constraint', 'row', 'dual'): "
-                            ".parquet or .csv")
+                       help="write the row duals d(objective)/d(rhs) (columns 'constraint', 'row', 'dual', "
+                            "'activity', 'slack'): .parquet or .csv")
     solve.add_argument("--write-model", metavar="PATH",
                        help="also write the model as read to an .mps or .lp file (before solving)")
     solve.add_argument("--plot", metavar="PATH", help="save the convergence plot (needs matplotlib), e.g. conv.png")

@@ -17,6 +17,7 @@ from . import registry
 from .backend import Capability
 from .errors import ModelError
 from .model import Model
+from .model import backend_options as model_backend_options
 from .result import Result, relative_gap
 from .standard_form import StandardForm
 from .status import Status
@@ -31,21 +32,12 @@ def backend_options(backend: str, options=None, **settings):
     values. An unknown backend raises the registry's BackendNotFoundError.
     """
     solver = registry.get(backend)
-    cls = solver.Options
     if isinstance(options, dict):
         options, settings = None, {**options, **settings}
-    if options is not None and not isinstance(options, cls):
-        raise ModelError(f"options for backend '{backend}' must be {cls.__name__} or a dict, "
+    if options is not None and not isinstance(options, solver.Options):
+        raise ModelError(f"options for backend '{backend}' must be {solver.Options.__name__} or a dict, "
                          f"got {type(options).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ModelError(f"backend '{backend}' has no option(s) {unknown}; its options: {', '.join(sorted(known))}")
-    try:
-        return dataclasses.replace(cls() if options is None else options, **settings)
-    except TypeError as exc:  # a value of the wrong type reaching the dataclass's own checks
-        fields = ", ".join(sorted(settings))
-        raise ModelError(f"invalid option value for backend '{backend}' ({fields}): {exc}") from exc
+    return model_backend_options(backend, solver, options, settings)
 
 
 def compare(model, backends=("highs", "dualip"), options: dict | None = None, **settings) -> Comparison:

@@ -36,12 +36,18 @@ class FlatLP:
         return duals[:n_rows], block
 
 
+def block_rows(sf: StandardForm) -> tuple[np.ndarray, np.ndarray]:
+    """(ids of the blocks with a sum constraint, flat row of every block: m + its rank there, -1 for BOX)."""
+    sum_blocks = np.flatnonzero(sf.block_kind != BlockKind.BOX)
+    block_row = np.full(sf.n_blocks, -1, dtype=np.int64)
+    block_row[sum_blocks] = sf.n_rows + np.arange(sum_blocks.shape[0])
+    return sum_blocks, block_row
+
+
 def flat_lp(sf: StandardForm) -> FlatLP:
     """Append the block-row entry at the end of each column of A (its row id exceeds every coupling row)."""
     n, m = sf.n_cols, sf.n_rows
-    sum_blocks = np.flatnonzero(sf.block_kind != BlockKind.BOX)
-    block_row = np.full(sf.n_blocks, -1, dtype=np.int64)
-    block_row[sum_blocks] = m + np.arange(sum_blocks.shape[0])
+    sum_blocks, block_row = block_rows(sf)
     col_row = np.repeat(block_row, np.diff(sf.block_ptr))
     extra = (col_row >= 0).astype(np.int64)
     start = np.zeros(n + 1, dtype=np.int64)

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from .errors import ModelError
 from .expressions import matmul
 from .model import Model
-from .polytopes import BlockKind
+from .flat_lp import block_rows
 from .sets import EdgeSet
 
 
@@ -140,9 +140,7 @@ def _names(model: Model, sf) -> tuple[list[str], list[str]] | None:
         cols[slot.start : slot.stop] = named(slot.name, _label_strings(var.index, var.size), len(model.variables) == 1)
     if sf.layout.column_order is not None:
         cols = cols[sf.layout.column_order]
-    sum_blocks = np.flatnonzero(sf.block_kind != BlockKind.BOX)
-    block_row = np.full(sf.n_blocks, -1, dtype=np.int64)
-    block_row[sum_blocks] = sf.n_rows + np.arange(sum_blocks.shape[0])
+    sum_blocks, block_row = block_rows(sf)
     rows = np.empty(sf.n_rows + sum_blocks.shape[0], dtype=object)
     for slot in sf.layout.constraints:
         con = model.constraints[slot.name]

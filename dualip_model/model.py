@@ -111,7 +111,7 @@ class Model:
         wants_warm = settings.get("warm_start") is not None or getattr(options, "warm_start", None) is not None
         if wants_warm and Capability.WARM_START not in solver.capabilities:
             raise CapabilityError(f"backend '{backend}' does not support warm starts")
-        opts = _backend_options(solver, options, settings)
+        opts = backend_options(backend, solver, options, settings)
         if standard_form is not None:
             standard_form.layout.check(self)  # before solving: a form compiled from another model is refused
         sf = standard_form if standard_form is not None else self.compile()
@@ -124,15 +124,23 @@ class Model:
         return Result(self, sf, raw, backend)
 
 
-def _backend_options(solver, options, settings):
+def backend_options(name: str, solver, options, settings: dict):
+    """``options`` (the backend's Options instance or None for its defaults) with ``settings`` replaced by name.
+
+    Unknown names raise ModelError naming the backend ``name`` and them; the Options dataclass validates the
+    values, and a value of the wrong type reaching its checks becomes a ModelError too.
+    """
     opts = solver.Options() if options is None else options
     if not isinstance(opts, solver.Options):
-        raise ModelError(f"options for backend '{solver.name}' must be {solver.Options.__name__}, "
+        raise ModelError(f"options for backend '{name}' must be {solver.Options.__name__}, "
                          f"got {type(opts).__name__}")
-    if settings:
-        known = {f.name for f in dataclasses.fields(opts)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ModelError(f"backend '{solver.name}' has no option(s) {unknown}; known: {sorted(known)}")
-        opts = dataclasses.replace(opts, **settings)
-    return opts
+    if not settings:
+        return opts
+    known = {f.name for f in dataclasses.fields(opts)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ModelError(f"backend '{name}' has no option(s) {unknown}; known: {sorted(known)}")
+    try:
+        return dataclasses.replace(opts, **settings)
+    except TypeError as exc:
+        raise ModelError(f"invalid option value for backend '{name}' ({', '.join(sorted(settings))}): {exc}") from exc
