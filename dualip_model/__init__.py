@@ -9,7 +9,7 @@ from . import registry
 from .backend import Backend, Capability, RawResult
 from .compare import Comparison, compare
 from .constraints import Constraint
-from .errors import BackendNotFoundError, CapabilityError, ModelError
+from .errors import BackendNotFoundError, CapabilityError, DistributedError, ModelError
 from .expressions import LinearExpression, Relation, matmul
 from .io import read_model, write_model
 from .model import Model
@@ -28,7 +28,7 @@ logging.getLogger("dualip_model").addHandler(logging.NullHandler())
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackendNotFoundError", "BlockKind", "Capability", "CapabilityError", "Comparison", "Constraint",
+    "Backend", "BackendNotFoundError", "BlockKind", "Capability", "CapabilityError", "Comparison", "Constraint", "DistributedError",
     "EdgeSet", "EntitySet", "Layout", "LinearExpression", "Model", "ModelError", "Progress", "RawResult",
     "Relation", "Result", "Slot", "StandardForm", "Status", "Variable", "chain_callbacks", "compare", "matmul",
     "plot_history", "read_model", "read_table", "registry", "relative_gap", "write_model", "write_parquet",

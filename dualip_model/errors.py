@@ -11,3 +11,7 @@ class CapabilityError(RuntimeError):
 
 class BackendNotFoundError(LookupError):
     """No backend is registered under the requested name."""
+
+
+class DistributedError(RuntimeError):
+    """A sharded solve lost a rank or could not agree (a peer died, timed out or ran other options)."""

@@ -42,12 +42,23 @@ def read_model(path, name: str | None = None) -> Model:
         h.setOptionValue("log_file", "")
         h.setOptionValue("output_flag", False)
         with open(log, encoding="utf-8", errors="replace") as f:
-            dropped = [line.strip() for line in f if _DROPPED.search(line)]
-    if status == highspy.HighsStatus.kError:
-        raise ModelError(f"model file '{path}' could not be read by HiGHS (corrupt, truncated or unknown format)")
+            logged = [line.strip() for line in f if _DROPPED.search(line) or _FIXED_FORMAT in line]
+        if status == highspy.HighsStatus.kError:
+            raise ModelError(f"model file '{path}' could not be read by HiGHS (corrupt, truncated or unknown format)")
+        fixed = any(_FIXED_FORMAT in line for line in logged)
+        dropped = [line for line in logged if _FIXED_FORMAT not in line]
+        # HiGHS's free reader appends an empty, zero-cost column for each BOUNDS name missing from COLUMNS; its fixed
+        # reader drops such bounds, with a log line that does not name the column
+        n = h.getNumCol()
+        suspect = dropped if fixed else n and h.getCol(n - 1)[1::3] == (0.0, 0)  # getCol: status, cost, .., nonzeros
+        if suspect and readable.lower().endswith(".mps"):
+            column = _bound_on_undefined_column(readable, fixed)
+            if column is not None:
+                raise ModelError(f"model file '{path}': BOUNDS section names column '{column}', which has no entries "
+                                 f"in COLUMNS (HiGHS would {'drop the bound' if fixed else 'add the column'})")
     if dropped:
-        raise ModelError(f"model file '{path}' names undefined rows or repeats entries, which HiGHS would drop: "
-                         f"{dropped[0]}" + (f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""))
+        raise ModelError(f"model file '{path}' names undefined rows or columns or repeats entries, which HiGHS would "
+                         f"drop: {dropped[0]}" + (f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""))
     lp = h.getLp()
     n, m = lp.num_col_, lp.num_row_
     if n == 0:
@@ -79,7 +90,34 @@ def read_model(path, name: str | None = None) -> Model:
     return model
 
 
-_DROPPED = re.compile(r"is not defined: ignored|ignored [1-9][0-9]* |duplicate .* ignored")
+_DROPPED = re.compile(r"is not defined: ignored|ignored [1-9][0-9]* |duplicate .* ignored"
+                      r"|not in [A-Z]+ +section: ignored")  # the last from the fixed-format reader
+_FIXED_FORMAT = "switching to fixed format parser"  # HiGHS's free reader gave up on names with spaces
+
+
+def _bound_on_undefined_column(path: str, fixed: bool) -> str | None:
+    """First BOUNDS column name with no line in COLUMNS (fields split on whitespace, or fixed: columns 5-12, 15-22)."""
+    columns, section = set(), b""
+    with open(path, "rb") as f:
+        for line in f:
+            fields = line.split()
+            if not fields or line.startswith(b"*"):
+                continue
+            if len(fields) == 1:  # a section header; every data line has two fields or more
+                section = fields[0].upper()
+            elif fixed:
+                line = line.rstrip().ljust(24)  # as HiGHS's fixed reader, which compares the raw 8-character fields
+                if section == b"COLUMNS" and line[14:22] != b"'MARKER'":
+                    columns.add(line[4:12])
+                elif section == b"BOUNDS" and line[14:22] not in columns:
+                    return line[14:22].strip().decode(errors="replace")
+            elif section == b"COLUMNS" and fields[1] != b"'MARKER'":
+                columns.add(fields[0])
+            elif section == b"BOUNDS" and fields[1] not in columns:  # else fields[1] is the column (no bound name)
+                name = fields[2] if len(fields) > 2 else fields[1]  # 'FR X': HiGHS takes X for the bound name
+                if name not in columns:
+                    return name.decode(errors="replace")
+    return None
 
 
 def _gunzipped(path: str, folder: str) -> str:

@@ -828,19 +828,78 @@ def test_truncated_gzipped_mps_file(tmp_path, keep):
         dm.read_model(path)
 
 
-UNDEFINED_COLUMN = pytest.mark.xfail(strict=True, reason="io.read_model: a bound on an undefined column makes HiGHS "
-                                                          "add the column, without even a log line")
-
-
 @pytest.mark.parametrize("old, new", [
     ("X1        LIM2         1.0", "X1        NOPE         1.0"),  # matrix entry in an undefined row: dropped
-    pytest.param("BND       X1", "BND       X9", marks=UNDEFINED_COLUMN),  # bound on an undefined column: added
+    ("BND       X1", "BND       X9"),  # bound on an undefined column: added
     ("ROWS\n", ""),  # no ROWS section: every row, the objective included, is dropped
 ], ids=["undefined-row", "undefined-column", "no-rows-section"])
 def test_mps_file_naming_undefined_rows_or_columns_is_refused(tmp_path, old, new):
     path = tmp_path / "undefined.mps"
     path.write_text(TINY_MPS.replace(old, new))
     with pytest.raises(dm.ModelError, match=r"undefined.mps"):
+        dm.read_model(path)
+
+
+# Names with spaces: HiGHS's free reader gives up and its fixed-format reader takes names from columns 5-12 and 15-22.
+FIXED_MPS = """NAME          FIXED
+ROWS
+ N  COST
+ L  LIM 1
+ G  LIM2
+COLUMNS
+    X1        COST               1.0   LIM 1              1.0
+    X1        LIM2               1.0
+    X 2       COST               2.0   LIM 1              1.0
+    X 3       COST                 0
+RHS
+    RHS       LIM 1              4.0   LIM2               1.0
+BOUNDS
+ UP BND       X1                 4.0
+ UP BND       X 3                5.0
+ENDATA
+"""
+
+
+@pytest.mark.parametrize("text, labels, lower, upper", [
+    (FIXED_MPS, ["X1", "X 2", "X 3"], [0, 0, 0], [4, np.inf, 5]),
+    (TINY_MPS.replace("RHS\n", "    X3        COST         0.0\n    X4        LIM1         0\nRHS\n")
+             .replace("ENDATA", " UP BND X3 5.0\n FR X4\n UP X2 6.0\nENDATA"),
+     ["X1", "X2", "X3", "X4"], [0, 0, 0, -np.inf], [4, 6, 5, np.inf]),
+], ids=["fixed", "free-trailing-empty-columns"])
+def test_mps_file_with_empty_columns_in_columns_section_reads(tmp_path, text, labels, lower, upper):
+    """Columns with only zero entries, and bounds without a bound name ('FR X4'), are defined: no false alarm."""
+    path = tmp_path / "fine.mps"
+    path.write_text(text)
+    m = dm.read_model(path)
+    assert list(m.sets["columns"].labels) == labels
+    assert list(m.variables["x"].lower) == lower and list(m.variables["x"].upper) == upper
+
+
+@pytest.mark.parametrize("text, old, new, shown", [
+    (TINY_MPS, "BND       X1", "BND       X9", "'X9', which has no entries in COLUMNS (HiGHS would add the column)"),
+    (TINY_MPS, "ENDATA", " MI BND X9\nENDATA", "'X9', which"),
+    (TINY_MPS, "ENDATA", " FR X9\nENDATA", "'X9', which"),  # no bound name
+    (FIXED_MPS, "BND       X 3", "BND       X 9", "'X 9', which has no entries in COLUMNS (HiGHS would drop the "
+                                                 "bound)"),
+], ids=["free", "free-mi", "free-no-bound-name", "fixed"])
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
+def test_mps_bound_on_undefined_column_names_file_and_column(tmp_path, text, old, new, shown, gz):
+    import gzip
+
+    data = text.replace(old, new).encode()
+    path = tmp_path / ("undefined.mps.gz" if gz else "undefined.mps")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(dm.ModelError, match=rf"model file '{re.escape(str(path))}': BOUNDS section names column "
+                                            + re.escape(shown)):
+        dm.read_model(path)
+
+
+def test_fixed_mps_entry_in_undefined_row_is_refused(tmp_path):
+    """HiGHS's fixed-format reader drops it with a log line of its own."""
+    path = tmp_path / "undefined_row.mps"
+    path.write_text(FIXED_MPS.replace("X1        LIM2", "X1        NOPE"))
+    with pytest.raises(dm.ModelError, match=r"undefined_row.mps' names undefined rows .* COLUMNS section entries "
+                                            r"contain +1 with row not in ROWS +section: ignored"):
         dm.read_model(path)
 
 

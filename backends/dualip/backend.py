@@ -3,7 +3,8 @@
 Maps a StandardForm to the scaled device problem, runs DualAscentSolver, and returns a RawResult whose
 numbers are recomputed in float64 from the standard form itself: the Lagrangian bound
 L(y) = -h(y) + sum_i min_{x in C_i} (c + A^T y)_i^T x_i (valid for every y in the dual domain) and the
-objective and infeasibility of the returned primal.
+objective and infeasibility of the returned primal. ``solve_standard_form`` is the whole solve, for one
+process or, given a communicator and a checkpoint store, for one rank of a sharded solve (see distributed.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dualip_model.result import relative_gap
 from dualip_model.standard_form import StandardForm
 from dualip_model.status import Status
 
-from .checkpoint import fingerprint
+from .comm import LOCAL, Comm
 from .options import DualipOptions
 from .problem import ScaledProblem
 from .projections import BlockStructure, linear_minimize
@@ -47,14 +48,16 @@ def _warm_start(ws, sf: StandardForm):
     return y, state.get("gamma")
 
 
-def float64_certificate(sf: StandardForm, x: np.ndarray, y: np.ndarray, linear_minimize_f64=None):
+def float64_certificate(sf: StandardForm, x: np.ndarray, y: np.ndarray, linear_minimize_f64=None,
+                        comm: Comm = LOCAL):
     """(bound, objective, rel. infeasibility, |y|^T violation, block multipliers) in float64 for x and duals y.
 
     y is in original units with the solver's sign (L = c^T x + y^T A x - h(y)); ``linear_minimize_f64``
     maps a float64 CPU cost tensor to (value per block, x, mu) and defaults to the exact sort-based one.
+    Sharded: sf and x are this rank's columns, y is replicated; the sums over columns are all-reduced.
     """
     A = sf.A
-    ax = A @ x
+    ax = comm.sum_np(A @ x)
     viol = np.maximum(ax - sf.row_upper, 0) + np.maximum(sf.row_lower - ax, 0)
     finite = np.concatenate([sf.row_lower[np.isfinite(sf.row_lower)], sf.row_upper[np.isfinite(sf.row_upper)]])
     infeas = float(np.linalg.norm(viol) / (1.0 + np.linalg.norm(finite)))
@@ -63,8 +66,9 @@ def float64_certificate(sf: StandardForm, x: np.ndarray, y: np.ndarray, linear_m
         bs = BlockStructure.from_standard_form(sf, torch.device("cpu"), torch.float64)
         linear_minimize_f64 = lambda g: linear_minimize(g, bs)  # noqa: E731
     values, _, mu = linear_minimize_f64(torch.as_tensor(sf.c + A.T @ y, dtype=torch.float64))
-    bound = float(values.sum()) - h + sf.offset
-    objective = float(sf.c @ x) + sf.offset
+    block_values, cost = comm.sum_np([float(values.sum()), float(sf.c @ x)])
+    bound = float(block_values) - h + sf.offset
+    objective = float(cost) + sf.offset
     return bound, objective, infeas, float(np.abs(y) @ viol), mu.numpy()
 
 
@@ -79,55 +83,59 @@ class DualipBackend:
     Options = DualipOptions
 
     def solve(self, sf: StandardForm, options: DualipOptions) -> RawResult:
-        start = time.perf_counter()
-        device, dtype = _device_dtype(options)
-        y0, gamma0 = _warm_start(options.warm_start, sf)
-        torch.manual_seed(options.seed)
-        if sf.n_rows == 0:
-            return self._separable(sf)
-        prob = ScaledProblem.build(sf, device, dtype, options.seed)
-        solver = DualAscentSolver(prob, options)
-        if y0 is not None:
-            y0 = y0 / (prob.sigma * prob.row_scale)
-        if options.resume is not None and options.warm_start is not None:
-            raise ModelError("DualipOptions: give either resume (a checkpoint) or warm_start, not both")
-        needs_id = options.resume is not None or options.checkpoint is not None
-        out = solver.solve(y0, gamma0, fingerprint(sf) if needs_id else None)
-        to_original = prob.sigma * prob.row_scale
-        y_last = to_original * out["y"].double().cpu().numpy()  # where the ascent stands: the warm start
-        y = to_original * out["y_bound"].double().cpu().numpy()  # the duals behind the best bound
-        x = out["x"].double().cpu().numpy()
-        same = prob.dtype == torch.float64 and prob.device.type == "cpu"
-        linmin = solver.linear_minimize if same else None
-        bound, objective, infeas, dual_viol, mu = float64_certificate(sf, x, y, linmin)
-        status = out["status"]
-        guarantees = ["bound: unregularized Lagrangian bound L(y), valid for any dual y" if np.isfinite(bound) else
-                      "bound: none (-inf): a block LP is unbounded at these duals (columns without finite bounds)"]
-        if prob.repairable:
-            guarantees.append("primal: feasible by construction (violated rows cut greedily, slack refilled)")
-        else:
-            guarantees.append(f"primal: relative infeasibility {infeas:.2e} (no repair for this structure)")
-        if status == Status.OPTIMAL and (infeas > options.tol or relative_gap(objective, bound) > options.tol
-                                         or relative_gap(objective + dual_viol, objective) > options.tol):
-            status = Status.ITERATION_LIMIT  # the working-precision numbers did not survive the float64 recheck
-        ray = None
-        if status == Status.INFEASIBLE:
-            ray = to_original * out["ray"].double().cpu().numpy()
-        return RawResult(
-            status=status, x=x, objective=objective, bound=bound, row_dual=-y, block_dual=mu,
-            iterations=out["iterations"], solve_time=time.perf_counter() - start, history=out["history"],
-            guarantees=tuple(guarantees), ray=ray, state={"y": y_last, "gamma": out["gamma"]},
-            message=f"gamma {out['gamma']:.3g}, {out['iterations']} iterations",
-            log="\n".join(str(h) for h in out["history"]),
-        )
+        return solve_standard_form(sf, options)
 
-    @staticmethod
-    def _separable(sf: StandardForm) -> RawResult:
-        """No coupling rows: x = argmin over each block of c^T x, exactly."""
-        bs = BlockStructure.from_standard_form(sf, torch.device("cpu"), torch.float64)
-        values, x, mu = linear_minimize(torch.tensor(sf.c, dtype=torch.float64), bs)  # a copy: sf is frozen
-        value = float(values.sum()) + sf.offset
-        if not np.isfinite(value):
-            return RawResult(status=Status.UNBOUNDED, message="a block LP is unbounded")
-        return RawResult(status=Status.OPTIMAL, x=x.numpy(), objective=value, bound=value,
-                         row_dual=np.zeros(0), block_dual=mu.numpy(), guarantees=("exact: separable blocks",))
+
+def solve_standard_form(sf: StandardForm, options: DualipOptions, comm: Comm = LOCAL, store=None) -> RawResult:
+    """The dualip solve of ``sf``; with ``comm`` sf holds one rank's blocks and x, block_dual are that rank's."""
+    start = time.perf_counter()
+    device, dtype = _device_dtype(options)
+    y0, gamma0 = _warm_start(options.warm_start, sf)
+    torch.manual_seed(options.seed)
+    if options.resume is not None and options.warm_start is not None:
+        raise ModelError("DualipOptions: give either resume (a checkpoint) or warm_start, not both")
+    if sf.n_rows == 0:
+        return _separable(sf, comm)
+    prob = ScaledProblem.build(sf, device, dtype, options.seed, comm)
+    solver = DualAscentSolver(prob, options, store)
+    if y0 is not None:
+        y0 = y0 / (prob.sigma * prob.row_scale)
+    out = solver.solve(y0, gamma0)
+    to_original = prob.sigma * prob.row_scale
+    y_last = to_original * out["y"].double().cpu().numpy()  # where the ascent stands: the warm start
+    y = to_original * out["y_bound"].double().cpu().numpy()  # the duals behind the best bound
+    x = out["x"].double().cpu().numpy()
+    same = prob.dtype == torch.float64 and prob.device.type == "cpu"
+    linmin = solver.linear_minimize if same else None
+    bound, objective, infeas, dual_viol, mu = float64_certificate(sf, x, y, linmin, comm)
+    status = out["status"]
+    guarantees = ["bound: unregularized Lagrangian bound L(y), valid for any dual y" if np.isfinite(bound) else
+                  "bound: none (-inf): a block LP is unbounded at these duals (columns without finite bounds)"]
+    if prob.repairable:
+        guarantees.append("primal: feasible by construction (violated rows cut greedily, slack refilled)")
+    else:
+        guarantees.append(f"primal: relative infeasibility {infeas:.2e} (no repair for this structure)")
+    if status == Status.OPTIMAL and (infeas > options.tol or relative_gap(objective, bound) > options.tol
+                                     or relative_gap(objective + dual_viol, objective) > options.tol):
+        status = Status.ITERATION_LIMIT  # the working-precision numbers did not survive the float64 recheck
+    ray = None
+    if status == Status.INFEASIBLE:
+        ray = to_original * out["ray"].double().cpu().numpy()
+    return RawResult(
+        status=status, x=x, objective=objective, bound=bound, row_dual=-y, block_dual=mu,
+        iterations=out["iterations"], solve_time=time.perf_counter() - start, history=out["history"],
+        guarantees=tuple(guarantees), ray=ray, state={"y": y_last, "gamma": out["gamma"]},
+        message=f"gamma {out['gamma']:.3g}, {out['iterations']} iterations",
+        log="\n".join(str(h) for h in out["history"]),
+    )
+
+
+def _separable(sf: StandardForm, comm: Comm = LOCAL) -> RawResult:
+    """No coupling rows: x = argmin over each block of c^T x, exactly."""
+    bs = BlockStructure.from_standard_form(sf, torch.device("cpu"), torch.float64)
+    values, x, mu = linear_minimize(torch.tensor(sf.c, dtype=torch.float64), bs)  # a copy: sf is frozen
+    value = float(comm.sum_np(float(values.sum()))) + sf.offset
+    if not np.isfinite(value):
+        return RawResult(status=Status.UNBOUNDED, message="a block LP is unbounded")
+    return RawResult(status=Status.OPTIMAL, x=x.numpy(), objective=value, bound=value,
+                     row_dual=np.zeros(0), block_dual=mu.numpy(), guarantees=("exact: separable blocks",))

@@ -3,6 +3,11 @@
 A checkpoint holds everything the ascent needs to continue bit for bit (iterate, momentum, step estimate,
 Newton warm start, gamma, best certificate so far, history) and a fingerprint of the problem and of the
 options that shape the trajectory, so resuming on another problem or with other settings is refused.
+
+A sharded solve checkpoints into a directory: ``state.npz`` with what every rank holds alike (the row-sized
+state, the metadata, the list of shard files) and one ``shard-RANK-of-WORLD-itIT.npz`` per rank with its
+blocks' Newton warm start and its columns' best primal. Any number of ranks can resume from it: each reads
+the pieces of the shard files that overlap its own blocks.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from dualip_model.standard_form import StandardForm
 FORMAT = "dualip-checkpoint-1"
 TRAJECTORY_OPTIONS = ("gamma", "gamma_decay", "gamma_min", "check_every", "newton_steps", "adaptive_step",
                       "extrapolate", "tol", "dtype", "seed")
+
+
+LOCAL_KEYS = {"state.tau": "blocks", "best_x": "columns"}  # sharded tensors, and what they are indexed by
+STATE_FILE = "state.npz"
 
 
 def fingerprint(sf: StandardForm) -> str:
@@ -85,3 +94,142 @@ def _safetensors():
         raise ModelError("a .safetensors checkpoint needs the 'safetensors' package "
                          "(pip install safetensors); use a .npz path otherwise") from exc
     return safetensors.torch
+
+
+class FileStore:
+    """Checkpoints of a one-process solve: one file, fingerprinted by every array of the standard form."""
+
+    def __init__(self, sf: StandardForm):
+        self.sf = sf
+        self._fingerprint = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.sf)
+        return self._fingerprint
+
+    def save(self, path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        save(path, tensors, meta)
+
+    def load(self, path) -> tuple[dict[str, torch.Tensor], dict]:
+        return load(path)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer on uint64 arrays: a well-spread 64-bit hash of each entry."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _bits(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
+
+
+def sharded_fingerprint(shard, comm) -> str:
+    """A fingerprint of the whole problem that every split into shards gives alike.
+
+    Each nonzero, column and block is hashed with its global position; the hashes are summed mod 2^64 on each
+    rank and over the ranks (a sum does not depend on how the terms are split). The rows are replicated and
+    hashed whole.
+    """
+    sf = shard.sf
+    col0, blk0 = np.uint64(shard.col_start), np.uint64(shard.block_start)
+    counts = np.diff(sf.A_indptr).astype(np.int64)
+    nz_col = np.repeat(np.arange(sf.n_cols, dtype=np.uint64), counts) + col0
+    cols = np.arange(sf.n_cols, dtype=np.uint64) + col0
+    blocks = np.arange(sf.n_blocks, dtype=np.uint64) + blk0
+    k1, k2, k3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9)
+    terms = [
+        _mix(_mix(nz_col * k1 + np.asarray(sf.A_indices, dtype=np.uint64)) ^ _bits(sf.A_data)),
+        _mix(_mix(cols * k2) ^ _bits(sf.c)) + _mix(_mix(cols * k3) ^ _bits(sf.col_lower))
+        + _mix(_mix(cols * k1 + k2) ^ _bits(sf.col_upper)),
+        _mix(_mix(blocks * k3 + k1) ^ _bits(sf.block_rhs)) + _mix(
+            blocks * k2 + np.asarray(sf.block_kind, dtype=np.uint64) * k1
+            + (np.asarray(sf.block_ptr[1:], dtype=np.uint64) + col0)),
+    ]
+    local = np.array([t.sum(dtype=np.uint64) for t in terms] + [sf.n_cols, sf.nnz, sf.n_blocks], dtype=np.uint64)
+    total = np.zeros(len(local), dtype=np.uint64)
+    for part in comm.all_gather_np(local.view(np.int64)):
+        total = total + part.view(np.uint64)
+    h = hashlib.blake2b(digest_size=16)
+    for a in (sf.row_lower, sf.row_upper, total):
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class ShardedStore:
+    """Checkpoints of a sharded solve: a directory (see the module's docstring); every rank calls each method."""
+
+    def __init__(self, shard, comm):
+        self.shard = shard
+        self.comm = comm
+        self._fingerprint = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = sharded_fingerprint(self.shard, self.comm)
+        return self._fingerprint
+
+    def _ranges(self) -> dict[str, tuple[int, int]]:
+        s = self.shard
+        return {"blocks": (s.block_start, s.block_stop), "columns": (s.col_start, s.col_stop)}
+
+    def save(self, path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        """Each rank writes its shard file; then rank 0 writes the state naming them and drops older shards."""
+        directory, comm = Path(path), self.comm
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = dict(tensors)
+        local = {k: tensors.pop(k) for k in LOCAL_KEYS if k in tensors}
+        name = f"shard-{comm.rank:05d}-of-{comm.world:05d}-it{meta['it']}.npz"
+        save(directory / name, local, {"ranges": self._ranges()})
+        spans = comm.all_gather_np(np.array([*self._ranges()["blocks"], *self._ranges()["columns"]], dtype=np.int64))
+        if comm.rank == 0:
+            shards = [[f"shard-{k:05d}-of-{comm.world:05d}-it{meta['it']}.npz", *map(int, span)]
+                      for k, span in enumerate(spans)]
+            save(directory / STATE_FILE, tensors, {**meta, "shards": shards})
+            keep = {entry[0] for entry in shards}
+            for old in directory.glob("shard-*.npz"):
+                if old.name not in keep:
+                    old.unlink()
+        comm.barrier()
+
+    def load(self, path) -> tuple[dict[str, torch.Tensor], dict]:
+        """The replicated state plus this rank's slices of the sharded tensors, from any number of shard files."""
+        directory = Path(path)
+        if not directory.is_dir():
+            raise ModelError(f"checkpoint directory '{directory}' does not exist (a sharded solve checkpoints "
+                             "into a directory)")
+        tensors, meta = load(directory / STATE_FILE)
+        try:
+            shards = [(str(f), int(b0), int(b1), int(c0), int(c1)) for f, b0, b1, c0, c1 in meta["shards"]]
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"checkpoint directory '{directory}': {STATE_FILE} lists no valid shard files") from None
+        span = {"blocks": (1, 2), "columns": (3, 4)}
+        for key, index in LOCAL_KEYS.items():
+            lo, hi = self._ranges()[index]
+            pieces, covered = [], lo
+            for entry in sorted(shards, key=lambda e: e[span[index][0]]):
+                start, stop = entry[span[index][0]], entry[span[index][1]]
+                if stop <= lo or start >= hi or start == stop:
+                    continue
+                if start > covered:
+                    break
+                part, _ = load(directory / entry[0])
+                if key not in part:
+                    break
+                pieces.append(part[key][covered - start:min(stop, hi) - start])
+                covered = min(stop, hi)
+            if covered < hi and lo < hi:
+                if key == "best_x":  # absent when no check had run yet, on every shard alike
+                    continue
+                raise ModelError(f"checkpoint directory '{directory}': the shard files do not cover {index} "
+                                 f"{covered}..{hi - 1}")
+            tensors[key] = torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.float64)
+        return tensors, meta

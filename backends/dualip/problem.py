@@ -2,7 +2,9 @@
 
 D = diag(1 / ||A_r||_2) makes every coupling row unit-norm; sigma = RMS(c) makes gamma relative. A dual
 y~ of the scaled problem is y = sigma * D y~ for the original one, and every bound or objective of the
-scaled problem times sigma (plus the offset) is the original one.
+scaled problem times sigma (plus the offset) is the original one. In a sharded solve (``comm``) the standard
+form holds one rank's columns and all rows: row norms, sigma and ||A||^2 are reduced over the ranks, so every
+rank scales exactly as one process holding the whole problem would.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
 from dualip_model.standard_form import StandardForm
 
+from .comm import LOCAL, Comm
 from .repair import RepairPlan
 
 
@@ -55,6 +58,7 @@ class ScaledProblem:
     repairable: bool  # A >= 0 on <= rows only, u >= 0, blocks down-closed at 0: scaling down keeps feasibility
     repair_plan: RepairPlan | None  # rows' entries sorted for the greedy cut (repairable problems only)
     b_norm: float  # ||finite row bounds|| in original units, for the relative infeasibility
+    comm: Comm = LOCAL  # the ranks sharing the columns (LOCAL: this process holds them all)
 
     @property
     def n(self) -> int:
@@ -65,13 +69,15 @@ class ScaledProblem:
         return self.sf.n_rows
 
     @staticmethod
-    def build(sf: StandardForm, device: torch.device, dtype: torch.dtype, seed: int = 0) -> "ScaledProblem":
+    def build(sf: StandardForm, device: torch.device, dtype: torch.dtype, seed: int = 0,
+              comm: Comm = LOCAL) -> "ScaledProblem":
         n, m = sf.n_cols, sf.n_rows
         data = np.asarray(sf.A_data, dtype=np.float64)
-        norms = np.sqrt(np.bincount(sf.A_indices, weights=data * data, minlength=m))
+        norms = np.sqrt(comm.sum_np(np.bincount(sf.A_indices, weights=data * data, minlength=m)))
         scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
         scaled = data * scale[sf.A_indices]
-        sigma = float(np.sqrt(np.mean(sf.c * sf.c))) if n else 1.0  # RMS cost: gamma is relative to it
+        c_sq, n_all = comm.sum_np([float(sf.c @ sf.c), n])
+        sigma = float(np.sqrt(c_sq / n_all)) if n_all else 1.0  # RMS cost: gamma is relative to it
         sigma = sigma if sigma > 0 else 1.0
         A_csc = sf.A.copy()
         A_csc.data = scaled
@@ -106,33 +112,37 @@ class ScaledProblem:
             is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool), is_box=t(kinds == BlockKind.BOX, torch.bool),
             any_box=bool((kinds == BlockKind.BOX).any()), lower=lower, upper=upper,
         )
-        repairable = _repairable(sf)
+        repairable = not comm.max_np(not _repairable(sf))  # every rank's columns must allow it
         c = t(sf.c / sigma)
-        fast = bool(np.isin(kinds, (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)).all())
+        fast = not comm.max_np(not np.isin(kinds, (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)).all())
         lo, hi = sf.row_lower, sf.row_upper
         finite = np.concatenate([lo[np.isfinite(lo)], hi[np.isfinite(hi)]])
         return ScaledProblem(
             sf=sf, device=device, dtype=dtype, A=A, At=At, c=c, row_lower=t(lo * scale),
             row_upper=t(hi * scale), row_scale=scale, sigma=sigma,
-            norm_sq=_norm_sq_upper(A_csr, seed), blocks=blocks, fast_projection=fast,
+            norm_sq=_norm_sq_upper(A_csr, seed, comm), blocks=blocks, fast_projection=fast,
             repairable=repairable, repair_plan=RepairPlan.build(A, c) if repairable and m else None,
-            b_norm=float(np.linalg.norm(finite)),
+            b_norm=float(np.linalg.norm(finite)), comm=comm,
         )
 
 
-def _norm_sq_upper(A_csr, seed: int, iters: int = 60) -> float:
+def _norm_sq_upper(A_csr, seed: int, comm: Comm = LOCAL, iters: int = 60) -> float:
     """||A||_2^2 by power iteration on A A^T (float64), times 1.02, capped by ||A||_1 ||A||_inf."""
     m, n = A_csr.shape
-    if A_csr.nnz == 0:
+    if comm.sum_np(A_csr.nnz) == 0:
         return 1.0
-    if np.bincount(A_csr.indices, minlength=n).max() <= 1:  # one nonzero per column: A A^T is diagonal
-        return float(np.asarray(A_csr.multiply(A_csr).sum(axis=1)).max()) * (1 + 1e-6)  # float32 rounding room
-    cap = float(np.abs(A_csr).sum(axis=0).max() * np.abs(A_csr).sum(axis=1).max())
+    per_col = np.bincount(A_csr.indices, minlength=n).max(initial=0)
+    if comm.max_np(per_col) <= 1:  # one nonzero per column: A A^T is diagonal
+        row_sq = comm.sum_np(np.asarray(A_csr.multiply(A_csr).sum(axis=1)).ravel())
+        return float(row_sq.max()) * (1 + 1e-6)  # float32 rounding room
+    abs_a = np.abs(A_csr)
+    col_sum = comm.max_np(np.asarray(abs_a.sum(axis=0)).max(initial=0.0))
+    cap = float(col_sum * comm.sum_np(np.asarray(abs_a.sum(axis=1)).ravel()).max())
     rng = np.random.default_rng(seed)
     y = rng.random(m) + 0.5
     est = 0.0
     for _ in range(iters):
-        z = A_csr @ (A_csr.T @ y)
+        z = comm.sum_np(A_csr @ (A_csr.T @ y))
         est = float(np.linalg.norm(z) / np.linalg.norm(y))
         if est == 0.0:
             return 1.0

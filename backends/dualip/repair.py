@@ -6,6 +6,8 @@ worst cost per unit of row use (largest c_j / a_rj first; for a single row this 
 knapsack removal), a column keeping min over its rows of what each row leaves it; (2) shrink blocks back
 to sum x <= r_i; (3) fill: every block with spare capacity raises its best (most negative c) column whose
 rows all have slack, the raises scaled per row so that no row exceeds u. Every step keeps A x <= u.
+With the columns sharded over ranks (``prob.comm``) a row's entries are spread over them, so the cut finds
+each row's greedy threshold by bisection on the cost density, one all-reduce of m numbers per step.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from .comm import LOCAL
 
 
 @dataclass
@@ -68,6 +72,49 @@ def cut_rows(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor, plan: Repai
     before = cum - use - start.index_select(0, plan.row_of)
     removed = torch.minimum((excess.double().index_select(0, plan.row_of) - before).clamp(min=0), use)
     keep = torch.where(use > 0, 1.0 - removed / use.clamp(min=1e-300), 1.0).clamp(0.0, 1.0).to(x.dtype)
+    return _scale_columns(x, keep, plan)
+
+
+def cut_rows_by_threshold(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor, c: torch.Tensor,
+                          plan: RepairPlan, comm, steps: int = 48):
+    """cut_rows for a row whose entries lie on several ranks: remove use where c_j / a_rj > t_r, t_r bisected.
+
+    R_r(t) = sum over all ranks of the use of entries with density > t is nonincreasing; after ``steps``
+    halvings R_r(hi) < excess_r <= R_r(lo): entries above hi are removed whole, those in (lo, hi] in
+    proportion. This is the greedy cut up to the order of entries whose densities agree to 2^-steps of the
+    row's density range.
+    """
+    m = ax.shape[0]
+    rows = plan.row_of.long()
+    excess = (ax - upper).clamp(min=0).double()
+    use = (plan.vals * x.index_select(0, plan.cols)).double()
+    density = (c.index_select(0, plan.cols) / plan.vals).double()
+    inf = torch.full((m,), torch.inf, dtype=torch.float64, device=x.device)
+    hi = comm.max((-inf).scatter_reduce(0, rows, density, "amax"))
+    lo = -comm.max((-inf).scatter_reduce(0, rows, -density, "amax"))
+    empty = torch.isinf(hi)  # no entry on any rank
+    hi = torch.where(empty, 0.0, hi)
+    lo = torch.where(empty, 0.0, lo - lo.abs().clamp(min=1.0))  # strictly below every density: R(lo) = all use
+
+    def row_sum(mask):
+        return comm.sum(torch.zeros(m, dtype=torch.float64, device=x.device).index_add_(
+            0, rows, torch.where(mask, use, 0.0)))
+
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        enough = row_sum(density > mid.index_select(0, rows)) >= excess
+        lo, hi = torch.where(enough, mid, lo), torch.where(enough, hi, mid)
+    above = density > hi.index_select(0, rows)
+    inside = ~above & (density > lo.index_select(0, rows))
+    share = ((excess - row_sum(above)) / row_sum(inside).clamp(min=1e-300)).clamp(0.0, 1.0)
+    violated = (excess > 0).index_select(0, rows)
+    removed = torch.where(above, 1.0, torch.where(inside, share.index_select(0, rows), 0.0))
+    keep = torch.where(violated & (use > 0), 1.0 - removed, 1.0).to(x.dtype)
+    return _scale_columns(x, keep, plan)
+
+
+def _scale_columns(x: torch.Tensor, keep: torch.Tensor, plan: RepairPlan) -> torch.Tensor:
+    """x_j * min over the entries of column j of keep (1 for a column with no entry)."""
     if plan.col_slot is not None:
         return x * torch.cat([keep, keep.new_ones(1)]).index_select(0, plan.col_slot)
     return x * torch.ones_like(x).scatter_reduce_(0, plan.cols.long(), keep, "amin")
@@ -82,9 +129,9 @@ def shrink_blocks(x: torch.Tensor, blocks) -> torch.Tensor:
 
 
 def fill_slack(x: torch.Tensor, c: torch.Tensor, A: torch.Tensor, At: torch.Tensor, upper: torch.Tensor,
-               blocks, plan: RepairPlan) -> torch.Tensor:
+               blocks, plan: RepairPlan, comm=LOCAL) -> torch.Tensor:
     """Raise, in each block with spare capacity, the best improving column whose rows all have slack."""
-    slack = (upper - A @ x).clamp(min=0)
+    slack = (upper - comm.sum(A @ x)).clamp(min=0)
     open_col = (At @ (slack <= 0).to(x.dtype)) == 0  # A >= 0: no tight row among the column's rows
     col_upper = torch.as_tensor(blocks.upper, dtype=x.dtype, device=x.device).expand_as(x)
     room = col_upper - x
@@ -102,16 +149,19 @@ def fill_slack(x: torch.Tensor, c: torch.Tensor, A: torch.Tensor, At: torch.Tens
     picked = candidate & (is_box | (index == last.index_select(0, seg)))
     raise_by = torch.where(is_box, room, torch.minimum(room, spare.index_select(0, seg)))
     delta = torch.where(picked & torch.isfinite(raise_by), raise_by, 0.0)
-    demand = A @ delta
+    demand = comm.sum(A @ delta)
     row_factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), 1.0)
     return x + delta * plan.per_column_min(row_factor, At).clamp(0.0, 1.0)
 
 
 def repair(x, ax, prob) -> torch.Tensor:
     """A feasible point near x for a repairable ScaledProblem: cut violated rows, shrink blocks, fill slack."""
-    if prob.m:
+    comm = prob.comm
+    if prob.m and comm.world > 1:
+        x = cut_rows_by_threshold(x, ax, prob.row_upper, prob.c, prob.repair_plan, comm)
+    elif prob.m:
         x = cut_rows(x, ax, prob.row_upper, prob.repair_plan)
     x = shrink_blocks(x, prob.blocks)
     if prob.m:
-        x = fill_slack(x, prob.c, prob.A, prob.At, prob.row_upper, prob.blocks, prob.repair_plan)
+        x = fill_slack(x, prob.c, prob.A, prob.At, prob.row_upper, prob.blocks, prob.repair_plan, comm)
     return x

@@ -88,24 +88,24 @@ class Run:
     def start(st: AscentState, gamma: float) -> "Run":
         return Run(st=st, gamma=gamma, best_y=st.y, ray_ref=st.y.clone())
 
-    def save(self, path, solver: "DualAscentSolver", fingerprint: str | None) -> None:
-        """Write this run to ``path`` (.safetensors or .npz), with the problem's fingerprint and the options."""
+    def save(self, path, solver: "DualAscentSolver") -> None:
+        """Write this run to ``path`` through the solver's store, with the problem's fingerprint and the options."""
         tensors = {f"state.{k}": getattr(self.st, k) for k in self._STATE}
         tensors.update({"best_y": self.best_y, "ray_ref": self.ray_ref})
         for name in ("best_x", "prev_stage_y"):
             if getattr(self, name) is not None:
                 tensors[name] = getattr(self, name)
-        meta = dict(problem=fingerprint, options=_trajectory_options(solver.opts), gamma=self.gamma, it=self.it,
+        meta = dict(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts), gamma=self.gamma, it=self.it,
                     best_bound=self.best_bound, best_obj=self.best_obj, calm=self.calm, elapsed=self.elapsed,
                     best_cert=None if self.best_cert is None else dataclasses.asdict(self.best_cert),
                     history=self.history)
-        checkpoint.save(path, tensors, meta)
+        solver.store.save(path, tensors, meta)
 
     @staticmethod
-    def from_checkpoint(path, solver: "DualAscentSolver", fingerprint: str | None) -> "Run":
+    def from_checkpoint(path, solver: "DualAscentSolver") -> "Run":
         """The run saved in ``path``; refused (ModelError naming the file) for another problem or other options."""
-        tensors, meta = checkpoint.load(path)
-        if meta.get("problem") != fingerprint:
+        tensors, meta = solver.store.load(path)
+        if meta.get("problem") != solver.store.fingerprint:
             raise ModelError(f"checkpoint file '{path}' was written for a different problem")
         saved, now = meta.get("options", {}), _trajectory_options(solver.opts)
         changed = sorted(k for k in now if saved.get(k) != now[k])
@@ -134,9 +134,10 @@ def _trajectory_options(opts) -> dict:
 class DualAscentSolver:
     """Runs the method on a ScaledProblem; stateless between solves except what warm starts pass in."""
 
-    def __init__(self, prob: ScaledProblem, options):
+    def __init__(self, prob: ScaledProblem, options, store=None):
         self.prob = prob
         self.opts = options
+        self.store = store if store is not None else checkpoint.FileStore(prob.sf)  # where checkpoints go
         self.row_scale = torch.as_tensor(prob.row_scale, dtype=prob.dtype, device=prob.device)  # D, on the device
         self._bs = None
 
@@ -172,7 +173,7 @@ class DualAscentSolver:
         for _ in range(k):
             v = torch.addmv(p.c, p.At, w, beta=-1.0 / gamma, alpha=-1.0 / gamma)  # -(c + A^T w) / gamma
             x, tau = self.primal(v, tau, self.opts.newton_steps)
-            ax = p.A @ x
+            ax = p.comm.sum(p.A @ x)  # the one all-reduce of a sharded iteration (m numbers)
             if self.opts.adaptive_step:
                 local = (ax - ax_prev).norm() / (w - w_prev).norm().clamp(min=1e-30)
                 lip = torch.clamp(torch.maximum(local, 0.95 * lip), min=1e-2 * l_max, max=l_max)
@@ -199,12 +200,12 @@ class DualAscentSolver:
     def lagrangian_bound(self, y: torch.Tensor) -> torch.Tensor:
         """L(y) = min_{x in C} (c + A^T y)^T x - h(y): a lower bound on the optimum for every y in the domain."""
         values, _, _ = self.linear_minimize(self.prob.c + self.prob.At @ y, need_x=False)
-        return values.sum() - self.support(y)
+        return self.prob.comm.sum(values.sum()) - self.support(y)
 
     def farkas(self, d: torch.Tensor) -> torch.Tensor:
         """min_{x in C} (A^T d)^T x - h(d), normalized by ||d||: > 0 proves that no x in C meets the rows."""
         values, _, _ = self.linear_minimize(self.prob.At @ d, need_x=False)
-        return (values.sum() - self.support(d)) / d.norm().clamp(min=1e-30)
+        return (self.prob.comm.sum(values.sum()) - self.support(d)) / d.norm().clamp(min=1e-30)
 
     def violation(self, ax: torch.Tensor) -> torch.Tensor:
         """Row violations (Ax - u)_+ + (l - Ax)_+ in original units."""
@@ -219,7 +220,7 @@ class DualAscentSolver:
             x, _ = self.primal(-g / gamma, tau, 4 * self.opts.newton_steps)
         else:
             x = project(-g / gamma, self.bs)
-        ax = p.A @ x
+        ax = p.comm.sum(p.A @ x)
         raw_viol = self.violation(ax)
         step = gamma / p.norm_sq
         z = y + step * ax
@@ -227,15 +228,18 @@ class DualAscentSolver:
         values, _, _ = self.linear_minimize(g, need_x=False)
         if p.repairable:
             xr = repair(x, ax, p)
-            viol = self.violation(p.A @ xr)
+            viol = self.violation(p.comm.sum(p.A @ xr))
         else:
             xr, viol = x, raw_viol
         h = self.support(y)
+        # sums over columns: one all-reduce for the three of them
+        block_values, objective, reg_value = p.comm.sum(torch.stack([
+            values.sum(), (p.c * xr).sum(), (g * x).sum() + 0.5 * gamma * (x * x).sum()]))
         stats = torch.stack([
-            values.sum() - h,  # unregularized bound (scaled)
-            (p.c * xr).sum(),  # objective of the candidate (scaled)
+            block_values - h,  # unregularized bound (scaled)
+            objective,  # of the candidate (scaled)
             viol.norm(), raw_viol.norm(), moved.norm(),
-            (g * x).sum() - h + 0.5 * gamma * (x * x).sum(),  # g_gamma(y)
+            reg_value - h,  # g_gamma(y)
             # a repairable problem is feasible (x = 0 is), so no Farkas ray can exist there
             torch.zeros((), dtype=p.dtype, device=p.device) if p.repairable or not p.m else self.farkas(ray),
             (y.abs() * self.row_scale * viol).sum(),  # |y|^T violation, y and violation in original units / sigma
@@ -250,14 +254,11 @@ class DualAscentSolver:
         return cert, xr
 
     # ------------------------------------------------------------------ the method
-    def solve(self, y0: np.ndarray | None = None, gamma0: float | None = None, fingerprint: str | None = None):
-        """Stages of accelerated ascent until the certificate meets tol, a limit, a Farkas ray or Ctrl-C.
-
-        ``fingerprint`` identifies the problem in checkpoints (options.checkpoint / options.resume).
-        """
+    def solve(self, y0: np.ndarray | None = None, gamma0: float | None = None):
+        """Stages of accelerated ascent until the certificate meets tol, a limit, a Farkas ray or Ctrl-C."""
         p, o = self.prob, self.opts
         if o.resume is not None:
-            run = Run.from_checkpoint(o.resume, self, fingerprint)
+            run = Run.from_checkpoint(o.resume, self)
         else:
             gamma = gamma0 if gamma0 is not None else (o.gamma if o.gamma is not None else 3e-2)
             y = torch.zeros(p.m, dtype=p.dtype, device=p.device) if y0 is None else \
@@ -270,7 +271,7 @@ class DualAscentSolver:
             try:
                 st = self.iterate(run.st, run.gamma, run.gamma / p.norm_sq, k)
             except KeyboardInterrupt:  # Ctrl-C: return the best certified result so far
-                if run.best_x is None:
+                if run.best_x is None or p.comm.world > 1:  # ranks cannot agree on where they stopped
                     raise
                 status = Status.INTERRUPTED
                 break
@@ -281,7 +282,7 @@ class DualAscentSolver:
             status = self.record(run, cert, x, time.perf_counter() - start)
             if o.checkpoint is not None and run.it - saved_at >= o.checkpoint_every:
                 run.elapsed = time.perf_counter() - start
-                run.save(o.checkpoint, self, fingerprint)
+                run.save(o.checkpoint, self)
                 saved_at = run.it
             if status is not None:
                 break
@@ -289,7 +290,7 @@ class DualAscentSolver:
             status = Status.ITERATION_LIMIT
         run.elapsed = time.perf_counter() - start
         if o.checkpoint is not None and saved_at != run.it:
-            run.save(o.checkpoint, self, fingerprint)
+            run.save(o.checkpoint, self)
         return dict(status=status, x=run.best_x, y=run.st.y, y_bound=run.best_y, gamma=run.gamma,
                     bound=run.best_bound, objective=run.best_obj, cert=run.best_cert, iterations=run.it,
                     history=run.history, ray=ray, elapsed=run.elapsed)
@@ -309,7 +310,11 @@ class DualAscentSolver:
                    infeasibility=run.best_cert.infeasibility, raw_infeasibility=cert.raw_infeasibility,
                    stationarity=cert.stationarity, gap=gap, step=run.gamma / self.prob.norm_sq, time=elapsed)
         run.history.append(rec)
-        if o.callback is not None and o.callback(dict(rec)) is True:
+        comm = self.prob.comm
+        stop = o.callback is not None and comm.rank == 0 and o.callback(dict(rec)) is True  # rank 0 reports
+        if comm.world > 1:  # the ranks' clocks differ: the slowest one decides, for all
+            stop, elapsed = comm.max_np([stop, elapsed])
+        if stop:
             return Status.INTERRUPTED
         if cert.farkas > (1e-9 if self.prob.dtype == torch.float64 else 1e-4):
             return Status.INFEASIBLE
