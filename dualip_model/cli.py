@@ -2,7 +2,8 @@
 
 Exit codes: 0 solved to optimality (every backend, for compare), 1 solved with another status
 (infeasible, unbounded, iteration or time limit, interrupted), 2 bad usage or input (a one-line message
-on stderr naming the file, backend or option, no traceback), 130 Ctrl-C outside a solver that handles it.
+on stderr naming the file, backend or option, no traceback), 3 a sharded job lost a rank, 130 Ctrl-C
+outside a solver that handles it.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import pandas as pd
 
 from . import registry
 from .backend import Capability
-from .errors import BackendNotFoundError, CapabilityError, ModelError
+from .errors import BackendNotFoundError, CapabilityError, DistributedError, ModelError
 from .polytopes import BlockKind
 from .status import Status
 
-EXIT_OPTIMAL, EXIT_NOT_OPTIMAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OPTIMAL, EXIT_NOT_OPTIMAL, EXIT_USAGE, EXIT_LOST_RANK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 FLAGS = {"device": "--device", "tol": "--tol", "max_iter": "--max-iter", "time_limit": "--time-limit"}
 TABLE_FORMATS = (".parquet", ".csv")
 
@@ -36,8 +37,10 @@ examples:
   python -m dualip_model solve model.mps --backend dualip --tol 1e-4 --out x.parquet --duals y.parquet
   python -m dualip_model solve model.lp --backend highs --option solver=ipm --option threads=2 --json
   python -m dualip_model compare model.mps --backends highs,dualip --time-limit 60 --out table.csv
+  torchrun --nproc-per-node 4 -m dualip_model solve-sharded model.npz --out x/ --option checkpoint=ckpt
 
-exit codes: 0 optimal, 1 another status (infeasible, unbounded, limits), 2 usage or input error
+exit codes: 0 optimal, 1 another status (infeasible, unbounded, limits), 2 usage or input error,
+3 a sharded job lost a rank
 """
 
 
@@ -84,6 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--plot", metavar="PATH", help="save the overlaid convergence plots, e.g. conv.png")
     compare.add_argument("--json", action="store_true", help="print the table as JSON records on stdout")
 
+    sharded = sub.add_parser(
+        "solve-sharded", help="solve a saved standard form as one rank of a torchrun job (dualip)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
+        description="Run under torchrun: every rank reads only its shard (contiguous blocks of even work) of a "
+                    "standard form saved with StandardForm.save, and the ranks solve it together with the dualip "
+                    "backend on torch.distributed (nccl on GPUs, gloo otherwise). Rank 0 prints the result. "
+                    "Exit code 0 when optimal, 1 otherwise, 3 when a rank was lost.")
+    sharded.add_argument("model", metavar="FILE",
+                         help="a standard form written by StandardForm.save (.npz or .safetensors)")
+    _option_arguments(sharded, "DualipOptions fields; checkpoint/resume name a directory (any number of ranks "
+                               "can resume from it)")
+    sharded.add_argument("--out", metavar="DIR",
+                         help="directory: each rank writes its primal to x-RANK-of-WORLD.parquet (columns 'column', "
+                              "the model column index, and 'value')")
+    sharded.add_argument("--duals", metavar="PATH",
+                         help="rank 0 writes the row duals (columns 'constraint', 'row', 'dual'): .parquet or .csv")
+    sharded.add_argument("--distributed-backend", choices=("nccl", "gloo"),
+                         help="torch.distributed backend (default: nccl when CUDA is available, else gloo)")
+    sharded.add_argument("--json", action="store_true", help="rank 0 prints the result as one JSON object")
+
     info = sub.add_parser("info", help="describe a model file: sizes, blocks, bounds, coefficient ranges",
                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
                           description="Print the size of a model file (rows, columns, nonzeros), its blocks "
@@ -128,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     package_logger.addHandler(handler)
     package_logger.setLevel(logging.INFO)
     try:
-        command = {"solve": _solve, "compare": _compare, "info": _info}[args.command]
+        command = {"solve": _solve, "compare": _compare, "info": _info, "solve-sharded": _solve_sharded}[args.command]
         code, text = command(args)
+    except DistributedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOST_RANK
     except (ModelError, BackendNotFoundError, CapabilityError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -139,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         package_logger.removeHandler(handler)
         package_logger.setLevel(old_level)
-    print(text)
+    if text:
+        print(text)
     return code
 
 
@@ -236,6 +263,63 @@ def _solve(args) -> tuple[int, str]:
         })
     lines = [str(result)] + [f"  wrote      {path} ({what})" for what, path in written.items()]
     return code, "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- solve-sharded
+def _solve_sharded(args) -> tuple[int, str]:
+    """One rank's part of ``torchrun ... -m dualip_model solve-sharded FILE``; rank 0 reports."""
+    import torch.distributed as dist
+
+    from .backends.dualip.distributed import init_process_group, solve_sharded
+    from .compare import backend_options
+    from .progress import Progress
+
+    values = {key: value for key, (value, _) in _setting_values(args).items()}
+    if args.duals:
+        _check_table_path(args.duals, "--duals")
+    options = backend_options("dualip", values)
+    comm = init_process_group(args.distributed_backend)
+    progress = Progress(description="dualip sharded") if args.progress and comm.rank == 0 else None
+    try:
+        if progress is not None:
+            options = dataclasses.replace(options, callback=progress)
+        result = solve_sharded(args.model, options, comm)
+        written = {}
+        if args.out and result.x is not None:
+            written["out"] = result.save(args.out)
+        if args.duals and comm.rank == 0 and result.row_dual is not None:
+            _write_table(_sharded_dual_frame(result), args.duals, "--duals")
+            written["duals"] = args.duals
+        comm.barrier()  # every rank's file is written before rank 0 reports
+    finally:
+        if progress is not None:
+            progress.close()
+        dist.destroy_process_group()
+    code = EXIT_OPTIMAL if result.status == Status.OPTIMAL else EXIT_NOT_OPTIMAL
+    if comm.rank != 0:
+        return code, ""
+    summary = {"file": args.model, "ranks": result.world, "status": result.status.value,
+               "objective": _number(result.objective), "bound": _number(result.bound), "gap": _number(result.gap),
+               "iterations": int(result.iterations), "solve_time": _number(result.solve_time),
+               "message": result.message, "guarantees": list(result.guarantees), "written": written}
+    if args.json:
+        return code, json.dumps(summary)
+    lines = [f"{args.model} on {result.world} ranks: {result.status.value}",
+             f"  objective  {result.objective:.10g}", f"  bound      {result.bound:.10g}",
+             f"  gap        {result.gap:.3g}", f"  iterations {result.iterations}",
+             f"  time       {result.solve_time:.3f} s"] + [f"  wrote      {path} ({what})" for what, path in written.items()]
+    return code, "\n".join(lines)
+
+
+def _sharded_dual_frame(result) -> pd.DataFrame:
+    """Row duals by constraint family of the layout: columns 'constraint', 'row' (index in the family), 'dual'."""
+    frames = [pd.DataFrame({"constraint": slot.name, "row": np.arange(slot.stop - slot.start),
+                            "dual": result.row_dual[slot.start:slot.stop]})
+              for slot in result.layout.constraints if slot.kind == "rows"]
+    if not frames:
+        return pd.DataFrame({"constraint": pd.Series(dtype=str), "row": pd.Series(dtype=np.int64),
+                             "dual": pd.Series(dtype=np.float64)})
+    return pd.concat(frames, ignore_index=True)
 
 
 def _setting_values(args) -> dict[str, tuple[object, str]]:

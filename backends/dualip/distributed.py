@@ -27,6 +27,7 @@ from dualip_model.backend import RawResult
 from dualip_model.errors import DistributedError, ModelError
 from dualip_model.result import relative_gap
 from dualip_model.shards import Shard, load_shard
+from dualip_model.standard_form import Layout
 from dualip_model.status import Status
 
 from .backend import solve_standard_form
@@ -84,6 +85,7 @@ class ShardResult:
     solve_time: float
     guarantees: tuple[str, ...]
     message: str
+    layout: Layout  # the whole problem's constraint slots: rows of row_dual by constraint family
     history: list = field(default_factory=list)
     raw: RawResult | None = field(default=None, repr=False)  # in standard-form terms (a warm start reads it)
 
@@ -143,4 +145,5 @@ def _shard_result(raw: RawResult, shard: Shard, comm: Comm) -> ShardResult:
         row_dual=None if raw.row_dual is None else sense * raw.row_dual,
         block_dual=None if raw.block_dual is None else sense * raw.block_dual, rank=comm.rank, world=comm.world,
         block_start=shard.block_start, block_stop=shard.block_stop, iterations=raw.iterations,
-        solve_time=raw.solve_time, guarantees=raw.guarantees, message=raw.message, history=raw.history, raw=raw)
+        solve_time=raw.solve_time, guarantees=raw.guarantees, message=raw.message, layout=shard.layout,
+        history=raw.history, raw=raw)
