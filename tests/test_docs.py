@@ -114,6 +114,7 @@ RUN_ELSEWHERE = {
 # small sizes for scripts that take arguments; "{tmp}" becomes a temporary folder
 SMALL_ARGS = {
     "parquet_quickstart.py": ["--users", "200", "--items", "10", "--density", "0.1", "--out", "{tmp}"],
+    "sharded_matching.py": ["--users", "400", "--items", "10", "--density", "0.1", "--ranks", "2", "--out", "{tmp}"],
 }
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
 
