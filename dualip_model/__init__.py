@@ -28,8 +28,9 @@ logging.getLogger("dualip_model").addHandler(logging.NullHandler())
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackendNotFoundError", "BlockKind", "Capability", "CapabilityError", "Comparison", "Constraint", "DistributedError",
-    "EdgeSet", "EntitySet", "Layout", "LinearExpression", "Model", "ModelError", "Progress", "RawResult",
-    "Relation", "Result", "Slot", "StandardForm", "Status", "Variable", "chain_callbacks", "compare", "matmul",
-    "plot_history", "read_model", "read_table", "registry", "relative_gap", "write_model", "write_parquet",
+    "Backend", "BackendNotFoundError", "BlockKind", "Capability", "CapabilityError", "Comparison", "Constraint",
+    "DistributedError", "EdgeSet", "EntitySet", "Layout", "LinearExpression", "Model", "ModelError", "Progress",
+    "RawResult", "Relation", "Result", "Slot", "StandardForm", "Status", "Variable", "chain_callbacks", "compare",
+    "matmul", "plot_history", "read_model", "read_table", "registry", "relative_gap", "write_model",
+    "write_parquet",
 ]

@@ -307,7 +307,8 @@ def _solve_sharded(args) -> tuple[int, str]:
     lines = [f"{args.model} on {result.world} ranks: {result.status.value}",
              f"  objective  {result.objective:.10g}", f"  bound      {result.bound:.10g}",
              f"  gap        {result.gap:.3g}", f"  iterations {result.iterations}",
-             f"  time       {result.solve_time:.3f} s"] + [f"  wrote      {path} ({what})" for what, path in written.items()]
+             f"  time       {result.solve_time:.3f} s"]
+    lines += [f"  wrote      {path} ({what})" for what, path in written.items()]
     return code, "\n".join(lines)
 
 

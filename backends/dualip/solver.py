@@ -95,8 +95,8 @@ class Run:
         for name in ("best_x", "prev_stage_y"):
             if getattr(self, name) is not None:
                 tensors[name] = getattr(self, name)
-        meta = dict(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts), gamma=self.gamma, it=self.it,
-                    best_bound=self.best_bound, best_obj=self.best_obj, calm=self.calm, elapsed=self.elapsed,
+        meta = dict(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts), gamma=self.gamma,
+                    it=self.it, best_bound=self.best_bound, best_obj=self.best_obj, calm=self.calm, elapsed=self.elapsed,
                     best_cert=None if self.best_cert is None else dataclasses.asdict(self.best_cert),
                     history=self.history)
         solver.store.save(path, tensors, meta)
