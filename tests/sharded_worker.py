@@ -3,7 +3,8 @@
     python -m torch.distributed.run --standalone --nproc-per-node W tests/sharded_worker.py JOB.json OUT_DIR
 
 JOB.json: {"models": {name: saved standard form}, "options": DualipOptions fields, "iterates": k (also record
-the duals after exactly k iterations), "die": [rank, check] (that rank exits at that check: a lost rank)}.
+the duals after exactly k iterations), "die": [rank, check] (that rank exits at that check: a lost rank),
+"rank_options": {rank: fields} (that rank's own options on top)}.
 Each rank writes OUT_DIR/NAME-RANK.npz with its part of every answer, or OUT_DIR/error-RANK.txt with the
 DistributedError it met.
 """
@@ -41,14 +42,15 @@ def main(job_path: str, out: str) -> None:
     comm = init_process_group("gloo", timeout=60)
     if job.get("die") and job["die"][0] == comm.rank:
         die_at_check(job["die"][1])
+    options = {**job["options"], **job.get("rank_options", {}).get(str(comm.rank), {})}
     try:
         for name, path in job["models"].items():
             part = {}
             if job.get("iterates"):
-                fixed = solve_sharded(path, comm=comm, **{**job["options"], "tol": 1e-14, "max_iter": job["iterates"],
+                fixed = solve_sharded(path, comm=comm, **{**options, "tol": 1e-14, "max_iter": job["iterates"],
                                                           "checkpoint": None, "resume": None})
                 part["y_fixed"] = fixed.raw.state["y"]
-            r = solve_sharded(path, comm=comm, **job["options"])
+            r = solve_sharded(path, comm=comm, **options)
             np.savez(os.path.join(out, f"{name}-{comm.rank}.npz"), x=r.x, columns=r.columns, y=r.raw.state["y"],
                      row_dual=r.row_dual, status=r.status.value, objective=r.objective, bound=r.bound,
                      iterations=r.iterations, world=r.world, **part)

@@ -310,6 +310,15 @@ def test_a_checkpoint_of_another_problem_is_refused(models, tmp_path):
     assert proc.returncode != 0 and "written for a different problem" in proc.stderr
 
 
+def test_ranks_given_different_options_refuse_to_start(models, tmp_path):
+    job = {"models": {"repairable": models["repairable"]["path"]}, "options": {"tol": TOL},
+           "rank_options": {"1": {"tol": 1e-3}}}
+    proc = _launch(2, job, tmp_path / "out")
+    assert proc.returncode != 0
+    for rank in (0, 1):
+        assert "the ranks were given different options" in (tmp_path / "out" / f"error-{rank}.txt").read_text()
+
+
 def test_a_lost_rank_fails_the_job_with_a_clear_error_and_it_resumes(models, tmp_path):
     """Rank 1 dies at its third check; rank 0 raises DistributedError; the job resumes on one rank."""
     ref = models["repairable"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ from dualip_model.shards import Shard, load_shard
 from dualip_model.standard_form import Layout
 from dualip_model.status import Status
 
+from . import checkpoint
 from .backend import solve_standard_form
 from .checkpoint import ShardedStore
 from .comm import Comm, ProcessGroupComm
@@ -124,17 +126,27 @@ def solve_sharded(path, options: DualipOptions | None = None, comm: Comm | None 
         raise ModelError(f"DualipOptions.device is {options.device!r} but the process group reduces "
                          f"{comm.device.type} tensors ({'nccl' if comm.device.type == 'cuda' else 'gloo'})")
     shard = load_shard(path, comm.rank, comm.world)
-    _agree_on_problem(shard, comm, path)
+    _agree(shard, options, comm, path)
     raw = solve_standard_form(shard.sf, options, comm, ShardedStore(shard, comm))
     return _shard_result(raw, shard, comm)
 
 
-def _agree_on_problem(shard: Shard, comm: Comm, path) -> None:
-    """Every rank must have read the same problem (same totals): refuse a job whose ranks read other files."""
-    mine = np.array([shard.n_cols_total, shard.n_blocks_total, shard.nnz_total, shard.sf.n_rows], dtype=np.float64)
-    if not np.array_equal(comm.max_np(mine), -comm.max_np(-mine)):
+def _agree(shard: Shard, options: DualipOptions, comm: Comm, path) -> None:
+    """Every rank must solve the same problem (same sizes) with the same settings, or the collectives would not pair.
+
+    Settings are compared by a 48-bit hash of the options that steer the iteration (limits and schedule).
+    """
+    steering = {k: getattr(options, k) for k in checkpoint.TRAJECTORY_OPTIONS + ("max_iter", "time_limit", "device")}
+    digest = hashlib.blake2b(repr(sorted(steering.items())).encode(), digest_size=6).digest()
+    mine = np.array([shard.n_cols_total, shard.n_blocks_total, shard.nnz_total, shard.sf.n_rows,
+                     int.from_bytes(digest, "little")], dtype=np.float64)
+    same = comm.max_np(mine) == -comm.max_np(-mine)
+    if not same[:4].all():
         raise DistributedError(f"rank {comm.rank}: the ranks read standard forms of different sizes "
                                f"(this one read '{path}'); give every rank the same file")
+    if not same[4]:
+        raise DistributedError(f"rank {comm.rank}: the ranks were given different options ({steering}); give "
+                               "every rank the same")
 
 
 def _shard_result(raw: RawResult, shard: Shard, comm: Comm) -> ShardResult:
