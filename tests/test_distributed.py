@@ -171,7 +171,8 @@ def test_sharded_fingerprint_does_not_depend_on_the_split_but_on_the_data(tmp_pa
     assert _fingerprint(other, 2) != prints[2]
 
 
-def test_threshold_cut_matches_the_sorted_greedy_cut():
+@pytest.mark.parametrize("budget", [2, 1 << 10, 1 << 16])  # 2, 48 and 64 buckets per row and round
+def test_threshold_cut_matches_the_sorted_greedy_cut(budget):
     """With the whole row on one rank, the bisection cut equals cut_rows where densities are distinct.
 
     (The global row of matching_model has one density, value / value, for every entry: a tie that cut_rows
@@ -182,9 +183,19 @@ def test_threshold_cut_matches_the_sorted_greedy_cut():
     x = torch.as_tensor(np.random.default_rng(1).uniform(0, 1, p.n))
     ax = p.A @ x
     exact = cut_rows(x, ax, p.row_upper, p.repair_plan)
-    bisected = cut_rows_by_threshold(x, ax, p.row_upper, p.c, p.repair_plan, LOCAL)
-    assert float((exact - bisected).abs().max()) <= 1e-9
-    assert float((p.A @ bisected - p.row_upper).max()) <= 1e-9
+    searched = cut_rows_by_threshold(x, ax, p.row_upper, p.c, p.repair_plan, LOCAL, budget=budget * p.m)
+    assert float((exact - searched).abs().max()) <= 1e-9
+    assert float((p.A @ searched - p.row_upper).max()) <= 1e-9
+
+
+def test_threshold_cut_keeps_rows_feasible_with_ties_and_shared_columns():
+    """The global row's entries all tie and every column sits in two rows: the cut still meets every row."""
+    sf = matching_model(global_row="<=").compile()
+    p = ScaledProblem.build(sf, torch.device("cpu"), torch.float64)
+    for seed in range(5):
+        x = torch.as_tensor(np.random.default_rng(seed).uniform(0, 2, p.n))
+        cut = cut_rows_by_threshold(x, p.A @ x, p.row_upper, p.c, p.repair_plan, LOCAL)
+        assert float((p.A @ cut - p.row_upper).max()) <= 1e-9 and bool(((cut >= 0) & (cut <= x)).all())
 
 
 # --------------------------------------------------------------------------------------- gloo jobs

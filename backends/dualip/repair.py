@@ -7,11 +7,12 @@ knapsack removal), a column keeping min over its rows of what each row leaves it
 to sum x <= r_i; (3) fill: every block with spare capacity raises its best (most negative c) column whose
 rows all have slack, the raises scaled per row so that no row exceeds u. Every step keeps A x <= u.
 With the columns sharded over ranks (``prob.comm``) a row's entries are spread over them, so the cut finds
-each row's greedy threshold by bisection on the cost density, one all-reduce of m numbers per step.
+each row's greedy threshold by a bucketed search on the cost density, a few all-reduces per check.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -76,37 +77,49 @@ def cut_rows(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor, plan: Repai
 
 
 def cut_rows_by_threshold(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor, c: torch.Tensor,
-                          plan: RepairPlan, comm, steps: int = 48):
-    """cut_rows for a row whose entries lie on several ranks: remove use where c_j / a_rj > t_r, t_r bisected.
+                          plan: RepairPlan, comm, bits: int = 48, budget: int = 1 << 16):
+    """cut_rows for a row whose entries lie on several ranks: remove use where c_j / a_rj > t_r, t_r searched.
 
-    R_r(t) = sum over all ranks of the use of entries with density > t is nonincreasing; after ``steps``
-    halvings R_r(hi) < excess_r <= R_r(lo): entries above hi are removed whole, those in (lo, hi] in
-    proportion. This is the greedy cut up to the order of entries whose densities agree to 2^-steps of the
-    row's density range.
+    R_r(t) = sum over all ranks of the use of entries with density > t is nonincreasing. Each round splits
+    every row's interval (lo, hi], R(hi) < excess <= R(lo), into K equal buckets and all-reduces the use per
+    bucket at once (m K numbers, K = budget / m within 2..64), keeping the bucket where R crosses the excess;
+    ``bits`` of the density range take ceil(bits / log2 K) rounds. Entries above hi are then removed whole,
+    those in (lo, hi] in proportion: the greedy cut up to the order of entries whose densities agree to
+    2^-bits of the row's density range.
     """
     m = ax.shape[0]
+    buckets = int(max(2, min(64, budget // max(m, 1))))
     rows = plan.row_of.long()
     excess = (ax - upper).clamp(min=0).double()
     use = (plan.vals * x.index_select(0, plan.cols)).double()
     density = (c.index_select(0, plan.cols) / plan.vals).double()
     inf = torch.full((m,), torch.inf, dtype=torch.float64, device=x.device)
-    hi = comm.max((-inf).scatter_reduce(0, rows, density, "amax"))
-    lo = -comm.max((-inf).scatter_reduce(0, rows, -density, "amax"))
+    extremes = comm.max(torch.cat([(-inf).scatter_reduce(0, rows, density, "amax"),
+                                   (-inf).scatter_reduce(0, rows, -density, "amax")]))
+    hi, lo = extremes[:m], -extremes[m:]
     empty = torch.isinf(hi)  # no entry on any rank
     hi = torch.where(empty, 0.0, hi)
     lo = torch.where(empty, 0.0, lo - lo.abs().clamp(min=1.0))  # strictly below every density: R(lo) = all use
-
-    def row_sum(mask):
-        return comm.sum(torch.zeros(m, dtype=torch.float64, device=x.device).index_add_(
-            0, rows, torch.where(mask, use, 0.0)))
-
-    for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        enough = row_sum(density > mid.index_select(0, rows)) >= excess
-        lo, hi = torch.where(enough, mid, lo), torch.where(enough, hi, mid)
+    r_hi = torch.zeros(m, dtype=torch.float64, device=x.device)  # R(hi): nothing lies above the largest density
+    edges = torch.arange(buckets + 1, dtype=torch.float64, device=x.device)
+    for _ in range(math.ceil(bits / math.log2(buckets))):
+        width = (hi - lo) / buckets
+        lo_e, width_e = lo.index_select(0, rows), width.index_select(0, rows)
+        inside = (density > lo_e) & (density <= hi.index_select(0, rows))
+        bucket = torch.ceil((density - lo_e) / width_e.clamp(min=1e-300)).clamp(1, buckets).long() - 1
+        per_bucket = comm.sum(torch.zeros(m * buckets, dtype=torch.float64, device=x.device).index_add_(
+            0, rows * buckets + bucket, torch.where(inside, use, 0.0))).view(m, buckets)
+        # R at the bucket edges t_0 = lo, ..., t_K = hi: R(t_k) = R(hi) + use of buckets k+1..K
+        r_edges = torch.cat([r_hi[:, None] + per_bucket.flip(1).cumsum(1).flip(1), r_hi[:, None]], dim=1)
+        k = ((r_edges[:, :-1] >= excess[:, None]).sum(1) - 1).clamp(min=0)  # last edge with R(t_k) >= excess
+        r_hi = r_edges.gather(1, (k + 1)[:, None])[:, 0]
+        new_hi = torch.where(k + 1 == buckets, hi, lo + edges[k + 1] * width)
+        lo, hi = lo + edges[k] * width, new_hi
     above = density > hi.index_select(0, rows)
     inside = ~above & (density > lo.index_select(0, rows))
-    share = ((excess - row_sum(above)) / row_sum(inside).clamp(min=1e-300)).clamp(0.0, 1.0)
+    sums = comm.sum(torch.zeros(2 * m, dtype=torch.float64, device=x.device).index_add_(
+        0, torch.cat([rows, rows + m]), torch.cat([torch.where(above, use, 0.0), torch.where(inside, use, 0.0)])))
+    share = ((excess - sums[:m]) / sums[m:].clamp(min=1e-300)).clamp(0.0, 1.0)
     violated = (excess > 0).index_select(0, rows)
     removed = torch.where(above, 1.0, torch.where(inside, share.index_select(0, rows), 0.0))
     keep = torch.where(violated & (use > 0), 1.0 - removed, 1.0).to(x.dtype)
