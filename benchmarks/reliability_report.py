@@ -130,7 +130,7 @@ def status_cases(names: list[str]) -> dict:
 
 
 def mildly_infeasible(names: list[str]) -> dict:
-    """sum x >= 1.01 x (largest sum x) on a 12-user matching (tests/test_parity.py, xfail for dualip)."""
+    """sum x >= 1.01 x (largest sum x) on a 12-user matching (tests/test_parity.py)."""
     from dualip_model.synthetic import matching_model, synthetic_matching
 
     row = {"truth": "infeasible"}

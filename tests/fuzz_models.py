@@ -335,10 +335,7 @@ KINDS = ("wrong_status", "missed_infeasible", "missed_unbounded", "invalid_bound
          "no_primal", "rejected_valid_model")
 # Contradictions a backend is known to produce; each is documented by a strict xfail regression test and
 # counted apart (never silently) by the fuzz tests and the reliability report.
-KNOWN_ISSUES = {
-    ("dualip", "missed_infeasible"): "the Farkas test misses infeasibility a few percent beyond the feasible "
-                                     "range (tests/test_parity.py::test_mildly_infeasible_matching_is_reported)",
-}
+KNOWN_ISSUES: dict[tuple[str, str], str] = {}
 
 _CLAIMED_INFEASIBILITY = re.compile(r"primal: relative infeasibility ([0-9.eE+-]+)")
 

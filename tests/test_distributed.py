@@ -173,10 +173,10 @@ def test_sharded_fingerprint_does_not_depend_on_the_split_but_on_the_data(tmp_pa
 
 @pytest.mark.parametrize("budget", [2, 1 << 10, 1 << 16])  # 2, 48 and 64 buckets per row and round
 def test_threshold_cut_matches_the_sorted_greedy_cut(budget):
-    """With the whole row on one rank, the bisection cut equals cut_rows where densities are distinct.
+    """With the whole row on one rank, the threshold search equals cut_rows where densities are distinct.
 
     (The global row of matching_model has one density, value / value, for every entry: a tie that cut_rows
-    breaks by column order and the bisection by proportion; both are feasible, neither is wrong.)
+    breaks by column order and the search by proportion; both are feasible, neither is wrong.)
     """
     sf = matching_model(global_row=None).compile()
     p = ScaledProblem.build(sf, torch.device("cpu"), torch.float64)

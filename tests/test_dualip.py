@@ -28,6 +28,7 @@ from dualip_model.polytopes import BlockKind
 from dualip_model.result import relative_gap
 from dualip_model.standard_form import Layout, StandardForm
 from dualip_model.synthetic import matching_model, synthetic_matching
+from test_parity import assignment_short_of_capacity, mildly_infeasible_matching
 
 F64 = torch.float64
 CPU = torch.device("cpu")
@@ -255,6 +256,15 @@ def test_infeasible_model_returns_a_farkas_ray():
     assert farkas_value(res.standard_form, np.zeros_like(ray)) == 0.0
     budget_only = np.where(np.isfinite(res.standard_form.row_lower), 0.0, np.abs(ray))
     assert farkas_value(res.standard_form, budget_only) <= 0
+
+
+@pytest.mark.parametrize("build", [mildly_infeasible_matching, assignment_short_of_capacity])
+def test_mildly_infeasible_model_returns_a_farkas_ray(build):
+    """0.1% to 1% beyond: certified by y's move since the last check (matching), since the anchor (assignment)."""
+    res = build().solve("dualip", max_iter=5000)
+    assert res.status == dm.Status.INFEASIBLE and res.iterations <= 500
+    ray = res.raw.ray
+    assert farkas_value(res.standard_form, ray) > 1e-9 * np.linalg.norm(ray)
 
 
 def test_tiny_time_limit():

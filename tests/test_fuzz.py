@@ -63,6 +63,18 @@ REGRESSIONS = {
          Rows("global", A([0.0, -0.01, -0.01, 0.0, 0.0, 0.0]), None, A([0.01625]), A([0.01625])),
          Rows("global", A([-1.98, 0.0, 0.5, 0.0, 0.0, 0.0]), None, A([-np.inf]), A([1.6675]))), False),
         {}),  # (was: dualip optimal at 0.098331, optimum 0.09875: the row violated by 2.2e-5, its dual 19)
+    # equality item rows and a >= row 5% beyond its largest value: y's move between checks never certified it
+    "infeasible_beyond_equality_rows": (Spec(
+        "infeasible", 1, 4, 4, A([1, 0, 1, 2, 3, 1, 2]), A([2, 0, 1, 2, 1, 3, 1]), A([-1.0] * 7), A([0.5] * 7),
+        A([0.0] * 4), A([3.0, 0.5, 3.0, 1.0]), "le", A([-0.125, -2.25, -1.25, 1.75]), False, (),
+        (Rows("item", A([0.39, 1.4, -3.0, -1.86, -1.42, 1.47, 0.79]), A([-2.36, 0.82, 1.65, -2.5]),
+              A([-4.415, 0.52, 2.55, -2.72]), A([-4.415, 0.52, 2.55, -2.72])),
+         Rows("item", A([1.66, -2.29, -1.28, 1.77, 1.89, -1.84, 2.76]), A([1.0, -3.0, 2.0, 3.0]),
+              A([2.93125, -3.6625, 0.8975, 3.34]), A([2.93125, -3.6625, 0.8975, 3.34])),
+         Rows("global", A([0.02, 0.03, 0.01, 0.0, 0.01, 0.0, 0.01]), A([0.03, 0.0, 0.01, 0.01]), A([0.01125]),
+              A([0.01125])),
+         Rows("global", A([0.01, 0.01, 0.01, 0.01, 1.0, 0.02, 0.02]), None, A([-0.2456875]), A([np.inf]))), False),
+        {}),  # (was: dualip iteration_limit at 20,000; the move since the anchor check certifies at 425)
 }
 
 

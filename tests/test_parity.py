@@ -346,13 +346,28 @@ def test_infeasible_or_unbounded_is_reported(backend, case):
     assert not res.status.has_solution
 
 
-def test_mildly_infeasible_matching_is_reported(backend, request):
-    """sum x >= 9.47 on a 12-user matching whose largest sum x is 9.38 (1% beyond)."""
-    require(backend, Capability.DETECTS_INFEASIBLE)
-    if backend == "dualip":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="dualip's Farkas test does not fire within "
-                                                                  "5,000 iterations (nor 20,000) this close"))
+def mildly_infeasible_matching():
+    """sum x >= 11.11 on a 12-user matching whose largest sum x is 11.0 (1% beyond)."""
     m = matching_model(synthetic_matching(12, 4, 0.5, seed=2))
     m.subject_to(m.variables["x"].sum() >= 1.01 * 11.0, name="impossible")  # max sum x is 11.0 (seed 2)
-    res, _ = solve(m, backend, **({"max_iter": 5000} if backend == "dualip" else {}))
+    return m
+
+
+def assignment_short_of_capacity():
+    """30 users each assigned exactly once (equality blocks) to 5 items whose capacities add up to 29.97."""
+    m = dm.Model("assignment")
+    users, items = m.entities("user", 30), m.entities("item", 5)
+    e = m.edges("e", users, items, src=np.repeat(np.arange(30), 5), dst=np.tile(np.arange(5), 30))
+    x = m.variable("x", over=e, lower=0.0)
+    m.minimize((np.random.default_rng(1).random(150) * x).sum())
+    m.subject_to(x.sum(by=users) == 1.0, name="assign")
+    m.subject_to(x.sum(by=items) <= 0.999 * 30 / 5, name="capacity")
+    return m
+
+
+@pytest.mark.parametrize("build", [mildly_infeasible_matching, assignment_short_of_capacity])
+def test_mildly_infeasible_model_is_reported(backend, build):
+    """0.1% to 1% beyond the feasible range: reported INFEASIBLE (dualip: within 5,000 iterations)."""
+    require(backend, Capability.DETECTS_INFEASIBLE)
+    res, _ = solve(build(), backend, **({"max_iter": 5000} if backend == "dualip" else {}))
     assert res.status == dm.Status.INFEASIBLE

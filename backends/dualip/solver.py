@@ -5,8 +5,8 @@ y <- z - s clip(z / s, l, u), z = w + s A x*(w), handles <=, >= , == and range r
 projection of -(c + A^T w) / gamma onto C. Nesterov momentum with gradient restarts, a step from the local
 curvature (never below gamma / ||A||^2), gamma halved per stage, duals extrapolated across stages
 (y(0) ~ 2 y(gamma/2) - y(gamma)). Every
-``check_every`` iterations the unregularized Lagrangian bound, a repaired feasible primal and a Farkas
-test are evaluated on the device and copied to the host once: the loop itself never synchronizes.
+``check_every`` iterations the unregularized Lagrangian bound, a repaired feasible primal and Farkas
+tests of two rays are evaluated on the device and copied to the host once: the loop itself never synchronizes.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Certificate:
     raw_infeasibility: float  # relative, of x*(y) before repair
     stationarity: float  # relative norm of the prox-gradient step (y+ - y) / s: zero iff y = y*(gamma)
     dual_value: float  # regularized dual g_gamma(y)
-    farkas: float  # > 0 certifies infeasibility along the tested ray
+    farkas: float  # > 0 certifies infeasibility along the best of the tested rays
     dual_violation: float = 0.0  # sum_r |y_r| (violation of row r) in objective units: what the violation may hide
 
 
@@ -72,7 +72,10 @@ class Run:
     gamma: float
     best_y: torch.Tensor  # duals behind the best bound
     ray_ref: torch.Tensor  # y at the previous check
+    anchor: torch.Tensor  # y at an earlier check, anchor_it / 2 or so: the base of the long Farkas ray
+    next_anchor: torch.Tensor  # y at iteration anchor_it, the anchor once the iteration count doubles
     it: int = 0
+    anchor_it: int = 0
     best_bound: float = -math.inf
     best_obj: float = math.inf
     best_x: torch.Tensor | None = None
@@ -83,20 +86,30 @@ class Run:
     history: list = field(default_factory=list)
 
     _STATE = ("y", "w", "t", "tau", "lip", "w_prev", "ax_prev")
+    _RAYS = ("ray_ref", "anchor", "next_anchor")
 
     @staticmethod
     def start(st: AscentState, gamma: float) -> "Run":
-        return Run(st=st, gamma=gamma, best_y=st.y, ray_ref=st.y.clone())
+        return Run(st=st, gamma=gamma, best_y=st.y, ray_ref=st.y.clone(), anchor=st.y.clone(),
+                   next_anchor=st.y.clone())
+
+    def advance_rays(self) -> None:
+        """Move the ray bases to this check: the anchor steps forward whenever the iteration count doubles."""
+        y = self.st.y.clone()
+        self.ray_ref = y
+        if self.it >= 2 * self.anchor_it:
+            self.anchor, self.next_anchor, self.anchor_it = self.next_anchor, y, self.it
 
     def save(self, path, solver: "DualAscentSolver") -> None:
         """Write this run to ``path`` through the solver's store, with the problem's fingerprint and the options."""
         tensors = {f"state.{k}": getattr(self.st, k) for k in self._STATE}
-        tensors.update({"best_y": self.best_y, "ray_ref": self.ray_ref})
+        tensors.update({"best_y": self.best_y, **{k: getattr(self, k) for k in self._RAYS}})
         for name in ("best_x", "prev_stage_y"):
             if getattr(self, name) is not None:
                 tensors[name] = getattr(self, name)
         meta = dict(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts), gamma=self.gamma,
-                    it=self.it, best_bound=self.best_bound, best_obj=self.best_obj, calm=self.calm, elapsed=self.elapsed,
+                    it=self.it, anchor_it=self.anchor_it, best_bound=self.best_bound, best_obj=self.best_obj,
+                    calm=self.calm, elapsed=self.elapsed,
                     best_cert=None if self.best_cert is None else dataclasses.asdict(self.best_cert),
                     history=self.history)
         solver.store.save(path, tensors, meta)
@@ -114,15 +127,16 @@ class Run:
                              + ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in changed))
         p = solver.prob
         expect = {"state.y": (p.m,), "state.tau": (p.sf.n_blocks,), "best_x": (p.n,)}
-        missing = [k for k in (*(f"state.{k}" for k in Run._STATE), "best_y", "ray_ref") if k not in tensors]
+        missing = [k for k in (*(f"state.{k}" for k in Run._STATE), "best_y", *Run._RAYS) if k not in tensors]
         bad = [k for k, shape in expect.items() if k in tensors and tuple(tensors[k].shape) != shape]
         if missing or bad:
             raise ModelError(f"checkpoint file '{path}' is incomplete or has wrong shapes: {missing + bad}")
         dev = lambda k: tensors[k].to(device=p.device, dtype=p.dtype) if k in tensors else None  # noqa: E731
         st = AscentState(**{k: dev(f"state.{k}") for k in Run._STATE})
         cert = meta.get("best_cert")
-        return Run(st=st, gamma=meta["gamma"], best_y=dev("best_y"), ray_ref=dev("ray_ref"), it=meta["it"],
-                   best_bound=meta["best_bound"], best_obj=meta["best_obj"], best_x=dev("best_x"),
+        return Run(st=st, gamma=meta["gamma"], best_y=dev("best_y"), **{k: dev(k) for k in Run._RAYS},
+                   it=meta["it"], anchor_it=meta["anchor_it"], best_bound=meta["best_bound"],
+                   best_obj=meta["best_obj"], best_x=dev("best_x"),
                    best_cert=None if cert is None else Certificate(**cert), prev_stage_y=dev("prev_stage_y"),
                    calm=meta["calm"], elapsed=meta["elapsed"], history=list(meta["history"]))
 
@@ -212,8 +226,8 @@ class DualAscentSolver:
         p = self.prob
         return (torch.relu(ax - p.row_upper) + torch.relu(p.row_lower - ax)) / self.row_scale
 
-    def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, ray: torch.Tensor):
-        """Certificate numbers at y (one host copy) plus the primal candidate and its device tensors."""
+    def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, rays: list[torch.Tensor]):
+        """Certificate numbers at y (one host copy), the primal candidate, and the ray with the largest Farkas value."""
         p = self.prob
         g = p.c + p.At @ y
         if p.fast_projection and p.repairable:  # the repair restores block sums an unsettled Newton step misses
@@ -232,6 +246,9 @@ class DualAscentSolver:
         else:
             xr, viol = x, raw_viol
         h = self.support(y)
+        # a repairable problem is feasible (x = 0 is), so no Farkas ray can exist there
+        no_ray = p.repairable or not p.m
+        farkas = [torch.zeros((), dtype=p.dtype, device=p.device) if no_ray else self.farkas(d) for d in rays]
         # sums over columns: one all-reduce for the three of them
         block_values, objective, reg_value = p.comm.sum(torch.stack([
             values.sum(), (p.c * xr).sum(), (g * x).sum() + 0.5 * gamma * (x * x).sum()]))
@@ -240,18 +257,18 @@ class DualAscentSolver:
             objective,  # of the candidate (scaled)
             viol.norm(), raw_viol.norm(), moved.norm(),
             reg_value - h,  # g_gamma(y)
-            # a repairable problem is feasible (x = 0 is), so no Farkas ray can exist there
-            torch.zeros((), dtype=p.dtype, device=p.device) if p.repairable or not p.m else self.farkas(ray),
             (y.abs() * self.row_scale * viol).sum(),  # |y|^T violation, y and violation in original units / sigma
+            *farkas,
         ]).double().cpu().numpy()
+        best_ray = int(np.argmax(stats[7:]))
         sf = p.sf
         cert = Certificate(
             bound=p.sigma * stats[0] + sf.offset, objective=p.sigma * stats[1] + sf.offset,
             infeasibility=stats[2] / (1.0 + p.b_norm), raw_infeasibility=stats[3] / (1.0 + p.b_norm),
-            stationarity=stats[4] / (1.0 + p.b_norm), dual_value=p.sigma * stats[5] + sf.offset, farkas=stats[6],
-            dual_violation=p.sigma * stats[7],
+            stationarity=stats[4] / (1.0 + p.b_norm), dual_value=p.sigma * stats[5] + sf.offset,
+            farkas=stats[7 + best_ray], dual_violation=p.sigma * stats[6],
         )
-        return cert, xr
+        return cert, xr, rays[best_ray]
 
     # ------------------------------------------------------------------ the method
     def solve(self, y0: np.ndarray | None = None, gamma0: float | None = None):
@@ -276,9 +293,11 @@ class DualAscentSolver:
                 status = Status.INTERRUPTED
                 break
             run.st, run.it = st, run.it + k
-            ray = st.y - run.ray_ref  # the dual's move since the last check: the Farkas test direction
-            cert, x = self.check(st.y, st.tau, run.gamma, ray)
-            run.ray_ref = st.y.clone()
+            # Farkas test rays, in the dual domain: y's move since the last check and since the anchor check
+            # (a window of it/2..3it/4 iterations, which averages the oscillations of the momentum out)
+            rays = [self.to_domain(st.y - base) for base in (run.ray_ref, run.anchor)]
+            cert, x, ray = self.check(st.y, st.tau, run.gamma, rays)
+            run.advance_rays()
             status = self.record(run, cert, x, time.perf_counter() - start)
             if o.checkpoint is not None and run.it - saved_at >= o.checkpoint_every:
                 run.elapsed = time.perf_counter() - start
