@@ -280,6 +280,7 @@ def _solve_sharded(args) -> tuple[int, str]:
     options = backend_options("dualip", values)
     comm = init_process_group(args.distributed_backend)
     progress = Progress(description="dualip sharded") if args.progress and comm.rank == 0 else None
+    broken = False
     try:
         if progress is not None:
             options = dataclasses.replace(options, callback=progress)
@@ -291,10 +292,14 @@ def _solve_sharded(args) -> tuple[int, str]:
             _write_table(_sharded_dual_frame(result), args.duals, "--duals")
             written["duals"] = args.duals
         comm.barrier()  # every rank's file is written before rank 0 reports
+    except DistributedError:
+        broken = True  # destroying a group that lost a rank can abort the process: leave it to the exit
+        raise
     finally:
         if progress is not None:
             progress.close()
-        dist.destroy_process_group()
+        if not broken:
+            dist.destroy_process_group()
     code = EXIT_OPTIMAL if result.status == Status.OPTIMAL else EXIT_NOT_OPTIMAL
     if comm.rank != 0:
         return code, ""

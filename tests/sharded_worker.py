@@ -57,7 +57,8 @@ def main(job_path: str, out: str) -> None:
     except DistributedError as exc:
         with open(os.path.join(out, f"error-{comm.rank}.txt"), "w") as f:
             f.write(str(exc))
-        sys.exit(3)
+        sys.stderr.flush()
+        os._exit(3)  # as python -m dualip_model does: tearing down a group that lost a rank can abort (gloo)
     torch.distributed.destroy_process_group()
 
 

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -382,3 +383,30 @@ def test_a_rank_without_blocks_contributes_zeros(tmp_path):
     x, parts = _gather(tmp_path / "out", "afiro", 2, sf.n_cols)
     assert parts[1]["x"].shape == (0,) and str(parts[0]["status"]) == whole.status.value
     assert np.array_equal(parts[0]["y"], whole.raw.state["y"]) and np.array_equal(x, whole.x_all)
+
+
+def test_cli_rank_killed_mid_solve_exits_3_naming_the_lost_peer(models, tmp_path):
+    """Two CLI ranks started by hand; rank 1 is killed (SIGKILL) once a checkpoint exists: rank 0 says so, exit 3."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ckpt = tmp_path / "ckpt"
+    cmd = [sys.executable, "-m", "dualip_model", "solve-sharded", models["repairable"]["path"], "--tol", "1e-12",
+           "--max-iter", "1000000", "--option", f"checkpoint={ckpt}", "--option", "checkpoint_every=25"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}
+    procs = [subprocess.Popen(cmd, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        while not (ckpt / "state.npz").is_file() and time.monotonic() < deadline and procs[0].poll() is None:
+            time.sleep(0.05)
+        assert (ckpt / "state.npz").is_file(), procs[0].communicate(timeout=30)[1][-3000:]
+        procs[1].kill()
+        code = procs[0].wait(timeout=120)
+    finally:
+        for p in procs:
+            p.kill()
+    err = procs[0].communicate()[1]
+    assert code == 3, err[-3000:]
+    assert "error: rank 0 of 2: an all-reduce failed, a peer rank has probably died" in err
