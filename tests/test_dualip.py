@@ -520,3 +520,18 @@ def test_lp_file_with_unbounded_columns_is_never_called_optimal():
     assert res.status == dm.Status.ITERATION_LIMIT
     assert res.bound == -np.inf and res.guarantees[0].startswith("bound: none")
     assert res.objective == pytest.approx(m.solve("highs").objective, rel=1e-3)  # the primal still converges
+
+
+def test_duals_stay_in_the_dual_domain_on_every_iteration():
+    """Rows without a lower side (all matching rows) keep y >= 0 exactly: a y of -1e-17 made h(y), hence the
+    check's bound, infinite (it happened on 2000 x 1000 matching within 100 iterations before the fix)."""
+    from dualip_model.backends.dualip.solver import AscentState, DualAscentSolver
+
+    sf = matching_model(synthetic_matching(2000, 1000, 0.01, seed=0)).compile()
+    p = ScaledProblem.build(sf, torch.device("cpu"), torch.float64)
+    solver = DualAscentSolver(p, DualipOptions())
+    st = AscentState.start(torch.zeros(p.m, dtype=torch.float64), sf.n_blocks, p.norm_sq / 0.03)
+    for _ in range(100):
+        st = solver.iterate(st, 0.03, 0.03 / p.norm_sq, 1)
+        assert int((st.y < 0).sum()) == 0
+    assert np.isfinite(float(solver.lagrangian_bound(st.y)))

@@ -76,7 +76,7 @@ class ScaledProblem:
         norms = np.sqrt(comm.sum_np(np.bincount(sf.A_indices, weights=data * data, minlength=m)))
         scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
         scaled = data * scale[sf.A_indices]
-        c_sq, n_all = comm.sum_np([float(sf.c @ sf.c), n])
+        c_sq, n_all = comm.sum_np([float(np.sum(sf.c * sf.c)), n])  # pairwise sum: no BLAS thread dependence
         sigma = float(np.sqrt(c_sq / n_all)) if n_all else 1.0  # RMS cost: gamma is relative to it
         sigma = sigma if sigma > 0 else 1.0
         A_csc = sf.A.copy()

@@ -195,8 +195,8 @@ class DualAscentSolver:
                 w_prev, ax_prev = w, ax
             else:
                 s = step
-            z = w + s * ax
-            y_new = z - s * torch.clamp(z / s, p.row_lower, p.row_upper)
+            z = w / s + ax
+            y_new = s * (z - torch.clamp(z, p.row_lower, p.row_upper))  # exactly 0 where l <= z <= u: in the domain
             restart = ((y_new - w) * (y_new - y)).sum() < 0
             t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
             beta = torch.where(restart, 0.0, (t - 1.0) / t_new)
