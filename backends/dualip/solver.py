@@ -58,7 +58,7 @@ class Certificate:
     objective: float  # of the repaired primal (or of x*(y) when no repair applies)
     infeasibility: float  # relative, of the returned primal
     raw_infeasibility: float  # relative, of x*(y) before repair
-    stationarity: float  # relative norm of the prox-gradient step (y+ - y) / s: zero iff y = y*(gamma)
+    stationarity: float  # (y+ - y) / s relative to ||b||, and per row to |b_r| (the larger): 0 iff y = y*(gamma)
     dual_value: float  # regularized dual g_gamma(y)
     farkas: float  # > 0 certifies infeasibility along the best of the tested rays
     dual_violation: float = 0.0  # sum_r |y_r| (violation of row r) in objective units: what the violation may hide
@@ -154,6 +154,10 @@ class DualAscentSolver:
         self.store = store if store is not None else checkpoint.FileStore(prob.sf)  # where checkpoints go
         self.row_scale = torch.as_tensor(prob.row_scale, dtype=prob.dtype, device=prob.device)  # D, on the device
         self._bs = None
+        sf = prob.sf  # 1 + |finite side| per row (original units): what a row's own move is relative to
+        finite = lambda a: np.where(np.isfinite(a), np.abs(a), 0.0)  # noqa: E731
+        self.row_size = torch.as_tensor(1.0 + np.maximum(finite(sf.row_lower), finite(sf.row_upper)),
+                                        dtype=prob.dtype, device=prob.device)
 
     @property
     def bs(self) -> BlockStructure:
@@ -255,7 +259,9 @@ class DualAscentSolver:
         stats = torch.stack([
             block_values - h,  # unregularized bound (scaled)
             objective,  # of the candidate (scaled)
-            viol.norm(), raw_viol.norm(), moved.norm(),
+            viol.norm(), raw_viol.norm(),
+            # relative to ||b|| and, row by row, to each row's own side: a row with a small side counts fully
+            torch.maximum(moved.norm() / (1.0 + p.b_norm), (moved / self.row_size).pow(2).mean().sqrt()),
             reg_value - h,  # g_gamma(y)
             (y.abs() * self.row_scale * viol).sum(),  # |y|^T violation, y and violation in original units / sigma
             *farkas,
@@ -265,7 +271,7 @@ class DualAscentSolver:
         cert = Certificate(
             bound=p.sigma * stats[0] + sf.offset, objective=p.sigma * stats[1] + sf.offset,
             infeasibility=stats[2] / (1.0 + p.b_norm), raw_infeasibility=stats[3] / (1.0 + p.b_norm),
-            stationarity=stats[4] / (1.0 + p.b_norm), dual_value=p.sigma * stats[5] + sf.offset,
+            stationarity=stats[4], dual_value=p.sigma * stats[5] + sf.offset,
             farkas=stats[7 + best_ray], dual_violation=p.sigma * stats[6],
         )
         return cert, xr, rays[best_ray]
