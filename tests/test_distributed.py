@@ -410,3 +410,10 @@ def test_cli_rank_killed_mid_solve_exits_3_naming_the_lost_peer(models, tmp_path
     err = procs[0].communicate()[1]
     assert code == 3, err[-3000:]
     assert "error: rank 0 of 2: an all-reduce failed, a peer rank has probably died" in err
+
+
+def test_cli_solve_sharded_outside_torchrun_is_a_usage_error(models):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    proc = subprocess.run([sys.executable, "-m", "dualip_model", "solve-sharded", models["repairable"]["path"]],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and "launch with 'torchrun --nproc-per-node N ...'" in proc.stderr

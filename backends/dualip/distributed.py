@@ -51,8 +51,8 @@ def init_process_group(backend: str | None = None, timeout: float = 600.0) -> Pr
     if not dist.is_initialized():
         missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
         if missing:
-            raise DistributedError(f"no process group and no torchrun environment ({', '.join(missing)} unset): "
-                                   "launch with 'torchrun --nproc-per-node N ...'")
+            raise ModelError(f"no process group and no torchrun environment ({', '.join(missing)} unset): "
+                             "launch with 'torchrun --nproc-per-node N ...'")
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         if backend not in ("nccl", "gloo"):
             raise ModelError(f"distributed backend {backend!r}: use 'nccl' or 'gloo'")
