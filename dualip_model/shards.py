@@ -167,8 +167,9 @@ def load_shard(path, rank: int, world: int) -> Shard:
         raise ModelError(f"standard form file '{path}': no dualip_model metadata (not written by StandardForm.save)")
     try:
         meta = json.loads(f.meta_text)
-        lay = meta["layout"]
-        broadcast = set(meta["broadcast"])
+        lay, broadcast = meta["layout"], set(meta["broadcast"])
+        if not isinstance(lay, dict):
+            raise TypeError("layout")
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise ModelError(f"standard form file '{path}': its metadata is not valid (corrupt file)") from None
     for name in ("A_indptr", "block_ptr", "A_indices", "c", "row_lower"):
@@ -187,8 +188,9 @@ def load_shard(path, rank: int, world: int) -> Shard:
         "A_indptr": indptr - indptr.dtype.type(p0),
         "A_indices": f.read("A_indices", p0, p1), "A_data": f.read("A_data", p0, p1),
         "row_lower": f.read("row_lower"), "row_upper": f.read("row_upper"),
-        "block_ptr": f.read("block_ptr", b0, b1 + 1) - np.int64(c0).astype(f.read("block_ptr", 0, 1).dtype),
     }
+    block_ptr = f.read("block_ptr", b0, b1 + 1)
+    arrays["block_ptr"] = block_ptr - block_ptr.dtype.type(c0)
     for name in _SLICED:
         if name in f:
             arrays[name] = f.read(name) if name in broadcast else f.read(name, c0, c1)
