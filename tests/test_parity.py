@@ -166,9 +166,9 @@ def test_badly_scaled_matching(backend, seed):
                                               d.cost * item_scale[d.item], d.budget * item_scale)), backend)
 
 
-# What dualip handles (float64, tol 1e-4, 20,000 iterations; scaled_matching, seeds 0-4; OPTIMAL runs of 5 per
-# spread 1e-1..1e1, 1e-2..1e2, ..., 1e-6..1e6). Entries: benchmarks/results/reliability.json; rhs, costs+rows+rhs
-# and all four: rerun since stationarity is measured per row too (a row with a small side counts fully):
+# What dualip handles (float64, tol 1e-4, 20,000 iterations), from benchmarks/results/reliability.json
+# ("scaling": scaled_matching, seeds 0-4; OPTIMAL runs of 5 per spread 1e-1..1e1, 1e-2..1e2, ..., 1e-6..1e6;
+# rhs spreads pass since stationarity is also measured per row, so a row with a small side counts fully):
 #   costs              5 5 5 5 5 5      whole rows (entries with their rhs)  5 5 5 5 5 5
 #   entries in a row   5 4 2 1 0 0      rhs alone                            5 5 5 5 5 5
 #   costs, rows, rhs   5 5 5 5 5 5      all four                             5 3 1 1 0 0
