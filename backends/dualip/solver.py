@@ -82,6 +82,9 @@ class Run:
     best_cert: Certificate | None = None
     prev_stage_y: torch.Tensor | None = None  # y at the end of the previous gamma stage (extrapolation)
     calm: int = 0  # consecutive stationary checks
+    lip_floor: float = 1e-2  # the adaptive step's curvature estimate stays >= lip_floor ||A||^2 / gamma
+    best_dual: float = -math.inf  # highest regularized dual value g_gamma(y) of the gamma stage so far
+    stalled: int = 0  # consecutive checks that did not raise it
     elapsed: float = 0.0  # seconds of solving before this process (resumed runs)
     history: list = field(default_factory=list)
 
@@ -109,7 +112,8 @@ class Run:
                 tensors[name] = getattr(self, name)
         meta = dict(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts), gamma=self.gamma,
                     it=self.it, anchor_it=self.anchor_it, best_bound=self.best_bound, best_obj=self.best_obj,
-                    calm=self.calm, elapsed=self.elapsed,
+                    calm=self.calm, lip_floor=self.lip_floor, best_dual=self.best_dual,
+                    stalled=self.stalled, elapsed=self.elapsed,
                     best_cert=None if self.best_cert is None else dataclasses.asdict(self.best_cert),
                     history=self.history)
         solver.store.save(path, tensors, meta)
@@ -138,7 +142,8 @@ class Run:
                    it=meta["it"], anchor_it=meta["anchor_it"], best_bound=meta["best_bound"],
                    best_obj=meta["best_obj"], best_x=dev("best_x"),
                    best_cert=None if cert is None else Certificate(**cert), prev_stage_y=dev("prev_stage_y"),
-                   calm=meta["calm"], elapsed=meta["elapsed"], history=list(meta["history"]))
+                   calm=meta["calm"], lip_floor=meta["lip_floor"], best_dual=meta["best_dual"],
+                   stalled=meta["stalled"], elapsed=meta["elapsed"], history=list(meta["history"]))
 
 
 def _trajectory_options(opts) -> dict:
@@ -178,11 +183,12 @@ class DualAscentSolver:
             return simplex_box_project(v, tau, self.prob.blocks, steps)
         return project(v, self.bs), tau
 
-    def iterate(self, st: AscentState, gamma: float, step: float, k: int) -> AscentState:
+    def iterate(self, st: AscentState, gamma: float, step: float, k: int, lip_floor: float = 1e-2) -> AscentState:
         """k accelerated proximal ascent steps; tensor ops only (no host synchronization).
 
         With ``adaptive_step`` the step is 1 / (1.1 L_hat), L_hat a decaying maximum of the local curvature
-        ||A x(w_k) - A x(w_{k-1})|| / ||w_k - w_{k-1}||, never below the safe step ``step`` = gamma / ||A||^2.
+        ||A x(w_k) - A x(w_{k-1})|| / ||w_k - w_{k-1}||, kept within [lip_floor, 1] ||A||^2 / gamma: never
+        below the safe step ``step`` = gamma / ||A||^2.
         """
         p = self.prob
         y, w, t, tau, lip = st.y, st.w, st.t, st.tau, st.lip
@@ -194,7 +200,7 @@ class DualAscentSolver:
             ax = p.comm.sum(p.A @ x)  # the one all-reduce of a sharded iteration (m numbers)
             if self.opts.adaptive_step:
                 local = (ax - ax_prev).norm() / (w - w_prev).norm().clamp(min=1e-30)
-                lip = torch.clamp(torch.maximum(local, 0.95 * lip), min=1e-2 * l_max, max=l_max)
+                lip = torch.clamp(torch.maximum(local, 0.95 * lip), min=lip_floor * l_max, max=l_max)
                 s = torch.clamp(1.0 / (1.1 * lip), min=step)
                 w_prev, ax_prev = w, ax
             else:
@@ -292,7 +298,7 @@ class DualAscentSolver:
         while run.it < o.max_iter:
             k = min(o.check_every, o.max_iter - run.it)
             try:
-                st = self.iterate(run.st, run.gamma, run.gamma / p.norm_sq, k)
+                st = self.iterate(run.st, run.gamma, run.gamma / p.norm_sq, k, run.lip_floor)
             except KeyboardInterrupt:  # Ctrl-C: return the best certified result so far
                 if run.best_x is None or p.comm.world > 1:  # ranks cannot agree on where they stopped
                     raise
@@ -335,6 +341,7 @@ class DualAscentSolver:
                    infeasibility=run.best_cert.infeasibility, raw_infeasibility=cert.raw_infeasibility,
                    stationarity=cert.stationarity, gap=gap, step=run.gamma / self.prob.norm_sq, time=elapsed)
         run.history.append(rec)
+        self.safeguard(run, cert)
         comm = self.prob.comm
         stop = o.callback is not None and comm.rank == 0 and o.callback(dict(rec)) is True  # rank 0 reports
         if comm.world > 1:  # the ranks' clocks differ: the slowest one decides, for all
@@ -349,6 +356,22 @@ class DualAscentSolver:
         if o.time_limit is not None and elapsed > o.time_limit:
             return Status.TIME_LIMIT
         return None
+
+    def safeguard(self, run: "Run", cert: Certificate) -> None:
+        """Raise the adaptive step's curvature floor 10x when 2 checks in a row do not raise g_gamma(y).
+
+        The secant curvature along the last move can miss stiffer directions (many nearly uncoupled rows, as
+        in a matching with few users per item): the steps then overshoot and y oscillates without raising
+        g_gamma. The floor goes up to 1 (the safe step gamma / ||A||^2, with which the ascent converges) and
+        back to 1e-2 at each new gamma stage.
+        """
+        if cert.dual_value > run.best_dual:
+            run.best_dual, run.stalled = cert.dual_value, 0
+            return
+        run.stalled += 1
+        if run.stalled >= 2:
+            run.lip_floor = min(1.0, 10.0 * run.lip_floor)
+            run.stalled = 0
 
     def continuation(self, run: "Run", cert: Certificate) -> None:
         """End the gamma stage once y is stationary at two checks in a row: gamma *= decay, duals extrapolated."""
@@ -372,6 +395,7 @@ class DualAscentSolver:
         run.gamma *= o.gamma_decay
         run.st = AscentState.start(y_next, p.sf.n_blocks, p.norm_sq / run.gamma, run.st.tau)
         run.calm = 0
+        run.best_dual, run.stalled, run.lip_floor = -math.inf, 0, 1e-2  # each stage earns its own floor
 
     def to_domain(self, y: torch.Tensor) -> torch.Tensor:
         """Project onto the dual domain: y_r >= 0 where l_r = -inf, y_r <= 0 where u_r = +inf."""
