@@ -12,6 +12,7 @@ the pieces of the shard files that overlap its own blocks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -101,13 +102,10 @@ class FileStore:
 
     def __init__(self, sf: StandardForm):
         self.sf = sf
-        self._fingerprint = None
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = fingerprint(self.sf)
-        return self._fingerprint
+        return fingerprint(self.sf)
 
     def save(self, path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         save(path, tensors, meta)
@@ -169,13 +167,10 @@ class ShardedStore:
     def __init__(self, shard, comm):
         self.shard = shard
         self.comm = comm
-        self._fingerprint = None
 
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = sharded_fingerprint(self.shard, self.comm)
-        return self._fingerprint
+    @functools.cached_property
+    def fingerprint(self) -> str:  # a collective: every rank computes it at the same save or load
+        return sharded_fingerprint(self.shard, self.comm)
 
     def _ranges(self) -> dict[str, tuple[int, int]]:
         s = self.shard
@@ -187,9 +182,10 @@ class ShardedStore:
         directory.mkdir(parents=True, exist_ok=True)
         tensors = dict(tensors)
         local = {k: tensors.pop(k) for k in LOCAL_KEYS if k in tensors}
+        ranges = self._ranges()
         name = f"shard-{comm.rank:05d}-of-{comm.world:05d}-it{meta['it']}.npz"
-        save(directory / name, local, {"ranges": self._ranges()})
-        spans = comm.all_gather_np(np.array([*self._ranges()["blocks"], *self._ranges()["columns"]], dtype=np.int64))
+        save(directory / name, local, {"ranges": ranges})
+        spans = comm.all_gather_np(np.array([*ranges["blocks"], *ranges["columns"]], dtype=np.int64))
         if comm.rank == 0:
             shards = [[f"shard-{k:05d}-of-{comm.world:05d}-it{meta['it']}.npz", *map(int, span)]
                       for k, span in enumerate(spans)]
@@ -212,6 +208,7 @@ class ShardedStore:
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"checkpoint directory '{directory}': {STATE_FILE} lists no valid shard files") from None
         span = {"blocks": (1, 2), "columns": (3, 4)}
+        files = {}  # shard file -> its tensors, each read once for all the sharded keys
         for key, index in LOCAL_KEYS.items():
             lo, hi = self._ranges()[index]
             pieces, covered = [], lo
@@ -221,7 +218,9 @@ class ShardedStore:
                     continue
                 if start > covered:
                     break
-                part, _ = load(directory / entry[0])
+                if entry[0] not in files:
+                    files[entry[0]] = load(directory / entry[0])[0]
+                part = files[entry[0]]
                 if key not in part:
                     break
                 pieces.append(part[key][covered - start:min(stop, hi) - start])

@@ -58,6 +58,7 @@ class ScaledProblem:
     repairable: bool  # A >= 0 on <= rows only, u >= 0, blocks down-closed at 0: scaling down keeps feasibility
     repair_plan: RepairPlan | None  # rows' entries sorted for the greedy cut (repairable problems only)
     b_norm: float  # ||finite row bounds|| in original units, for the relative infeasibility
+    row_size: torch.Tensor  # (m,) 1 + |finite side| per row in original units, for per-row relative measures
     comm: Comm = LOCAL  # the ranks sharing the columns (LOCAL: this process holds them all)
 
     @property
@@ -117,12 +118,13 @@ class ScaledProblem:
         fast = not comm.max_np(not np.isin(kinds, (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)).all())
         lo, hi = sf.row_lower, sf.row_upper
         finite = np.concatenate([lo[np.isfinite(lo)], hi[np.isfinite(hi)]])
+        side = np.maximum(np.where(np.isfinite(lo), np.abs(lo), 0.0), np.where(np.isfinite(hi), np.abs(hi), 0.0))
         return ScaledProblem(
             sf=sf, device=device, dtype=dtype, A=A, At=At, c=c, row_lower=t(lo * scale),
             row_upper=t(hi * scale), row_scale=scale, sigma=sigma,
             norm_sq=_norm_sq_upper(A_csr, seed, comm), blocks=blocks, fast_projection=fast,
             repairable=repairable, repair_plan=RepairPlan.build(A, c) if repairable and m else None,
-            b_norm=float(np.linalg.norm(finite)), comm=comm,
+            b_norm=float(np.linalg.norm(finite)), row_size=t(1.0 + side), comm=comm,
         )
 
 

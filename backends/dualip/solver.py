@@ -159,10 +159,6 @@ class DualAscentSolver:
         self.store = store if store is not None else checkpoint.FileStore(prob.sf)  # where checkpoints go
         self.row_scale = torch.as_tensor(prob.row_scale, dtype=prob.dtype, device=prob.device)  # D, on the device
         self._bs = None
-        sf = prob.sf  # 1 + |finite side| per row (original units): what a row's own move is relative to
-        finite = lambda a: np.where(np.isfinite(a), np.abs(a), 0.0)  # noqa: E731
-        self.row_size = torch.as_tensor(1.0 + np.maximum(finite(sf.row_lower), finite(sf.row_upper)),
-                                        dtype=prob.dtype, device=prob.device)
 
     @property
     def bs(self) -> BlockStructure:
@@ -267,7 +263,7 @@ class DualAscentSolver:
             objective,  # of the candidate (scaled)
             viol.norm(), raw_viol.norm(),
             # relative to ||b|| and, row by row, to each row's own side: a row with a small side counts fully
-            torch.maximum(moved.norm() / (1.0 + p.b_norm), (moved / self.row_size).pow(2).mean().sqrt()),
+            torch.maximum(moved.norm() / (1.0 + p.b_norm), (moved / p.row_size).pow(2).mean().sqrt()),
             reg_value - h,  # g_gamma(y)
             (y.abs() * self.row_scale * viol).sum(),  # |y|^T violation, y and violation in original units / sigma
             *farkas,
