@@ -49,7 +49,13 @@ CONFIG = {
     "dualip": Config(options=dict(tol=1e-4, max_iter=20_000), objective_rtol=2e-4, infeasibility_tol=1e-4,
                      fuzz_options=dict(tol=1e-4, max_iter=400, time_limit=5.0),
                      precisions={"float32": Config(options=dict(dtype="float32", tol=1e-3, max_iter=20_000),
-                                                   objective_rtol=2e-3, infeasibility_tol=1e-3)}),
+                                                   objective_rtol=2e-3, infeasibility_tol=1e-3),
+                                 # the compact storage (gathers and segment sums), alone and as on a GPU
+                                 "compact": Config(options=dict(storage="compact", tol=1e-4, max_iter=20_000),
+                                                   objective_rtol=2e-4, infeasibility_tol=1e-4),
+                                 "float32 compact": Config(options=dict(dtype="float32", storage="compact", tol=1e-3,
+                                                                        max_iter=20_000),
+                                                           objective_rtol=2e-3, infeasibility_tol=1e-3)}),
     "cupdlpx": Config(options=dict(tol=1e-6), objective_rtol=1e-4, infeasibility_tol=1e-4,
                       fuzz_options=dict(tol=1e-6, time_limit=5.0)),
 }
@@ -607,12 +613,12 @@ class Outcome:
         return [d for d in self.disagreements if (self.backend, d.kind) not in KNOWN_ISSUES]
 
 
-def run(spec: Spec, backend: str) -> Outcome:
+def run(spec: Spec, backend: str, extra: dict | None = None) -> Outcome:
     """Solve ``spec`` on ``backend`` and on the dense reference, and compare.
 
     The backend runs with its cheap fuzz options, or its full options where it must prove a status it
-    declares it detects (infeasible, unbounded). compile() may reject an infeasible model (a block
-    polytope is empty): that is a correct answer, and an error on a feasible one a disagreement.
+    declares it detects (infeasible, unbounded), plus ``extra`` options. compile() may reject an infeasible model
+    (a block polytope is empty): that is a correct answer, and an error on a feasible one a disagreement.
     """
     lp = DenseLP.of(spec)
     ref = lp.solve()
@@ -622,7 +628,8 @@ def run(spec: Spec, backend: str) -> Outcome:
     must_detect = (ref.status == "infeasible" and Capability.DETECTS_INFEASIBLE in caps) or (
         ref.status == "unbounded" and Capability.DETECTS_UNBOUNDED in caps)
     try:
-        res = model.solve(backend, **(cfg.options if must_detect or not cfg.fuzz_options else cfg.fuzz_options))
+        options = cfg.options if must_detect or not cfg.fuzz_options else cfg.fuzz_options
+        res = model.solve(backend, **{**options, **(extra or {})})
     except dm.CapabilityError:  # a backend may refuse what it does not declare, before solving
         return Outcome(spec, backend, ref, None, [])
     except dm.ModelError as err:

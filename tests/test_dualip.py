@@ -18,10 +18,13 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse
 import torch
 
 import dualip_model as dm
 from dualip_model.backends.dualip import fast_projection, projections
+from dualip_model.backends.dualip.memory import held_bytes
+from dualip_model.backends.dualip.operators import SparseRows
 from dualip_model.backends.dualip.options import DualipOptions
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.polytopes import BlockKind
@@ -483,24 +486,27 @@ def test_per_user_simplex_only_is_solved_exactly():
 
 
 # ----------------------------------------------------------------------------------- 11. device layout
+@pytest.mark.parametrize("storage", ["fast", "compact"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_scaled_problem_uses_int32_indices_and_is_the_row_scaled_matrix(dtype):
+def test_scaled_problem_uses_int32_indices_and_is_the_row_scaled_matrix(dtype, storage):
     _, m = matching(users=100, items=10, density=0.3, seed=1)
     sf = m.compile()
-    p = ScaledProblem.build(sf, CPU, dtype)
-    for t in (p.A, p.At):
-        assert t.layout == torch.sparse_csr
-        assert t.crow_indices().dtype == torch.int32 and t.col_indices().dtype == torch.int32
-        assert t.values().dtype == dtype
+    p = ScaledProblem.build(sf, CPU, dtype, storage=storage)
+    assert p.A.kind == ("csr" if storage == "fast" else "segment")
+    assert p.At.kind == "single"  # every matching column lies in one coupling row: a gather, no pointers
+    for op in (p.A, p.At):
+        assert op.idx.dtype == torch.int32 and op.values().dtype == dtype
     assert p.c.dtype == dtype and p.row_lower.dtype == dtype and p.row_upper.dtype == dtype
     nnz, mrows, n = sf.nnz, sf.n_rows, sf.n_cols
     size = torch.finfo(dtype).bits // 8
-
-    def nbytes(t):
-        return sum(a.numel() * a.element_size() for a in (t.crow_indices(), t.col_indices(), t.values()))
-
-    assert nbytes(p.A) == nnz * (size + 4) + (mrows + 1) * 4
-    assert nbytes(p.At) == nnz * (size + 4) + (n + 1) * 4
+    held = held_bytes(p.tensors())
+    assert held["At.idx"] + held["At.vals"] == n * (size + 4)  # one slot per column
+    if storage == "fast":  # A's CSR for MKL / cuSPARSE, and a copy of its rows sorted for the repair
+        assert held["A.idx"] + held["A.vals"] == nnz * (size + 4)
+        assert held["plan.idx"] + held["plan.vals"] == nnz * (size + 4)
+    else:  # A's rows in the repair's order, their values read from At's (one per column): 4 bytes per nonzero
+        assert held["A.idx"] == nnz * 4 and "A.vals" not in held and held["plan.idx"] == 0
+    assert ("blocks.member" in held) == (storage == "fast")  # block sums as mat-vecs (CPU speed)
     # A~ = D A with unit-norm rows, At is its transpose, c~ = c / sigma, bounds scaled by D
     dense = p.A.to_dense().double().numpy()
     np.testing.assert_allclose(dense, np.diag(p.row_scale) @ sf.A.toarray(), rtol=1e-6 if size == 4 else 1e-15)
@@ -511,6 +517,36 @@ def test_scaled_problem_uses_int32_indices_and_is_the_row_scaled_matrix(dtype):
     # the step size gamma / norm_sq needs an upper estimate of ||A~||_2^2
     assert p.norm_sq >= np.linalg.norm(dense, 2) ** 2 * (1 - 1e-12)
     assert p.fast_projection and p.repairable
+    # products agree with the dense matrix in every storage
+    x = torch.rand(n, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    y = torch.rand(mrows, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    tol = 1e-5 if size == 4 else 1e-12
+    np.testing.assert_allclose((p.A @ x).double().numpy(), dense @ x.double().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose((p.At @ y).double().numpy(), dense.T @ y.double().numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kind", ["csr", "segment", "single"])
+def test_sparse_rows_products_and_row_minimum_match_dense(kind):
+    """Every storage kind, with empty rows (the sentinel slot of 'single') and a few entries per row."""
+    rng = np.random.default_rng(3)
+    r, k = 9, 6
+    dense = np.zeros((r, k))
+    for i in range(r):
+        if i % 3 == 0:
+            continue  # empty row
+        cols = rng.choice(k, size=1 if kind == "single" else rng.integers(1, 4), replace=False)
+        dense[i, cols] = rng.uniform(0.5, 2.0, cols.size)
+    mat = scipy.sparse.csr_matrix(dense)
+    op = SparseRows(mat.indptr, mat.indices, mat.data, (r, k), kind, CPU, F64)
+    np.testing.assert_array_equal(op.to_dense().numpy(), dense)
+    z = torch.as_tensor(rng.normal(size=k))
+    np.testing.assert_allclose((op @ z).numpy(), dense @ z.numpy(), rtol=1e-14, atol=1e-14)
+    expect = [min((z[j].item() for j in np.flatnonzero(dense[i])), default=7.0) for i in range(r)]
+    np.testing.assert_array_equal(op.row_min(z, empty=7.0).numpy(), expect)
+    if kind != "single":
+        return
+    with pytest.raises(ValueError, match="at most one entry"):
+        SparseRows(np.array([0, 2]), np.array([0, 1]), np.ones(2), (1, 2), "single", CPU, F64)
 
 
 def test_lp_file_with_unbounded_columns_is_never_called_optimal():

@@ -32,6 +32,15 @@ def test_fuzz(backend, family, data):
     assert not unexpected, "\n".join(map(str, unexpected))
 
 
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+@given(data=st.data())
+def test_fuzz_dualip_compact_storage(family, data):
+    """The compact storage (gathers and segment sums, the CUDA default) on the same fuzzed models."""
+    outcome = run(data.draw(specs(family), label="spec"), "dualip", extra=dict(storage="compact"))
+    unexpected = outcome.unexpected()
+    assert not unexpected, "\n".join(map(str, unexpected))
+
+
 def test_known_issues_name_a_check_kind():
     assert all(kind in KINDS for _, kind in KNOWN_ISSUES)
 

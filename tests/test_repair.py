@@ -14,7 +14,7 @@ from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.backends.dualip.repair import cut_rows, fill_slack, repair, shrink_blocks
 
 
-def random_problem(seed: int, rows_per_col: int, box_users: bool = False) -> ScaledProblem:
+def random_problem(seed: int, rows_per_col: int, box_users: bool = False, storage: str = "fast") -> ScaledProblem:
     """A matching-like model: users (simplex blocks, or boxes) x items, each edge in ``rows_per_col`` rows."""
     rng = np.random.default_rng(seed)
     n_users, n_items = 12, 5
@@ -30,7 +30,7 @@ def random_problem(seed: int, rows_per_col: int, box_users: bool = False) -> Sca
     m.subject_to((rng.uniform(0.1, 2.0, 30) * x).sum(by=items) <= rng.uniform(0.0, 1.0, n_items), name="budget")
     if rows_per_col > 1:
         m.subject_to((rng.uniform(0.0, 1.0, 30) * x).sum() <= 1.5, name="global")
-    return ScaledProblem.build(m.compile(), torch.device("cpu"), torch.float64)
+    return ScaledProblem.build(m.compile(), torch.device("cpu"), torch.float64, storage=storage)
 
 
 def violation(p: ScaledProblem, x: torch.Tensor) -> float:
@@ -40,8 +40,9 @@ def violation(p: ScaledProblem, x: torch.Tensor) -> float:
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("rows_per_col", [1, 2])
 @pytest.mark.parametrize("box_users", [False, True])
-def test_repair_is_feasible_and_stays_in_the_blocks(seed, rows_per_col, box_users):
-    p = random_problem(seed, rows_per_col, box_users)
+@pytest.mark.parametrize("storage", ["fast", "compact"])
+def test_repair_is_feasible_and_stays_in_the_blocks(seed, rows_per_col, box_users, storage):
+    p = random_problem(seed, rows_per_col, box_users, storage)
     upper = torch.as_tensor(p.blocks.upper, dtype=torch.float64).expand(p.n)
     x = torch.minimum(torch.as_tensor(np.random.default_rng(seed).uniform(0, 1.5, p.n)), upper)  # in the boxes
     xr = repair(x, p.A @ x, p)
@@ -53,13 +54,19 @@ def test_repair_is_feasible_and_stays_in_the_blocks(seed, rows_per_col, box_user
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_row_cut_is_the_optimal_fractional_knapsack_removal(seed):
-    """With one row per column, the greedy cut loses the least objective: LP min c^T x' s.t. row cut."""
-    p = random_problem(seed, rows_per_col=1)
+@pytest.mark.parametrize("storage", ["fast", "compact"])
+@pytest.mark.parametrize("chunk", [None, 1, 4])
+def test_row_cut_is_the_optimal_fractional_knapsack_removal(seed, storage, chunk):
+    """With one row per column, the greedy cut loses the least objective: LP min c^T x' s.t. row cut.
+
+    ``chunk``: the running use is scanned that many entries at a time (rows split over chunks carry on)."""
+    p = random_problem(seed, rows_per_col=1, storage=storage)
     x = torch.as_tensor(np.random.default_rng(100 + seed).uniform(0, 1.0, p.n))
     ax = p.A @ x
-    xc = cut_rows(x, ax, p.row_upper, p.repair_plan)
-    A = torch.sparse_coo_tensor(p.A.to_sparse_coo().indices(), p.A.to_sparse_coo().values(), p.A.shape).to_dense()
+    xc = cut_rows(x, ax, p.row_upper, p.repair_plan, chunk=chunk)
+    np.testing.assert_allclose(xc.numpy(), cut_rows(x, ax, p.row_upper, p.repair_plan).numpy(), rtol=1e-13,
+                               atol=1e-15)
+    A = p.A.to_dense()
     A, c, xn, u = A.numpy(), p.c.numpy(), x.numpy(), p.row_upper.numpy()
     # oracle: choose 0 <= x' <= x with A x' <= max(u, A x restricted to unviolated rows), minimizing c^T x'
     cap = np.where(A @ xn > u, u, A @ xn)
@@ -70,11 +77,15 @@ def test_row_cut_is_the_optimal_fractional_knapsack_removal(seed):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_fill_keeps_feasibility_and_never_worsens(seed):
-    p = random_problem(seed, rows_per_col=2)
+@pytest.mark.parametrize("storage", ["fast", "compact"])
+@pytest.mark.parametrize("chunk", [None, 1, 5])
+def test_fill_keeps_feasibility_and_never_worsens(seed, storage, chunk):
+    """``chunk``: the raises are chosen that many columns (whole blocks) at a time, with the same result."""
+    p = random_problem(seed, rows_per_col=2, storage=storage)
     x = torch.as_tensor(np.random.default_rng(200 + seed).uniform(0, 0.3, p.n))
     x = shrink_blocks(cut_rows(x, p.A @ x, p.row_upper, p.repair_plan), p.blocks)
-    filled = fill_slack(x, p.c, p.A, p.At, p.row_upper, p.blocks, p.repair_plan)
+    filled = fill_slack(x, p.c, p.A, p.At, p.row_upper, p.blocks, chunk=chunk)
+    np.testing.assert_array_equal(filled.numpy(), fill_slack(x, p.c, p.A, p.At, p.row_upper, p.blocks).numpy())
     assert violation(p, filled) <= 1e-12
     assert bool((filled >= x).all())
     assert float(p.c @ filled) <= float(p.c @ x)
@@ -92,6 +103,6 @@ def test_fill_raises_one_column_per_block_on_ties():
     m.subject_to(x.sum(by=users) <= 1.0, name="cap")
     m.subject_to(x.sum(by=items) <= 10.0, name="budget")
     p = ScaledProblem.build(m.compile(), torch.device("cpu"), torch.float64)
-    filled = fill_slack(torch.zeros(3, dtype=torch.float64), p.c, p.A, p.At, p.row_upper, p.blocks, p.repair_plan)
+    filled = fill_slack(torch.zeros(3, dtype=torch.float64), p.c, p.A, p.At, p.row_upper, p.blocks)
     assert float(filled.sum()) == pytest.approx(1.0)
     assert int((filled > 0).sum()) == 1

@@ -28,11 +28,13 @@ from .solver import DualAscentSolver
 
 
 def _device_dtype(options: DualipOptions):
+    """(device, dtype, storage) with the device's defaults filled in."""
     device = torch.device(options.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"DualipOptions.device is {options.device!r} but CUDA is not available")
     name = options.dtype or ("float32" if device.type == "cuda" else "float64")
-    return device, getattr(torch, name)
+    storage = options.storage or ("compact" if device.type == "cuda" else "fast")
+    return device, getattr(torch, name), storage
 
 
 def _warm_start(ws, sf: StandardForm):
@@ -89,14 +91,14 @@ class DualipBackend:
 def solve_standard_form(sf: StandardForm, options: DualipOptions, comm: Comm = LOCAL, store=None) -> RawResult:
     """The dualip solve of ``sf``; with ``comm`` sf holds one rank's blocks and x, block_dual are that rank's."""
     start = time.perf_counter()
-    device, dtype = _device_dtype(options)
+    device, dtype, storage = _device_dtype(options)
     y0, gamma0 = _warm_start(options.warm_start, sf)
     torch.manual_seed(options.seed)
     if options.resume is not None and options.warm_start is not None:
         raise ModelError("DualipOptions: give either resume (a checkpoint) or warm_start, not both")
     if sf.n_rows == 0:
         return _separable(sf, comm)
-    prob = ScaledProblem.build(sf, device, dtype, options.seed, comm)
+    prob = ScaledProblem.build(sf, device, dtype, options.seed, comm, storage)
     solver = DualAscentSolver(prob, options, store)
     if y0 is not None:
         y0 = y0 / (prob.sigma * prob.row_scale)
@@ -128,6 +130,17 @@ def solve_standard_form(sf: StandardForm, options: DualipOptions, comm: Comm = L
         message=f"gamma {out['gamma']:.3g}, {out['iterations']} iterations",
         log="\n".join(str(h) for h in out["history"]),
     )
+
+
+def memory_report(sf: StandardForm, options: DualipOptions | None = None, iterations: int | None = None):
+    """MemoryReport of a dualip solve of ``sf`` with ``options``: bytes held per tensor, peak temporaries of
+    ``iterations`` iterations and of a check, and the peak per nonzero (see memory.py)."""
+    options = options or DualipOptions()
+    device, dtype, storage = _device_dtype(options)
+    if sf.n_rows == 0:
+        raise ModelError("memory_report: the model has no coupling rows, so there is no iteration to measure")
+    prob = ScaledProblem.build(sf, device, dtype, options.seed, LOCAL, storage)
+    return DualAscentSolver(prob, options).memory_report(iterations)
 
 
 def _separable(sf: StandardForm, comm: Comm = LOCAL) -> RawResult:

@@ -3,8 +3,9 @@
 The root tau_i of f(tau) = sum_j (v_j - tau)_+ - r_i is found by Newton steps from the previous
 iteration's tau (f is convex, decreasing, piecewise linear: from the right one step lands left of the
 root, from the left the steps increase monotonically and are exact once the active set settles; where
-no column is active, tau restarts at max v - r_i, left of the root). Block sums are sparse mat-vecs with
-the 0/1 block-membership matrix, which beat segment reductions on CPU. With a
+no column is active, tau restarts at max v - r_i, left of the root). Block sums and spreads go through
+``Blocks`` (membership mat-vecs and gathers in the fast storage, segment sums and repeat_interleave in the
+compact one). With a
 fixed number of steps there is no host synchronization; the result is exact whenever the active set
 has settled, which warm starting makes the common case. ``projections.project`` is the exact reference.
 """
@@ -14,22 +15,27 @@ from __future__ import annotations
 import torch
 
 
-def simplex_box_project(v, tau, blocks, steps: int):
-    """(x, tau): x = clip(v - tau[block], l, u) with tau = 0 on BOX blocks, tau >= 0 on SIMPLEX_LE blocks."""
-    member = blocks.member  # (nb, n) 0/1 CSR: member @ z sums z within each block
+def simplex_box_project(v, tau, blocks, steps: int, overwrite: bool = False):
+    """(x, tau): x = clip(v - tau[block], l, u) with tau = 0 on BOX blocks, tau >= 0 on SIMPLEX_LE blocks.
+
+    Temporaries: one column vector and a mask besides v and x; with ``overwrite`` x takes v's memory.
+    """
     # max v - r is left of the root with (usually) the root's few active columns: the restart when none is active
-    vmax = torch.segment_reduce(v, "max", offsets=blocks.offsets)
-    fallback = torch.where(blocks.counts > 0, vmax - blocks.rhs, 0.0)
+    fallback = torch.where(blocks.counts > 0, blocks.reduce(v, "max").sub_(blocks.rhs), 0.0)
     for _ in range(steps):
-        active = v > tau.index_select(0, blocks.seg)
-        k = member @ active.to(v.dtype)
-        s = member @ torch.where(active, v, 0.0)
-        tau = torch.where(k > 0, (s - blocks.rhs) / k.clamp(min=1), fallback)
+        active = v > blocks.spread(tau)
+        s = blocks.sum(torch.where(active, v, 0.0))
+        k = blocks.sum(active.to(v.dtype))
+        del active
+        tau = torch.where(k > 0, s.sub_(blocks.rhs).div_(k.clamp_(min=1)), fallback)
+        del s, k
+    del fallback
     tau = torch.where(blocks.is_le, tau.clamp(min=0), tau)
     tau = torch.where(blocks.is_box, 0.0, tau)
-    t_col = tau.index_select(0, blocks.seg)
-    x = torch.clamp(v - t_col, blocks.lower, blocks.upper)
-    return x, tau
+    t_col = blocks.spread(tau)
+    x = v.sub_(t_col) if overwrite else t_col.neg_().add_(v)
+    del t_col
+    return torch.clamp_(x, blocks.lower, blocks.upper), tau
 
 
 def simplex_box_linear_minimize(g, blocks, need_x: bool = True):
@@ -40,7 +46,7 @@ def simplex_box_linear_minimize(g, blocks, need_x: bool = True):
     infinite). Segment reductions only: the same results as projections.linear_minimize, without its sort.
     With ``need_x=False`` x is None (the bound needs only the values); box work is skipped without BOX blocks.
     """
-    gmin = torch.segment_reduce(g, "min", offsets=blocks.offsets)
+    gmin = blocks.reduce(g, "min")
     gmin = torch.where(blocks.counts > 0, gmin, 0.0)
     mu = torch.where(blocks.is_le, gmin.clamp(max=0), gmin)
     value = blocks.rhs * mu
@@ -51,14 +57,14 @@ def simplex_box_linear_minimize(g, blocks, need_x: bool = True):
         upper = torch.as_tensor(blocks.upper, dtype=g.dtype, device=g.device)
         box_x = torch.where(g > 0, lower.expand_as(g), torch.where(g < 0, upper.expand_as(g),
                                                                     torch.clamp(torch.zeros_like(g), lower, upper)))
-        box_value = torch.segment_reduce(torch.where(g != 0, g * box_x, 0.0), "sum", offsets=blocks.offsets)
+        box_value = blocks.reduce(torch.where(g != 0, g * box_x, 0.0), "sum")
         value = torch.where(blocks.is_box, box_value, value)
     if not need_x:
         return value, None, mu
-    is_min = g == gmin.index_select(0, blocks.seg)
-    ties = torch.segment_reduce(is_min.to(g.dtype), "sum", offsets=blocks.offsets).clamp(min=1)
+    is_min = g == blocks.spread(gmin)
+    ties = blocks.reduce(is_min.to(g.dtype), "sum").clamp(min=1)
     mass = torch.where(mu < 0, blocks.rhs, torch.where(blocks.is_le, 0.0, blocks.rhs)) / ties
-    x = torch.where(is_min, mass.index_select(0, blocks.seg), 0.0)
+    x = torch.where(is_min, blocks.spread(mass), 0.0)
     if box_x is not None:
-        x = torch.where(blocks.is_box.index_select(0, blocks.seg), box_x, x)
+        x = torch.where(blocks.spread(blocks.is_box), box_x, x)
     return value, x, mu

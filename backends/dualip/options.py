@@ -24,6 +24,10 @@ class DualipOptions:
     time_limit: float | None = None  # seconds
     device: str = "cpu"
     dtype: str | None = None  # "float32" or "float64"; default float64 on CPU, float32 on CUDA
+    # "fast": torch sparse CSR products, block index per column (quickest on CPU); "compact": gathers and segment
+    # sums, A stored once per orientation, <= 40 B per nonzero in float32, traceable by torch.compile;
+    # default compact on CUDA, fast on CPU
+    storage: str | None = None
     gamma: float | None = None  # initial ridge weight relative to RMS(c) (None: 0.03)
     gamma_decay: float = 0.5  # gamma <- gamma * gamma_decay at the end of each continuation stage
     gamma_min: float = 1e-7
@@ -46,6 +50,7 @@ class DualipOptions:
             "time_limit": self.time_limit is None or self.time_limit > 0,
             "gamma": self.gamma is None or self.gamma > 0,
             "dtype": self.dtype in (None, "float32", "float64"),
+            "storage": self.storage in (None, "fast", "compact"),
         }
         try:
             checks["device"] = torch.device(self.device).type in ("cpu", "cuda")

@@ -19,23 +19,78 @@ from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
 from dualip_model.standard_form import StandardForm
 
 from .comm import LOCAL, Comm
+from .operators import SparseRows
 from .repair import RepairPlan
 
 
 @dataclass
 class Blocks:
-    """Per-block device data for the fast projection (offsets into the column vector, counts, rhs, flags)."""
+    """Per-block device data for the fast projection (offsets into the column vector, counts, rhs, flags).
 
-    offsets: torch.Tensor  # (nb+1,) int64 block_ptr
-    counts: torch.Tensor  # (nb,) int64 columns per block
-    seg: torch.Tensor  # (n,) int32 block of every column (gathers per-block values to columns)
-    member: torch.Tensor  # (nb, n) sparse CSR of ones, member[i, j] = 1 iff column j is in block i
+    ``seg`` (an int32 block index per column) makes spreads one gather; ``member`` (the 0/1 block-membership
+    CSR, fast storage only) makes block sums sparse mat-vecs, faster than segment sums on CPU.
+    """
+
+    n: int  # columns
+    ptr_host: np.ndarray  # (nb+1,) block_ptr on the host, to cut the columns into chunks of whole blocks
+    offsets: torch.Tensor  # (nb+1,) int32 block_ptr
+    counts: torch.Tensor  # (nb,) int32 columns per block
+    seg: torch.Tensor | None  # (n,) int32 block of every column
+    member: torch.Tensor | None  # (nb, n) sparse CSR of ones, member[i, j] = 1 iff column j is in block i
     rhs: torch.Tensor  # (nb,)
     is_le: torch.Tensor  # (nb,) bool: SIMPLEX_LE
     is_box: torch.Tensor  # (nb,) bool: BOX
     any_box: bool  # some block is BOX (else the box branches of the kernels are skipped)
     lower: torch.Tensor | float  # (n,) or scalar
     upper: torch.Tensor | float
+
+    def sum(self, z: torch.Tensor) -> torch.Tensor:
+        """(nb,) sums of z within each block."""
+        if self.member is not None:
+            return self.member @ z
+        return torch.segment_reduce(z, "sum", offsets=self.offsets)
+
+    def reduce(self, z: torch.Tensor, how: str, initial: float | None = None) -> torch.Tensor:
+        """(nb,) "min" / "max" / "sum" of z within each block (``initial`` for an empty block)."""
+        return torch.segment_reduce(z, how, offsets=self.offsets, initial=initial)
+
+    def spread(self, t: torch.Tensor) -> torch.Tensor:
+        """(n,) the value of each column's block."""
+        if self.seg is not None:
+            return t.index_select(0, self.seg)
+        return torch.repeat_interleave(t, self.counts, output_size=self.n)
+
+    def chunks(self, size: int) -> list[tuple[int, int, int, int]]:
+        """(first block, end block, first column, end column) of consecutive runs of whole blocks, about
+        ``size`` columns each (a larger block is a run of its own)."""
+        ptr, nb = self.ptr_host, len(self.ptr_host) - 1
+        out, b0 = [], 0
+        while b0 < nb:
+            b1 = int(np.searchsorted(ptr, ptr[b0] + size, side="right")) - 1
+            b1 = min(max(b1, b0 + 1), nb)
+            out.append((b0, b1, int(ptr[b0]), int(ptr[b1])))
+            b0 = b1
+        return out
+
+    def slice(self, b0: int, b1: int) -> "Blocks":
+        """Blocks b0..b1-1 alone, over their own columns (views, and the rebased offsets)."""
+        a, e = int(self.ptr_host[b0]), int(self.ptr_host[b1])
+
+        def cols(v):
+            return v[a:e] if isinstance(v, torch.Tensor) else v
+        return Blocks(n=e - a, ptr_host=self.ptr_host[b0:b1 + 1] - a, offsets=self.offsets[b0:b1 + 1] - a,
+                      counts=self.counts[b0:b1],
+                      seg=None if self.seg is None else self.seg[a:e] - b0, member=None, rhs=self.rhs[b0:b1],
+                      is_le=self.is_le[b0:b1], is_box=self.is_box[b0:b1], any_box=self.any_box,
+                      lower=cols(self.lower), upper=cols(self.upper))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"blocks.{k}": getattr(self, k) for k in ("offsets", "counts", "seg", "member", "rhs", "is_le",
+                                                          "is_box", "lower", "upper")}
+        return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+
+STORAGES = ("fast", "compact")
 
 
 @dataclass
@@ -45,8 +100,9 @@ class ScaledProblem:
     sf: StandardForm
     device: torch.device
     dtype: torch.dtype
-    A: torch.Tensor  # (m, n) sparse CSR, int32 indices, rows scaled to unit norm
-    At: torch.Tensor  # (n, m) sparse CSR of A~^T (the CSC arrays of A~)
+    storage: str  # "fast" (torch sparse CSR, block index per column) or "compact" (<= 40 B/nnz, traceable)
+    A: SparseRows  # (m, n) rows scaled to unit norm; compact: each row's entries in the repair's order
+    At: SparseRows  # (n, m) A~^T (the CSC arrays of A~); "single" when every column lies in at most one row
     c: torch.Tensor  # (n,) c / sigma
     row_lower: torch.Tensor  # (m,) D l
     row_upper: torch.Tensor  # (m,) D u
@@ -69,10 +125,21 @@ class ScaledProblem:
     def m(self) -> int:
         return self.sf.n_rows
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every device tensor the problem holds, by name (shared storages appear under each name)."""
+        out = {**self.A.tensors("A"), **self.At.tensors("At"), "c": self.c, "row_lower": self.row_lower,
+               "row_upper": self.row_upper, "row_size": self.row_size, **self.blocks.tensors()}
+        if self.repair_plan is not None:
+            out.update(self.repair_plan.tensors())
+        return out
+
     @staticmethod
     def build(sf: StandardForm, device: torch.device, dtype: torch.dtype, seed: int = 0,
-              comm: Comm = LOCAL) -> "ScaledProblem":
+              comm: Comm = LOCAL, storage: str = "fast") -> "ScaledProblem":
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {STORAGES}, not {storage!r}")
         n, m = sf.n_cols, sf.n_rows
+        compact = storage == "compact"
         data = np.asarray(sf.A_data, dtype=np.float64)
         norms = np.sqrt(comm.sum_np(np.bincount(sf.A_indices, weights=data * data, minlength=m)))
         scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
@@ -84,6 +151,10 @@ class ScaledProblem:
         A_csc.data = scaled
         A_csr = A_csc.tocsr()
         A_csr.sort_indices()
+        c_host = sf.c / sigma
+        repairable = not comm.max_np(not _repairable(sf))  # every rank's columns must allow it
+        # rows of A in the repair's order (worst cost per unit of row use first) where a repair applies
+        order = RepairPlan.order(A_csr, c_host) if repairable and m else None
 
         def t(a, dt=dtype):
             a = np.asarray(a)
@@ -91,39 +162,52 @@ class ScaledProblem:
                 a = a.copy()
             return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
 
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*[Ss]parse.*")  # CSR 'beta' and invariant notices
-            A = torch.sparse_csr_tensor(t(A_csr.indptr, torch.int32), t(A_csr.indices, torch.int32),
-                                        t(A_csr.data), size=(m, n))
-            At = torch.sparse_csr_tensor(t(sf.A_indptr, torch.int32), t(sf.A_indices, torch.int32), t(scaled),
-                                         size=(n, m))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-            member = torch.sparse_csr_tensor(t(sf.block_ptr, torch.int32), torch.arange(n, dtype=torch.int32, device=device),
-                                             torch.ones(n, dtype=dtype, device=device), size=(sf.n_blocks, n))
+        single = np.diff(sf.A_indptr).max(initial=0) <= 1  # every column in at most one row (matching)
+        At = SparseRows(sf.A_indptr, sf.A_indices, scaled, (n, m),
+                        "single" if single else ("segment" if compact else "csr"), device, dtype)
+        rows_sorted = A_csr.indices if order is None else A_csr.indices[order]
+        if compact and single:  # A's values are At's, one per column: not stored twice
+            A = SparseRows(A_csr.indptr, rows_sorted, None, (m, n), "segment", device, dtype, col_vals=At.vals)
+        elif compact:
+            A = SparseRows(A_csr.indptr, rows_sorted, A_csr.data if order is None else A_csr.data[order], (m, n),
+                           "segment", device, dtype)
+        else:
+            A = SparseRows(A_csr.indptr, A_csr.indices, A_csr.data, (m, n), "csr", device, dtype)
+        plan = None
+        if order is not None:
+            rows = A if compact else SparseRows(A_csr.indptr, rows_sorted, A_csr.data[order], (m, n), "segment",
+                                                device, dtype)
+            plan = RepairPlan(rows=rows, single=single)
+        member = None
+        counts = np.diff(sf.block_ptr)
+        # the block of each column: spreads are one gather (repeat_interleave would build an int64 index per call)
+        seg = t(np.repeat(np.arange(sf.n_blocks, dtype=np.int32), counts), torch.int32)
+        if not compact:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+                member = torch.sparse_csr_tensor(t(sf.block_ptr, torch.int32),
+                                                 torch.arange(n, dtype=torch.int32, device=device),
+                                                 torch.ones(n, dtype=dtype, device=device), size=(sf.n_blocks, n))
         kinds = sf.block_kind
-        counts = np.diff(sf.block_ptr).astype(np.int64)
         uniform = sf.col_lower.strides == (0,) and sf.col_upper.strides == (0,)
         lower = float(sf.col_lower[0]) if uniform and n else t(sf.col_lower)
         upper = float(sf.col_upper[0]) if uniform and n else t(sf.col_upper)
         blocks = Blocks(
-            offsets=t(sf.block_ptr, torch.int64), counts=t(counts, torch.int64),
-            seg=t(np.repeat(np.arange(sf.n_blocks, dtype=np.int32), counts), torch.int32),
-            member=member, rhs=t(sf.block_rhs),
+            n=n, ptr_host=np.asarray(sf.block_ptr, dtype=np.int64), offsets=t(sf.block_ptr, torch.int32),
+            counts=t(counts, torch.int32), seg=seg, member=member,
+            rhs=t(sf.block_rhs),
             is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool), is_box=t(kinds == BlockKind.BOX, torch.bool),
             any_box=bool((kinds == BlockKind.BOX).any()), lower=lower, upper=upper,
         )
-        repairable = not comm.max_np(not _repairable(sf))  # every rank's columns must allow it
-        c = t(sf.c / sigma)
         fast = not comm.max_np(not np.isin(kinds, (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)).all())
         lo, hi = sf.row_lower, sf.row_upper
         finite = np.concatenate([lo[np.isfinite(lo)], hi[np.isfinite(hi)]])
         side = np.maximum(np.where(np.isfinite(lo), np.abs(lo), 0.0), np.where(np.isfinite(hi), np.abs(hi), 0.0))
         return ScaledProblem(
-            sf=sf, device=device, dtype=dtype, A=A, At=At, c=c, row_lower=t(lo * scale),
+            sf=sf, device=device, dtype=dtype, storage=storage, A=A, At=At, c=t(c_host), row_lower=t(lo * scale),
             row_upper=t(hi * scale), row_scale=scale, sigma=sigma,
             norm_sq=_norm_sq_upper(A_csr, seed, comm), blocks=blocks, fast_projection=fast,
-            repairable=repairable, repair_plan=RepairPlan.build(A, c) if repairable and m else None,
+            repairable=repairable, repair_plan=plan,
             b_norm=float(np.linalg.norm(finite)), row_size=t(1.0 + side), comm=comm,
         )
 

@@ -15,65 +15,95 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .comm import LOCAL
+from .operators import SparseRows
 
 
 @dataclass
 class RepairPlan:
-    """A's row entries sorted by cost per unit of row use (worst first), fixed for a problem.
+    """A's rows with each row's entries sorted by cost per unit of row use (worst first), fixed for a problem.
 
-    Where every column lies in at most one coupling row (matching), per-column results are plain gathers
-    (``col_slot``, ``col_row``) instead of segment reductions over the columns' rows.
+    In the compact storage ``rows`` is A itself (A is stored in this order), so the plan costs nothing; the fast
+    storage keeps A's CSR in column order for MKL / cuSPARSE and the plan is a sorted copy.
     """
 
-    cols: torch.Tensor  # (nnz,) int32 column of each sorted entry (rows contiguous, worst entry first)
-    vals: torch.Tensor  # (nnz,) its coefficient
-    row_of: torch.Tensor  # (nnz,) int32 row of each sorted entry
-    row_ptr: torch.Tensor  # (m+1,) int64 row starts
-    col_slot: torch.Tensor | None  # (n,) int64: sorted position of the column's entry, nnz if it has none
-    col_row: torch.Tensor | None  # (n,) int64: the column's row, m if it has none
+    rows: SparseRows  # kind "segment": ptr (m+1,) int64 row starts, idx (nnz,) int32 columns, worst entry first
+    single: bool  # every column lies in at most one row: a column's factor is its one entry's
+
+    @property
+    def ptr(self) -> torch.Tensor:
+        return self.rows.ptr
+
+    @property
+    def cols(self) -> torch.Tensor:
+        return self.rows.idx
+
+    def values(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        return self.rows.values(start, stop)
 
     @staticmethod
-    def build(A: torch.Tensor, c: torch.Tensor) -> "RepairPlan":
-        """Sort each row of the CSR matrix A by c_j / a_rj, descending (one global two-key stable sort)."""
-        m, n = A.shape
-        crow = A.crow_indices().long()
-        cols = A.col_indices().long()
-        row_of = torch.repeat_interleave(torch.arange(m, device=A.device, dtype=torch.int32), crow.diff())
-        density = c.index_select(0, cols) / A.values()
-        by_density = torch.argsort(density, descending=True, stable=True)
-        order = by_density.index_select(0, torch.argsort(row_of.index_select(0, by_density), stable=True))
-        cols = cols.index_select(0, order)
-        col_slot = col_row = None
-        if cols.numel() == 0 or int(torch.bincount(cols, minlength=n).max()) <= 1:
-            nnz = cols.numel()
-            col_slot = torch.full((n,), nnz, dtype=torch.int64, device=A.device)
-            col_slot[cols] = torch.arange(nnz, device=A.device)
-            col_row = torch.full((n,), m, dtype=torch.int64, device=A.device)
-            col_row[cols] = row_of.long()
-        return RepairPlan(cols=cols.to(torch.int32), vals=A.values().index_select(0, order), row_of=row_of,
-                          row_ptr=crow, col_slot=col_slot, col_row=col_row)
+    def order(A_csr, c: np.ndarray) -> np.ndarray:
+        """Permutation of the CSR entries that sorts each row by c_j / a_rj, descending (stable)."""
+        rows = np.repeat(np.arange(A_csr.shape[0]), np.diff(A_csr.indptr))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            density = c[A_csr.indices] / A_csr.data
+        return np.lexsort((-density, rows))
 
-    def per_column_min(self, per_row: torch.Tensor, At: torch.Tensor) -> torch.Tensor:
-        """f_j = min over the rows r of column j of per_row[r] (1 for a column in no row)."""
-        if self.col_row is not None:
-            return torch.cat([per_row, per_row.new_ones(1)]).index_select(0, self.col_row)
-        return torch.segment_reduce(per_row.index_select(0, At.col_indices()), "min",
-                                    offsets=At.crow_indices().long(), initial=1.0)
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return self.rows.tensors("plan")
+
+    def row_of(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """(stop - start,) int64 row of each sorted entry in [start, stop)."""
+        stop = self.cols.numel() if stop is None else stop
+        pos = torch.arange(start, stop, device=self.cols.device)
+        return torch.searchsorted(self.ptr, pos, right=True) - 1
 
 
-def cut_rows(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor, plan: RepairPlan):
-    """x * f, f_j = min over rows r of j of (what remains of a_rj x_j after removing r's excess greedily)."""
-    excess = (ax - upper).clamp(min=0)
-    use = (plan.vals * x.index_select(0, plan.cols)).double()
-    cum = torch.cumsum(use, 0)  # float64: a segmented scan as one global scan minus each row's start
-    start = torch.cat([cum.new_zeros(1), cum]).index_select(0, plan.row_ptr[:-1])
-    before = cum - use - start.index_select(0, plan.row_of)
-    removed = torch.minimum((excess.double().index_select(0, plan.row_of) - before).clamp(min=0), use)
-    keep = torch.where(use > 0, 1.0 - removed / use.clamp(min=1e-300), 1.0).clamp(0.0, 1.0).to(x.dtype)
-    return _scale_columns(x, keep, plan)
+def chunk_size(n: int) -> int:
+    """Entries or columns handled at once by the check's per-entry work: its temporaries stay ~1/64 of n."""
+    return max(1 << 12, -(-n // 64))
+
+
+def cut_rows(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor, plan: RepairPlan, chunk: int | None = None,
+             overwrite: bool = False) -> torch.Tensor:
+    """x * f, f_j = min over rows r of j of (what remains of a_rj x_j after removing r's excess greedily).
+
+    The running use of each row, sum of a_rk x_k over the entries before j in the row's order, is one scan in
+    float64 over all sorted entries (less the scan at the row's first entry), taken ``chunk`` entries at a time
+    with the scan and each open row's start carried over: temporaries in proportion to ``chunk``, not to nnz.
+    """
+    m, nnz = ax.shape[0], plan.cols.numel()
+    excess = (ax - upper).clamp(min=0).double()
+    keep_col = torch.ones_like(x)
+    base = torch.zeros((), dtype=torch.float64, device=x.device)  # use of all entries before the chunk
+    row_start = torch.zeros(m, dtype=torch.float64, device=x.device)  # scan value at each row's first entry
+    size = chunk or chunk_size(nnz)
+    for a in range(0, nnz, size):
+        b = min(a + size, nnz)
+        cols = plan.cols[a:b]
+        rows = plan.row_of(a, b)
+        use = (plan.values(a, b) * x.index_select(0, cols)).double()
+        before = torch.cumsum(use, 0).add_(base).sub_(use)  # exclusive scan
+        first = plan.ptr.index_select(0, rows) - a  # the row's first entry, relative to the chunk (< 0: earlier)
+        start = torch.where(first >= 0, before.index_select(0, first.clamp(min=0)), row_start.index_select(0, rows))
+        row_start.index_put_((rows,), start)  # every entry of a row writes the same value
+        base = before[-1] + use[-1]
+        before.sub_(start)
+        removed = torch.minimum((excess.index_select(0, rows) - before).clamp(min=0), use)
+        keep = torch.where(use > 0, 1.0 - removed / use.clamp(min=1e-300), 1.0).clamp(0.0, 1.0).to(x.dtype)
+        _min_into(keep_col, cols, keep, plan.single)
+    return x.mul_(keep_col) if overwrite else x * keep_col
+
+
+def _min_into(per_col: torch.Tensor, cols: torch.Tensor, per_entry: torch.Tensor, single: bool) -> None:
+    """per_col[j] = min(per_col[j], per_entry over the entries of column j), in place."""
+    if single:  # one entry per column: a plain write
+        per_col.index_put_((cols,), torch.minimum(per_col.index_select(0, cols), per_entry))
+    else:
+        per_col.scatter_reduce_(0, cols.long(), per_entry, "amin")
 
 
 def cut_rows_by_threshold(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor, c: torch.Tensor,
@@ -89,10 +119,11 @@ def cut_rows_by_threshold(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor
     """
     m = ax.shape[0]
     buckets = int(max(2, min(64, budget // max(m, 1))))
-    rows = plan.row_of.long()
+    rows = plan.row_of()
     excess = (ax - upper).clamp(min=0).double()
-    use = (plan.vals * x.index_select(0, plan.cols)).double()
-    density = (c.index_select(0, plan.cols) / plan.vals).double()
+    vals = plan.values()
+    use = (vals * x.index_select(0, plan.cols)).double()
+    density = (c.index_select(0, plan.cols) / vals).double()
     inf = torch.full((m,), torch.inf, dtype=torch.float64, device=x.device)
     extremes = comm.max(torch.cat([(-inf).scatter_reduce(0, rows, density, "amax"),
                                    (-inf).scatter_reduce(0, rows, -density, "amax")]))
@@ -123,58 +154,69 @@ def cut_rows_by_threshold(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor
     violated = (excess > 0).index_select(0, rows)
     removed = torch.where(above, 1.0, torch.where(inside, share.index_select(0, rows), 0.0))
     keep = torch.where(violated & (use > 0), 1.0 - removed, 1.0).to(x.dtype)
-    return _scale_columns(x, keep, plan)
+    keep_col = torch.ones_like(x)
+    _min_into(keep_col, plan.cols, keep, plan.single)
+    return x * keep_col
 
 
-def _scale_columns(x: torch.Tensor, keep: torch.Tensor, plan: RepairPlan) -> torch.Tensor:
-    """x_j * min over the entries of column j of keep (1 for a column with no entry)."""
-    if plan.col_slot is not None:
-        return x * torch.cat([keep, keep.new_ones(1)]).index_select(0, plan.col_slot)
-    return x * torch.ones_like(x).scatter_reduce_(0, plan.cols.long(), keep, "amin")
-
-
-def shrink_blocks(x: torch.Tensor, blocks) -> torch.Tensor:
+def shrink_blocks(x: torch.Tensor, blocks, overwrite: bool = False) -> torch.Tensor:
     """Scale each sum-constrained block with sum x > r_i down to sum x = r_i."""
-    sums = torch.segment_reduce(x, "sum", offsets=blocks.offsets)
+    sums = blocks.reduce(x, "sum")
     over = ~blocks.is_box & (sums > blocks.rhs)
-    shrink = torch.where(over, blocks.rhs / sums.clamp(min=1e-300), 1.0)
-    return x * shrink.index_select(0, blocks.seg)
+    shrink = blocks.spread(torch.where(over, blocks.rhs / sums.clamp(min=1e-300), 1.0))
+    return x.mul_(shrink) if overwrite else x * shrink
 
 
-def fill_slack(x: torch.Tensor, c: torch.Tensor, A: torch.Tensor, At: torch.Tensor, upper: torch.Tensor,
-               blocks, plan: RepairPlan, comm=LOCAL) -> torch.Tensor:
-    """Raise, in each block with spare capacity, the best improving column whose rows all have slack."""
-    slack = (upper - comm.sum(A @ x)).clamp(min=0)
-    open_col = (At @ (slack <= 0).to(x.dtype)) == 0  # A >= 0: no tight row among the column's rows
-    col_upper = torch.as_tensor(blocks.upper, dtype=x.dtype, device=x.device).expand_as(x)
-    room = col_upper - x
-    candidate = open_col & (c < 0) & (room > 0)
+def fill_slack(x: torch.Tensor, c: torch.Tensor, A, At, upper: torch.Tensor, blocks, comm=LOCAL,
+               chunk: int | None = None, overwrite: bool = False) -> torch.Tensor:
+    """Raise, in each block with spare capacity, the best improving column whose rows all have slack.
+
+    The raises are chosen ``chunk`` columns (whole blocks) at a time, then scaled per row so that no row
+    exceeds u: temporaries of two column vectors plus a chunk's.
+    """
+    slack = (upper - comm.sum(A.matvec(x, chunk=chunk_size(A.idx.numel())))).clamp(min=0)
+    open_col = At.row_min((slack > 0).to(x.dtype), empty=1.0) > 0  # no tight row among the column's rows
+    delta = torch.zeros_like(x)
     big = torch.finfo(x.dtype).max
-    masked = torch.where(candidate, c, torch.full_like(c, big))
-    seg = blocks.seg
-    best = torch.segment_reduce(masked, "min", offsets=blocks.offsets, initial=big).index_select(0, seg)
-    index = torch.arange(x.shape[0], device=x.device, dtype=x.dtype)  # ties: the last best column
-    last = torch.segment_reduce(torch.where(candidate & (masked == best), index, -1.0), "max",
-                                offsets=blocks.offsets, initial=-1.0)
-    sums = torch.segment_reduce(x, "sum", offsets=blocks.offsets)
-    spare = (blocks.rhs - sums).clamp(min=0)
-    is_box = blocks.is_box.index_select(0, seg)
-    picked = candidate & (is_box | (index == last.index_select(0, seg)))
-    raise_by = torch.where(is_box, room, torch.minimum(room, spare.index_select(0, seg)))
-    delta = torch.where(picked & torch.isfinite(raise_by), raise_by, 0.0)
-    demand = comm.sum(A @ delta)
+    chunks = blocks.chunks(chunk or chunk_size(x.shape[0]))
+    for b0, b1, a, e in chunks:
+        part = blocks.slice(b0, b1)
+        xs, cs = x[a:e], c[a:e]
+        room = part.upper - xs
+        candidate = open_col[a:e] & (cs < 0) & (room > 0)
+        masked = torch.where(candidate, cs, big)
+        best = part.spread(part.reduce(masked, "min", initial=big))
+        index = torch.arange(e - a, device=x.device, dtype=x.dtype)  # ties: the last best column
+        last = part.spread(part.reduce(torch.where(candidate & (masked == best), index, -1.0), "max", initial=-1.0))
+        spare = part.spread((part.rhs - part.reduce(xs, "sum")).clamp(min=0))
+        is_box = part.spread(part.is_box)
+        picked = candidate & (is_box | (index == last))
+        raise_by = torch.where(is_box, room, torch.minimum(room, spare))
+        delta[a:e] = torch.where(picked & torch.isfinite(raise_by), raise_by, 0.0)
+    del open_col
+    demand = comm.sum(A.matvec(delta, chunk=chunk_size(A.idx.numel())))
     row_factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), 1.0)
-    return x + delta * plan.per_column_min(row_factor, At).clamp(0.0, 1.0)
+    if At.ptr is None:  # one row per column: the factors gathered a chunk at a time
+        for _, _, a, e in chunks:
+            delta[a:e].mul_(At.row_min(row_factor, empty=1.0, start=a, stop=e).clamp_(0.0, 1.0))
+    else:
+        delta.mul_(At.row_min(row_factor, empty=1.0).clamp_(0.0, 1.0))
+    return x.add_(delta) if overwrite else x + delta
 
 
-def repair(x, ax, prob) -> torch.Tensor:
-    """A feasible point near x for a repairable ScaledProblem: cut violated rows, shrink blocks, fill slack."""
+def repair(x, ax, prob, overwrite: bool = False) -> torch.Tensor:
+    """A feasible point near x for a repairable ScaledProblem: cut violated rows, shrink blocks, fill slack.
+
+    With ``overwrite`` x itself becomes the result (no copy of the column vector).
+    """
     comm = prob.comm
     if prob.m and comm.world > 1:
         x = cut_rows_by_threshold(x, ax, prob.row_upper, prob.c, prob.repair_plan, comm)
+        overwrite = True  # x is a new tensor now
     elif prob.m:
-        x = cut_rows(x, ax, prob.row_upper, prob.repair_plan)
-    x = shrink_blocks(x, prob.blocks)
+        x = cut_rows(x, ax, prob.row_upper, prob.repair_plan, overwrite=overwrite)
+        overwrite = True
+    x = shrink_blocks(x, prob.blocks, overwrite=overwrite)
     if prob.m:
-        x = fill_slack(x, prob.c, prob.A, prob.At, prob.row_upper, prob.blocks, prob.repair_plan, comm)
+        x = fill_slack(x, prob.c, prob.A, prob.At, prob.row_upper, prob.blocks, comm, overwrite=True)
     return x

@@ -25,9 +25,10 @@ from dualip_model.status import Status
 
 from . import checkpoint
 from .fast_projection import simplex_box_linear_minimize, simplex_box_project
+from .memory import MemoryReport, TemporaryTracker, held_bytes
 from .problem import ScaledProblem
 from .projections import BlockStructure, linear_minimize, project
-from .repair import repair
+from .repair import chunk_size, repair
 
 
 @dataclass
@@ -174,9 +175,10 @@ class DualAscentSolver:
             return simplex_box_linear_minimize(g, self.prob.blocks, need_x)
         return linear_minimize(g, self.bs)
 
-    def primal(self, v: torch.Tensor, tau: torch.Tensor, steps: int):
+    def primal(self, v: torch.Tensor, tau: torch.Tensor, steps: int, overwrite: bool = False):
+        """(x*(v), tau): the projection of v onto C; with ``overwrite`` (fast projection) x may take v's memory."""
         if self.prob.fast_projection:
-            return simplex_box_project(v, tau, self.prob.blocks, steps)
+            return simplex_box_project(v, tau, self.prob.blocks, steps, overwrite)
         return project(v, self.bs), tau
 
     def iterate(self, st: AscentState, gamma: float, step: float, k: int, lip_floor: float = 1e-2) -> AscentState:
@@ -191,9 +193,11 @@ class DualAscentSolver:
         w_prev, ax_prev = st.w_prev, st.ax_prev
         l_max = 1.0 / step
         for _ in range(k):
-            v = torch.addmv(p.c, p.At, w, beta=-1.0 / gamma, alpha=-1.0 / gamma)  # -(c + A^T w) / gamma
-            x, tau = self.primal(v, tau, self.opts.newton_steps)
-            ax = p.comm.sum(p.A @ x)  # the one all-reduce of a sharded iteration (m numbers)
+            v = p.At.matvec(w).add_(p.c).mul_(-1.0 / gamma)  # -(c + A^T w) / gamma
+            x, tau = self.primal(v, tau, self.opts.newton_steps, overwrite=True)
+            del v
+            ax = p.comm.sum(p.A.matvec(x, overwrite=True))  # the one all-reduce of a sharded iteration (m numbers)
+            del x
             if self.opts.adaptive_step:
                 local = (ax - ax_prev).norm() / (w - w_prev).norm().clamp(min=1e-30)
                 lip = torch.clamp(torch.maximum(local, 0.95 * lip), min=lip_floor * l_max, max=l_max)
@@ -211,6 +215,10 @@ class DualAscentSolver:
             y = y_new
         return AscentState(y, w, t, tau, lip, w_prev, ax_prev)
 
+    def A_times(self, x: torch.Tensor) -> torch.Tensor:
+        """A x outside the loop: in row groups, so that its temporaries stay small (compact storage)."""
+        return self.prob.A.matvec(x, chunk=chunk_size(self.prob.A.idx.numel()))
+
     def support(self, y: torch.Tensor) -> torch.Tensor:
         """h(y) = sum_r u_r y_r^+ - l_r y_r^- (finite on the dual domain)."""
         p = self.prob
@@ -219,7 +227,7 @@ class DualAscentSolver:
 
     def lagrangian_bound(self, y: torch.Tensor) -> torch.Tensor:
         """L(y) = min_{x in C} (c + A^T y)^T x - h(y): a lower bound on the optimum for every y in the domain."""
-        values, _, _ = self.linear_minimize(self.prob.c + self.prob.At @ y, need_x=False)
+        values, _, _ = self.linear_minimize((self.prob.At @ y).add_(self.prob.c), need_x=False)
         return self.prob.comm.sum(values.sum()) - self.support(y)
 
     def farkas(self, d: torch.Tensor) -> torch.Tensor:
@@ -235,20 +243,25 @@ class DualAscentSolver:
     def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, rays: list[torch.Tensor]):
         """Certificate numbers at y (one host copy), the primal candidate, and the ray with the largest Farkas value."""
         p = self.prob
-        g = p.c + p.At @ y
+        v = (p.At @ y).add_(p.c)  # g = c + A^T y
+        values, _, _ = self.linear_minimize(v, need_x=False)
+        block_value = values.sum()
+        v.mul_(-1.0 / gamma)  # -g / gamma, in g's memory: g^T x = -gamma v^T x below
         if p.fast_projection and p.repairable:  # the repair restores block sums an unsettled Newton step misses
-            x, _ = self.primal(-g / gamma, tau, 4 * self.opts.newton_steps)
+            x, _ = self.primal(v, tau, 4 * self.opts.newton_steps)
         else:
-            x = project(-g / gamma, self.bs)
-        ax = p.comm.sum(p.A @ x)
+            x = project(v, self.bs)
+        reg_value = gamma * (0.5 * _dot(x, x) - _dot(v, x))  # g^T x + gamma/2 ||x||^2
+        del v
+        ax = p.comm.sum(self.A_times(x))
         raw_viol = self.violation(ax)
         step = gamma / p.norm_sq
         z = y + step * ax
         moved = (z - step * torch.clamp(z / step, p.row_lower, p.row_upper) - y) / (step * self.row_scale)
-        values, _, _ = self.linear_minimize(g, need_x=False)
         if p.repairable:
-            xr = repair(x, ax, p)
-            viol = self.violation(p.comm.sum(p.A @ xr))
+            xr = repair(x, ax, p, overwrite=True)
+            del x
+            viol = self.violation(p.comm.sum(self.A_times(xr)))
         else:
             xr, viol = x, raw_viol
         h = self.support(y)
@@ -256,8 +269,7 @@ class DualAscentSolver:
         no_ray = p.repairable or not p.m
         farkas = [torch.zeros((), dtype=p.dtype, device=p.device) if no_ray else self.farkas(d) for d in rays]
         # sums over columns: one all-reduce for the three of them
-        block_values, objective, reg_value = p.comm.sum(torch.stack([
-            values.sum(), (p.c * xr).sum(), (g * x).sum() + 0.5 * gamma * (x * x).sum()]))
+        block_values, objective, reg_value = p.comm.sum(torch.stack([block_value, _dot(p.c, xr), reg_value]))
         stats = torch.stack([
             block_values - h,  # unregularized bound (scaled)
             objective,  # of the candidate (scaled)
@@ -277,6 +289,33 @@ class DualAscentSolver:
             farkas=stats[7 + best_ray], dual_violation=p.sigma * stats[6],
         )
         return cert, xr, rays[best_ray]
+
+    # ------------------------------------------------------------------ accounting
+    def memory_report(self, iterations: int | None = None) -> MemoryReport:
+        """Bytes of every tensor the solve holds and the peak of its temporaries, measured on this problem.
+
+        From the starting duals: ``iterations`` (default check_every) iterations to warm up, then as many again
+        and one check under a TemporaryTracker. Held: the problem, the ascent state, the ray bases and the
+        best primal and duals a run keeps.
+        """
+        p, k = self.prob, iterations or self.opts.check_every
+        gamma = self.opts.gamma if self.opts.gamma is not None else 3e-2
+        run = Run.start(AscentState.start(torch.zeros(p.m, dtype=p.dtype, device=p.device), p.sf.n_blocks,
+                                          p.norm_sq / gamma), gamma)
+        st = self.iterate(run.st, gamma, gamma / p.norm_sq, k)
+        with TemporaryTracker() as loop:
+            st = self.iterate(st, gamma, gamma / p.norm_sq, k)
+        rays = [self.to_domain(st.y - base) for base in (run.ray_ref, run.anchor)]
+        with TemporaryTracker() as check:
+            _, x, _ = self.check(st.y, st.tau, gamma, rays)
+        state = {f"state.{name}": getattr(st, name) for name in Run._STATE}
+        state.update({name: getattr(run, name) for name in Run._RAYS}, best_y=st.y.clone(), best_x=x,
+                     row_scale=self.row_scale)
+        if self._bs is not None:
+            state.update({f"exact.{k}": v for k, v in vars(self._bs).items() if isinstance(v, torch.Tensor)})
+        return MemoryReport(nnz=p.sf.nnz,
+                            held=held_bytes({**p.tensors(), **state}), iteration_temporaries=loop.peak,
+                            check_temporaries=check.peak, iterations=k)
 
     # ------------------------------------------------------------------ the method
     def solve(self, y0: np.ndarray | None = None, gamma0: float | None = None):
@@ -398,3 +437,11 @@ class DualAscentSolver:
         p = self.prob
         y = torch.where(torch.isinf(p.row_lower), y.clamp(min=0), y)
         return torch.where(torch.isinf(p.row_upper), y.clamp(max=0), y)
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum_j a_j b_j as cascaded sums of products over chunks: no temporary as long as the vectors."""
+    size = chunk_size(a.shape[0])
+    if a.shape[0] <= size:
+        return (a * b).sum()
+    return torch.stack([(a[i:i + size] * b[i:i + size]).sum() for i in range(0, a.shape[0], size)]).sum()
