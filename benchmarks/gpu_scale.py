@@ -20,9 +20,10 @@ on CUDA, creates the context), so that its peak memory is its own. Per size:
   infeasibility both <= 1e-3 and <= --tol;
 - peak memory per nonzero: on CUDA torch.cuda.max_memory_allocated over the solve (reset before it) / nnz;
   on every device the process's peak extra resident memory over the solve, VmHWM after the solve minus
-  VmRSS before it (VmHWM reset through /proc/self/clear_refs), / nnz;
-- the SpMV-pair roofline in the same process: torch sparse A x + A^T y on the solver's own tensors (int32
-  CSR, the solve's dtype), the iteration's time over it (target: <= 3x on CPU, <= 2x on GPU), and the
+  VmRSS before it (VmHWM reset through /proc/self/clear_refs), / nnz; and the solver's own accounting
+  (memory_report: tensors held plus peak temporaries, the same on every device) in both storages;
+- the SpMV-pair roofline in the same process: torch sparse A x + A^T y (int32 CSR of A and of A^T, the
+  solve's dtype), the iteration's time over it (target: <= 3x on CPU, <= 2x on GPU), and the
   bandwidth it achieves, counting the matrix bytes it reads (values, int32 indices and row pointers of A and
   A^T), as a fraction of a large torch copy's bandwidth (bytes read + written) on the same device;
 - HiGHS interior point (threads = cores) up to --highs-max-nnz nonzeros, within --highs-time-limit: seconds
@@ -42,10 +43,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
+import numpy as np
 import torch
 
 from dualip_model import registry
+from dualip_model.backends.dualip import memory_report
 from dualip_model.backends.dualip.options import DualipOptions
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.cli import native_stdout_to_stderr
@@ -71,6 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", default=None, choices=["float32", "float64"],
                         help="default: float32 on CUDA, float64 on CPU (the solver's defaults)")
+    parser.add_argument("--storage", default=None, choices=["fast", "compact"],
+                        help="dualip storage (default: compact on CUDA, fast on CPU)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch and HiGHS threads")
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--max-iter", type=int, default=DualipOptions().max_iter)
@@ -126,21 +132,39 @@ def reset_peak_rss() -> str | None:
     return None
 
 
-def spmv_pair(sf, device: torch.device, dtype: torch.dtype, repeat: int) -> dict:
-    """Build the solver's ScaledProblem (timed) and time A x + A^T y on its tensors; the matrix bytes they read."""
+def spmv_pair(sf, device: torch.device, dtype: torch.dtype, repeat: int, storage: str) -> dict:
+    """Time A x + A^T y with torch sparse CSR tensors (int32 indices) of A and A^T: the reference floor of one
+    iteration, independent of the solver's storage; also the solver's ScaledProblem build (timed) and the
+    matrix bytes the pair reads."""
     synchronize(device)
     start = time.perf_counter()
-    p = ScaledProblem.build(sf, device, dtype)
+    ScaledProblem.build(sf, device, dtype, storage=storage)
     synchronize(device)
     build = time.perf_counter() - start
-    x = torch.rand(p.n, dtype=dtype, device=device)
-    y = torch.rand(p.m, dtype=dtype, device=device)
-    median, mean = call_ms(lambda: (p.A @ x, p.At @ y), device, repeat)
-    matrix_bytes = sum(t.element_size() * t.numel() for M in (p.A, p.At)
+    csr = sf.A.tocsr()
+    csr.sort_indices()
+
+    def tensor(a, dt):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        A = torch.sparse_csr_tensor(tensor(csr.indptr, torch.int32), tensor(csr.indices, torch.int32),
+                                    tensor(csr.data, dtype), size=csr.shape)
+        At = torch.sparse_csr_tensor(tensor(sf.A_indptr, torch.int32), tensor(sf.A_indices, torch.int32),
+                                     tensor(sf.A_data, dtype), size=csr.shape[::-1])
+    x = torch.rand(sf.n_cols, dtype=dtype, device=device)
+    y = torch.rand(sf.n_rows, dtype=dtype, device=device)
+    median, mean = call_ms(lambda: (A @ x, At @ y), device, repeat)
+    matrix_bytes = sum(t.element_size() * t.numel() for M in (A, At)
                        for t in (M.crow_indices(), M.col_indices(), M.values()))
     return {"scaled_problem_build_seconds": round(build, 3), "median_ms": round(median, 3),
-            "mean_ms": round(mean, 3), "matrix_bytes": matrix_bytes,
-            "index_dtype": str(p.A.col_indices().dtype).replace("torch.", "")}
+            "mean_ms": round(mean, 3), "matrix_bytes": matrix_bytes, "index_dtype": "int32"}
+
+
+def storage_of(device: torch.device, storage: str | None) -> str:
+    """The dualip storage a solve uses: the given one, else compact on CUDA and fast on CPU."""
+    return storage or ("compact" if device.type == "cuda" else "fast")
 
 
 def copy_bandwidth_gbs(device: torch.device, mib: int) -> float:
@@ -186,7 +210,7 @@ def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype) -> d
     reset_failure = reset_peak_rss()
     start = time.perf_counter()
     res = model.solve("dualip", standard_form=sf, device=args.device, dtype=str(dtype).replace("torch.", ""),
-                      tol=args.tol, max_iter=args.max_iter, time_limit=args.time_limit,
+                      storage=args.storage, tol=args.tol, max_iter=args.max_iter, time_limit=args.time_limit,
                       check_every=args.check_every, callback=progress)
     wall = time.perf_counter() - start
     after = memory_status()
@@ -208,6 +232,18 @@ def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype) -> d
     if device.type == "cuda":
         out["peak_gpu_bytes_per_nonzero"] = round(torch.cuda.max_memory_allocated(device) / sf.nnz, 1)
         out["peak_gpu_reserved_bytes_per_nonzero"] = round(torch.cuda.max_memory_reserved(device) / sf.nnz, 1)
+    return out
+
+
+def accounted_memory(sf, args, device: torch.device, dtype: torch.dtype) -> dict:
+    """The solver's own accounting (memory_report) in the solve's storage and, for comparison, the other one."""
+    out = {}
+    for storage in ("compact", "fast"):
+        options = DualipOptions(device=args.device, dtype=str(dtype).replace("torch.", ""), storage=storage,
+                                check_every=args.check_every)
+        out[storage] = memory_report(sf, options).as_dict()
+        gc.collect()
+    out["storage_of_the_solve"] = storage_of(device, args.storage)
     return out
 
 
@@ -259,7 +295,7 @@ def worker(args) -> None:
     dtype = getattr(torch, args.dtype or ("float32" if device.type == "cuda" else "float64"))
     warm_up = matching_model(synthetic_matching(200, 10, 0.5, seed=args.seed))  # code pages, CUDA context
     warm_up.solve("dualip", device=args.device, dtype=str(dtype).replace("torch.", ""), max_iter=2 * args.check_every,
-                  check_every=args.check_every)
+                  check_every=args.check_every, storage=args.storage)
     users, items, density = matching_shape(args.worker_size, args.items)
     start = time.perf_counter()
     data = synthetic_matching(users, items, density, seed=args.seed)
@@ -271,7 +307,9 @@ def worker(args) -> None:
     print(f"size {args.worker_size:g}: {sf.nnz} nonzeros, {users} users x {items} items", file=sys.stderr)
 
     dualip = dualip_solve(model, sf, args, device, dtype)
-    pair = spmv_pair(sf, device, dtype, args.spmv_repeat)
+    dualip["storage"] = storage_of(device, args.storage)
+    dualip["accounted_memory"] = accounted_memory(sf, args, device, dtype)
+    pair = spmv_pair(sf, device, dtype, args.spmv_repeat, storage_of(device, args.storage))
     copy_gbs = copy_bandwidth_gbs(device, args.copy_mib)
     ms_iter = dualip["ms_per_iteration"]
     pair_gbs = pair["matrix_bytes"] / (pair["mean_ms"] / 1e3) / 1e9
@@ -352,6 +390,9 @@ def summary(runs: list[dict], tol: float) -> list[dict]:
             "spmv_pair_fraction_of_copy_bandwidth": r["spmv_pair"]["fraction_of_copy_bandwidth"],
             "peak_host_extra_bytes_per_nonzero": d["host_memory"]["peak_extra_bytes_per_nonzero"],
             "peak_gpu_bytes_per_nonzero": d.get("peak_gpu_bytes_per_nonzero"),
+            "storage": d["storage"],
+            "accounted_bytes_per_nonzero": {k: v["bytes_per_nnz"] for k, v in d["accounted_memory"].items()
+                                            if isinstance(v, dict)},
             f"loop_seconds_to_{LOOSE_GAP:g}": (reached[f"{LOOSE_GAP:g}"] or {}).get("loop_seconds"),
             f"loop_seconds_to_{tol:g}": (reached[f"{tol:g}"] or {}).get("loop_seconds"),
             "dualip_wall_seconds": d["wall_seconds"], "setup_seconds": r["setup_seconds"],

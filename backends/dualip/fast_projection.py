@@ -24,7 +24,7 @@ def simplex_box_project(v, tau, blocks, steps: int, overwrite: bool = False):
     fallback = torch.where(blocks.counts > 0, blocks.reduce(v, "max").sub_(blocks.rhs), 0.0)
     for _ in range(steps):
         active = v > blocks.spread(tau)
-        s = blocks.sum(torch.where(active, v, 0.0))
+        s = blocks.sum(v * active)  # (a product, not torch.where: several times faster on CPU; v is finite)
         k = blocks.sum(active.to(v.dtype))
         del active
         tau = torch.where(k > 0, s.sub_(blocks.rhs).div_(k.clamp_(min=1)), fallback)

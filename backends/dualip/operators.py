@@ -30,6 +30,7 @@ class SparseRows:
             raise ValueError("SparseRows: col_vals replaces vals, for kind 'segment' only")
         self.col_vals = col_vals
         self._groups = None  # row groups of the chunked product, built on first use
+        self._host_ptr = None  # row pointers on the host, copied on first use
         counts = np.diff(ptr)
         self.padded = False  # "single" with empty rows: they point at z's sentinel slot k
         if kind == "single":
@@ -82,10 +83,28 @@ class SparseRows:
             return self.vals[start:stop]
         return self.col_vals.index_select(0, self.idx[start:stop])
 
+    def host_ptr(self) -> np.ndarray:
+        """The row pointers on the host (copied once)."""
+        if self._host_ptr is None:
+            self._host_ptr = self.row_ptr().cpu().numpy()
+        return self._host_ptr
+
+    def rows_of_entries(self, start: int, stop: int) -> tuple[int, int, torch.Tensor]:
+        """(r0, r1, rows): the rows r0..r1-1 that hold entries start..stop-1, and each entry's row minus r0
+        (int64), without a search per entry."""
+        ptr = self.host_ptr()
+        r0 = int(np.searchsorted(ptr, start, side="right")) - 1
+        r1 = int(np.searchsorted(ptr, stop - 1, side="right")) if stop > start else r0
+        counts = np.minimum(ptr[r0 + 1:r1 + 1], stop) - np.maximum(ptr[r0:r1], start)
+        device = self.idx.device
+        rows = torch.repeat_interleave(torch.arange(r1 - r0, device=device), torch.as_tensor(counts, device=device),
+                                       output_size=stop - start)
+        return r0, r1, rows
+
     def row_groups(self, chunk: int) -> list[tuple[int, int, int, int]]:
         """(first row, end row, first entry, end entry) of consecutive rows with about ``chunk`` entries."""
         if self._groups is None or self._groups[0] != chunk:
-            ptr = self.ptr.cpu().numpy()  # once per problem: the rows' extent, on the host
+            ptr = self.host_ptr()
             groups, r0, r = [], 0, len(ptr) - 1
             while r0 < r:
                 r1 = min(max(int(np.searchsorted(ptr, ptr[r0] + chunk, side="right")) - 1, r0 + 1), r)

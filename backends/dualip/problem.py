@@ -20,7 +20,7 @@ from dualip_model.standard_form import StandardForm
 
 from .comm import LOCAL, Comm
 from .operators import SparseRows
-from .repair import RepairPlan
+from .repair import RepairPlan, chunk_size
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Blocks:
 
     n: int  # columns
     ptr_host: np.ndarray  # (nb+1,) block_ptr on the host, to cut the columns into chunks of whole blocks
-    offsets: torch.Tensor  # (nb+1,) int32 block_ptr
+    offsets: torch.Tensor  # (nb+1,) block_ptr, int32 (compact storage) or int64
     counts: torch.Tensor  # (nb,) int32 columns per block
     seg: torch.Tensor | None  # (n,) int32 block of every column
     member: torch.Tensor | None  # (nb, n) sparse CSR of ones, member[i, j] = 1 iff column j is in block i
@@ -73,7 +73,9 @@ class Blocks:
         return out
 
     def slice(self, b0: int, b1: int) -> "Blocks":
-        """Blocks b0..b1-1 alone, over their own columns (views, and the rebased offsets)."""
+        """Blocks b0..b1-1 alone, over their own columns (views, and the rebased offsets); all of them: self."""
+        if b0 == 0 and b1 == len(self.ptr_host) - 1:
+            return self
         a, e = int(self.ptr_host[b0]), int(self.ptr_host[b1])
 
         def cols(v):
@@ -124,6 +126,11 @@ class ScaledProblem:
     @property
     def m(self) -> int:
         return self.sf.n_rows
+
+    def chunk(self, count: int) -> int | None:
+        """How many entries or columns (of ``count``) the check handles at once: about 1/64 of them in the compact
+        storage, all at once (None) in the fast one."""
+        return chunk_size(count) if self.storage == "compact" else None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every device tensor the problem holds, by name (shared storages appear under each name)."""
@@ -193,7 +200,9 @@ class ScaledProblem:
         lower = float(sf.col_lower[0]) if uniform and n else t(sf.col_lower)
         upper = float(sf.col_upper[0]) if uniform and n else t(sf.col_upper)
         blocks = Blocks(
-            n=n, ptr_host=np.asarray(sf.block_ptr, dtype=np.int64), offsets=t(sf.block_ptr, torch.int32),
+            # int64 offsets: CPU segment reductions run faster with them; int32 in the compact storage
+            n=n, ptr_host=np.asarray(sf.block_ptr, dtype=np.int64),
+            offsets=t(sf.block_ptr, torch.int32 if compact else torch.int64),
             counts=t(counts, torch.int32), seg=seg, member=member,
             rhs=t(sf.block_rhs),
             is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool), is_box=t(kinds == BlockKind.BOX, torch.bool),

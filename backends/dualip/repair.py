@@ -55,11 +55,9 @@ class RepairPlan:
     def tensors(self) -> dict[str, torch.Tensor]:
         return self.rows.tensors("plan")
 
-    def row_of(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """(stop - start,) int64 row of each sorted entry in [start, stop)."""
-        stop = self.cols.numel() if stop is None else stop
-        pos = torch.arange(start, stop, device=self.cols.device)
-        return torch.searchsorted(self.ptr, pos, right=True) - 1
+    def row_of(self) -> torch.Tensor:
+        """(nnz,) int64 row of each sorted entry."""
+        return self.rows.rows_of_entries(0, self.cols.numel())[2]
 
 
 def chunk_size(n: int) -> int:
@@ -72,36 +70,38 @@ def cut_rows(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor, plan: Repai
     """x * f, f_j = min over rows r of j of (what remains of a_rj x_j after removing r's excess greedily).
 
     The running use of each row, sum of a_rk x_k over the entries before j in the row's order, is one scan in
-    float64 over all sorted entries (less the scan at the row's first entry), taken ``chunk`` entries at a time
-    with the scan and each open row's start carried over: temporaries in proportion to ``chunk``, not to nnz.
+    float64 over all sorted entries less the scan at the row's first entry. With ``chunk`` the entries are
+    taken that many at a time, the scan and the start of a row that goes on into the next chunk carried over:
+    temporaries in proportion to ``chunk``, not to nnz.
     """
     m, nnz = ax.shape[0], plan.cols.numel()
     excess = (ax - upper).clamp(min=0).double()
     keep_col = torch.ones_like(x)
     base = torch.zeros((), dtype=torch.float64, device=x.device)  # use of all entries before the chunk
     row_start = torch.zeros(m, dtype=torch.float64, device=x.device)  # scan value at each row's first entry
-    size = chunk or chunk_size(nnz)
+    size = chunk or max(nnz, 1)
     for a in range(0, nnz, size):
         b = min(a + size, nnz)
         cols = plan.cols[a:b]
-        rows = plan.row_of(a, b)
+        r0, r1, rows = plan.rows.rows_of_entries(a, b)  # rows r0..r1-1 hold the entries; each entry's row - r0
         use = (plan.values(a, b) * x.index_select(0, cols)).double()
         before = torch.cumsum(use, 0).add_(base).sub_(use)  # exclusive scan
-        first = plan.ptr.index_select(0, rows) - a  # the row's first entry, relative to the chunk (< 0: earlier)
-        start = torch.where(first >= 0, before.index_select(0, first.clamp(min=0)), row_start.index_select(0, rows))
-        row_start.index_put_((rows,), start)  # every entry of a row writes the same value
         base = before[-1] + use[-1]
-        before.sub_(start)
-        removed = torch.minimum((excess.index_select(0, rows) - before).clamp(min=0), use)
-        keep = torch.where(use > 0, 1.0 - removed / use.clamp(min=1e-300), 1.0).clamp(0.0, 1.0).to(x.dtype)
-        _min_into(keep_col, cols, keep, plan.single)
+        first = plan.ptr[r0:r1] - a  # each row's first entry, relative to the chunk (< 0: in an earlier chunk)
+        start = torch.where(first >= 0, before.index_select(0, first.clamp(min=0, max=b - a - 1)), row_start[r0:r1])
+        row_start[r0:r1] = start
+        before.sub_(start.index_select(0, rows))
+        removed = torch.minimum((excess[r0:r1].index_select(0, rows) - before).clamp_(min=0), use)
+        keep = removed.div_(use.clamp_(min=1e-300)).neg_().add_(1.0).clamp_(0.0, 1.0)  # use = 0: removed = 0, keep 1
+        _min_into(keep_col, cols, keep.to(x.dtype), plan.single)
     return x.mul_(keep_col) if overwrite else x * keep_col
 
 
 def _min_into(per_col: torch.Tensor, cols: torch.Tensor, per_entry: torch.Tensor, single: bool) -> None:
-    """per_col[j] = min(per_col[j], per_entry over the entries of column j), in place."""
-    if single:  # one entry per column: a plain write
-        per_col.index_put_((cols,), torch.minimum(per_col.index_select(0, cols), per_entry))
+    """per_col[j] = min(per_col[j], per_entry over the entries of column j), in place, for per_col <= 1 at the start
+    and per_entry <= 1."""
+    if single:  # one entry per column, so per_col[j] is still 1: a plain write
+        per_col.index_put_((cols,), per_entry)
     else:
         per_col.scatter_reduce_(0, cols.long(), per_entry, "amin")
 
@@ -174,11 +174,12 @@ def fill_slack(x: torch.Tensor, c: torch.Tensor, A, At, upper: torch.Tensor, blo
     The raises are chosen ``chunk`` columns (whole blocks) at a time, then scaled per row so that no row
     exceeds u: temporaries of two column vectors plus a chunk's.
     """
-    slack = (upper - comm.sum(A.matvec(x, chunk=chunk_size(A.idx.numel())))).clamp(min=0)
+    entries = None if chunk is None else chunk_size(A.idx.numel())
+    slack = (upper - comm.sum(A.matvec(x, chunk=entries))).clamp(min=0)
     open_col = At.row_min((slack > 0).to(x.dtype), empty=1.0) > 0  # no tight row among the column's rows
     delta = torch.zeros_like(x)
     big = torch.finfo(x.dtype).max
-    chunks = blocks.chunks(chunk or chunk_size(x.shape[0]))
+    chunks = blocks.chunks(chunk or max(x.shape[0], 1))
     for b0, b1, a, e in chunks:
         part = blocks.slice(b0, b1)
         xs, cs = x[a:e], c[a:e]
@@ -188,13 +189,15 @@ def fill_slack(x: torch.Tensor, c: torch.Tensor, A, At, upper: torch.Tensor, blo
         best = part.spread(part.reduce(masked, "min", initial=big))
         index = torch.arange(e - a, device=x.device, dtype=x.dtype)  # ties: the last best column
         last = part.spread(part.reduce(torch.where(candidate & (masked == best), index, -1.0), "max", initial=-1.0))
-        spare = part.spread((part.rhs - part.reduce(xs, "sum")).clamp(min=0))
-        is_box = part.spread(part.is_box)
-        picked = candidate & (is_box | (index == last))
-        raise_by = torch.where(is_box, room, torch.minimum(room, spare))
+        raise_by = torch.minimum(room, part.spread((part.rhs - part.sum(xs)).clamp(min=0)))  # within r_i
+        picked = candidate & (index == last)
+        if part.any_box:  # every improving column of a box block, up to its bound
+            is_box = part.spread(part.is_box)
+            picked |= candidate & is_box
+            raise_by = torch.where(is_box, room, raise_by)
         delta[a:e] = torch.where(picked & torch.isfinite(raise_by), raise_by, 0.0)
     del open_col
-    demand = comm.sum(A.matvec(delta, chunk=chunk_size(A.idx.numel())))
+    demand = comm.sum(A.matvec(delta, chunk=entries))
     row_factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), 1.0)
     if At.ptr is None:  # one row per column: the factors gathered a chunk at a time
         for _, _, a, e in chunks:
@@ -214,9 +217,9 @@ def repair(x, ax, prob, overwrite: bool = False) -> torch.Tensor:
         x = cut_rows_by_threshold(x, ax, prob.row_upper, prob.c, prob.repair_plan, comm)
         overwrite = True  # x is a new tensor now
     elif prob.m:
-        x = cut_rows(x, ax, prob.row_upper, prob.repair_plan, overwrite=overwrite)
+        x = cut_rows(x, ax, prob.row_upper, prob.repair_plan, prob.chunk(prob.repair_plan.cols.numel()), overwrite)
         overwrite = True
     x = shrink_blocks(x, prob.blocks, overwrite=overwrite)
     if prob.m:
-        x = fill_slack(x, prob.c, prob.A, prob.At, prob.row_upper, prob.blocks, comm, overwrite=True)
+        x = fill_slack(x, prob.c, prob.A, prob.At, prob.row_upper, prob.blocks, comm, prob.chunk(prob.n), True)
     return x

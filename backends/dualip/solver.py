@@ -28,7 +28,7 @@ from .fast_projection import simplex_box_linear_minimize, simplex_box_project
 from .memory import MemoryReport, TemporaryTracker, held_bytes
 from .problem import ScaledProblem
 from .projections import BlockStructure, linear_minimize, project
-from .repair import chunk_size, repair
+from .repair import repair
 
 
 @dataclass
@@ -217,7 +217,7 @@ class DualAscentSolver:
 
     def A_times(self, x: torch.Tensor) -> torch.Tensor:
         """A x outside the loop: in row groups, so that its temporaries stay small (compact storage)."""
-        return self.prob.A.matvec(x, chunk=chunk_size(self.prob.A.idx.numel()))
+        return self.prob.A.matvec(x, chunk=self.prob.chunk(self.prob.A.idx.numel()))
 
     def support(self, y: torch.Tensor) -> torch.Tensor:
         """h(y) = sum_r u_r y_r^+ - l_r y_r^- (finite on the dual domain)."""
@@ -251,7 +251,7 @@ class DualAscentSolver:
             x, _ = self.primal(v, tau, 4 * self.opts.newton_steps)
         else:
             x = project(v, self.bs)
-        reg_value = gamma * (0.5 * _dot(x, x) - _dot(v, x))  # g^T x + gamma/2 ||x||^2
+        reg_value = gamma * (0.5 * _dot(x, x, p.chunk(p.n)) - _dot(v, x, p.chunk(p.n)))  # g^T x + gamma/2 ||x||^2
         del v
         ax = p.comm.sum(self.A_times(x))
         raw_viol = self.violation(ax)
@@ -269,7 +269,7 @@ class DualAscentSolver:
         no_ray = p.repairable or not p.m
         farkas = [torch.zeros((), dtype=p.dtype, device=p.device) if no_ray else self.farkas(d) for d in rays]
         # sums over columns: one all-reduce for the three of them
-        block_values, objective, reg_value = p.comm.sum(torch.stack([block_value, _dot(p.c, xr), reg_value]))
+        block_values, objective, reg_value = p.comm.sum(torch.stack([block_value, _dot(p.c, xr, p.chunk(p.n)), reg_value]))
         stats = torch.stack([
             block_values - h,  # unregularized bound (scaled)
             objective,  # of the candidate (scaled)
@@ -439,9 +439,8 @@ class DualAscentSolver:
         return torch.where(torch.isinf(p.row_upper), y.clamp(max=0), y)
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """sum_j a_j b_j as cascaded sums of products over chunks: no temporary as long as the vectors."""
-    size = chunk_size(a.shape[0])
-    if a.shape[0] <= size:
+def _dot(a: torch.Tensor, b: torch.Tensor, size: int | None) -> torch.Tensor:
+    """sum_j a_j b_j as cascaded sums of products, ``size`` entries at a time (None: at once)."""
+    if size is None or a.shape[0] <= size:
         return (a * b).sum()
     return torch.stack([(a[i:i + size] * b[i:i + size]).sum() for i in range(0, a.shape[0], size)]).sum()
