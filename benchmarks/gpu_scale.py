@@ -77,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="default: float32 on CUDA, float64 on CPU (the solver's defaults)")
     parser.add_argument("--storage", default=None, choices=["fast", "compact"],
                         help="dualip storage (default: compact on CUDA, fast on CPU)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also solve with compile=True (compact storage; CUDA graphs on CUDA) and report both")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch and HiGHS threads")
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--max-iter", type=int, default=DualipOptions().max_iter)
@@ -196,8 +198,9 @@ def history_figures(history: list[dict], levels: list[float]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- solving
-def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype) -> dict:
-    """The measured solve: figures from its result and history, and its peak memory per nonzero."""
+def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype, compiled: bool = False) -> dict:
+    """The measured solve: figures from its result and history, and its peak memory per nonzero. ``compiled``:
+    the compact storage with the steps between checks as one torch.compile graph (CUDA graphs on CUDA)."""
     def progress(rec):
         print(f"  it {rec['iteration']:6d}  {rec['time']:8.2f} s  gap {rec['gap']:.2e}  "
               f"infeas {rec['infeasibility']:.2e}  gamma {rec['gamma']:.1e}", file=sys.stderr)
@@ -210,8 +213,9 @@ def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype) -> d
     reset_failure = reset_peak_rss()
     start = time.perf_counter()
     res = model.solve("dualip", standard_form=sf, device=args.device, dtype=str(dtype).replace("torch.", ""),
-                      storage=args.storage, tol=args.tol, max_iter=args.max_iter, time_limit=args.time_limit,
-                      check_every=args.check_every, callback=progress)
+                      storage="compact" if compiled else args.storage, compile=compiled, tol=args.tol,
+                      max_iter=args.max_iter, time_limit=args.time_limit, check_every=args.check_every,
+                      callback=progress)
     wall = time.perf_counter() - start
     after = memory_status()
     if reset_failure is None:
@@ -309,6 +313,8 @@ def worker(args) -> None:
     dualip = dualip_solve(model, sf, args, device, dtype)
     dualip["storage"] = storage_of(device, args.storage)
     dualip["accounted_memory"] = accounted_memory(sf, args, device, dtype)
+    if args.compile:  # the same solve with the compiled steady state, side by side (compile time included)
+        dualip["compiled"] = dualip_solve(model, sf, args, device, dtype, compiled=True)
     pair = spmv_pair(sf, device, dtype, args.spmv_repeat, storage_of(device, args.storage))
     copy_gbs = copy_bandwidth_gbs(device, args.copy_mib)
     ms_iter = dualip["ms_per_iteration"]
@@ -391,6 +397,7 @@ def summary(runs: list[dict], tol: float) -> list[dict]:
             "peak_host_extra_bytes_per_nonzero": d["host_memory"]["peak_extra_bytes_per_nonzero"],
             "peak_gpu_bytes_per_nonzero": d.get("peak_gpu_bytes_per_nonzero"),
             "storage": d["storage"],
+            "compiled_ms_per_iteration": d["compiled"]["ms_per_iteration"] if "compiled" in d else None,
             "accounted_bytes_per_nonzero": {k: v["bytes_per_nnz"] for k, v in d["accounted_memory"].items()
                                             if isinstance(v, dict)},
             f"loop_seconds_to_{LOOSE_GAP:g}": (reached[f"{LOOSE_GAP:g}"] or {}).get("loop_seconds"),

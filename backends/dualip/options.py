@@ -28,6 +28,7 @@ class DualipOptions:
     # sums, A stored once per orientation, <= 40 B per nonzero in float32, traceable by torch.compile;
     # default compact on CUDA, fast on CPU
     storage: str | None = None
+    compile: bool = False  # run the k steps between checks as one torch.compile graph (compact storage only)
     gamma: float | None = None  # initial ridge weight relative to RMS(c) (None: 0.03)
     gamma_decay: float = 0.5  # gamma <- gamma * gamma_decay at the end of each continuation stage
     gamma_min: float = 1e-7

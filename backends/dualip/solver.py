@@ -160,6 +160,13 @@ class DualAscentSolver:
         self.store = store if store is not None else checkpoint.FileStore(prob.sf)  # where checkpoints go
         self.row_scale = torch.as_tensor(prob.row_scale, dtype=prob.dtype, device=prob.device)  # D, on the device
         self._bs = None
+        self._compiled = None
+        if options.compile:
+            if prob.storage != "compact" or prob.comm.world > 1:
+                raise ModelError("DualipOptions.compile needs storage='compact' and one process (torch.compile "
+                                 "takes no sparse tensors and no collectives)")
+            mode = "reduce-overhead" if prob.device.type == "cuda" else "default"  # CUDA graphs on CUDA
+            self._compiled = torch.compile(self._iterate, fullgraph=True, dynamic=False, mode=mode)
 
     @property
     def bs(self) -> BlockStructure:
@@ -186,8 +193,22 @@ class DualAscentSolver:
 
         With ``adaptive_step`` the step is 1 / (1.1 L_hat), L_hat a decaying maximum of the local curvature
         ||A x(w_k) - A x(w_{k-1})|| / ||w_k - w_{k-1}||, kept within [lip_floor, 1] ||A||^2 / gamma: never
-        below the safe step ``step`` = gamma / ||A||^2.
+        below the safe step ``step`` = gamma / ||A||^2. With the ``compile`` option the k steps run as one
+        torch.compile graph (CUDA graphs on CUDA); gamma, step and lip_floor then enter as 0-d tensors, so a new
+        gamma stage replays the same graph.
         """
+        if self._compiled is None:
+            return self._iterate(st, gamma, step, k, lip_floor)
+        p = self.prob
+        scalars = [torch.tensor(v, dtype=p.dtype, device=p.device) for v in (gamma, step, lip_floor)]
+        if p.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+        out = self._compiled(st, scalars[0], scalars[1], k, scalars[2])
+        # a CUDA graph reuses its output memory at the next replay: the state keeps copies
+        return AscentState(*(getattr(out, f.name).clone() for f in dataclasses.fields(AscentState)))
+
+    def _iterate(self, st: AscentState, gamma, step, k: int, lip_floor) -> AscentState:
+        """The k steps of ``iterate``; gamma, step and lip_floor are floats or 0-d tensors."""
         p = self.prob
         y, w, t, tau, lip = st.y, st.w, st.t, st.tau, st.lip
         w_prev, ax_prev = st.w_prev, st.ax_prev
