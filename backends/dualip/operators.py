@@ -45,9 +45,9 @@ class SparseRows:
                 idx, vals = full_idx, full_vals
             self.ptr = None
         else:
-            self.ptr = _tensor(ptr, torch.int32 if kind == "csr" else torch.int64, device)
-        self.idx = _tensor(idx, torch.int32, device)
-        self.vals = None if vals is None else _tensor(vals, dtype, device)
+            self.ptr = to_device(ptr, torch.int32 if kind == "csr" else torch.int64, device)
+        self.idx = to_device(idx, torch.int32, device)
+        self.vals = None if vals is None else to_device(vals, dtype, device)
         self.csr = None
         if kind == "csr":
             with warnings.catch_warnings():
@@ -149,7 +149,8 @@ class SparseRows:
         return out
 
 
-def _tensor(a, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def to_device(a, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A host array as a contiguous tensor of ``dtype`` on ``device`` (frozen standard-form arrays are copied)."""
     a = np.asarray(a)
     if not a.flags.writeable:  # standard-form arrays are frozen; torch wants writable memory
         a = a.copy()

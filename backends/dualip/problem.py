@@ -4,7 +4,9 @@ D = diag(1 / ||A_r||_2) makes every coupling row unit-norm; sigma = RMS(c) makes
 y~ of the scaled problem is y = sigma * D y~ for the original one, and every bound or objective of the
 scaled problem times sigma (plus the offset) is the original one. In a sharded solve (``comm``) the standard
 form holds one rank's columns and all rows: row norms, sigma and ||A||^2 are reduced over the ranks, so every
-rank scales exactly as one process holding the whole problem would.
+rank scales exactly as one process holding the whole problem would. ``storage`` picks how the products
+are held: "fast" (torch sparse CSR, membership mat-vecs) or "compact" (gathers and segment sums, A stored
+once per orientation: <= 40 bytes per nonzero in float32); see docs/algorithm.md.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
 from dualip_model.standard_form import StandardForm
 
 from .comm import LOCAL, Comm
-from .operators import SparseRows
+from .operators import SparseRows, to_device
 from .repair import RepairPlan, chunk_size
 
 
@@ -164,10 +166,7 @@ class ScaledProblem:
         order = RepairPlan.order(A_csr, c_host) if repairable and m else None
 
         def t(a, dt=dtype):
-            a = np.asarray(a)
-            if not a.flags.writeable:  # standard-form arrays are frozen; torch wants writable memory
-                a = a.copy()
-            return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
+            return to_device(a, dt, device)
 
         single = np.diff(sf.A_indptr).max(initial=0) <= 1  # every column in at most one row (matching)
         At = SparseRows(sf.A_indptr, sf.A_indices, scaled, (n, m),

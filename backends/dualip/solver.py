@@ -272,7 +272,8 @@ class DualAscentSolver:
             x, _ = self.primal(v, tau, 4 * self.opts.newton_steps)
         else:
             x = project(v, self.bs)
-        reg_value = gamma * (0.5 * _dot(x, x, p.chunk(p.n)) - _dot(v, x, p.chunk(p.n)))  # g^T x + gamma/2 ||x||^2
+        size = p.chunk(p.n)
+        reg_value = gamma * (0.5 * _dot(x, x, size) - _dot(v, x, size))  # g^T x + gamma/2 ||x||^2
         del v
         ax = p.comm.sum(self.A_times(x))
         raw_viol = self.violation(ax)
@@ -290,7 +291,8 @@ class DualAscentSolver:
         no_ray = p.repairable or not p.m
         farkas = [torch.zeros((), dtype=p.dtype, device=p.device) if no_ray else self.farkas(d) for d in rays]
         # sums over columns: one all-reduce for the three of them
-        block_values, objective, reg_value = p.comm.sum(torch.stack([block_value, _dot(p.c, xr, p.chunk(p.n)), reg_value]))
+        objective = _dot(p.c, xr, size)
+        block_values, objective, reg_value = p.comm.sum(torch.stack([block_value, objective, reg_value]))
         stats = torch.stack([
             block_values - h,  # unregularized bound (scaled)
             objective,  # of the candidate (scaled)
@@ -333,7 +335,7 @@ class DualAscentSolver:
         state.update({name: getattr(run, name) for name in Run._RAYS}, best_y=st.y.clone(), best_x=x,
                      row_scale=self.row_scale)
         if self._bs is not None:
-            state.update({f"exact.{k}": v for k, v in vars(self._bs).items() if isinstance(v, torch.Tensor)})
+            state.update({f"exact.{name}": t for name, t in vars(self._bs).items() if isinstance(t, torch.Tensor)})
         return MemoryReport(nnz=p.sf.nnz,
                             held=held_bytes({**p.tensors(), **state}), iteration_temporaries=loop.peak,
                             check_temporaries=check.peak, iterations=k)
