@@ -76,6 +76,11 @@ def run() -> dict:
         "machine": platform.machine(), "torch": torch.__version__,
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
     }
+    # warm-up: a tiny solve loads torch's kernels and thread pool (and creates the CUDA context) first, so
+    # that the timed solve is the model's own cost, as in benchmarks/gpu_scale.py
+    matching_model(synthetic_matching(200, 10, 0.5, seed=args.seed)).solve(
+        "dualip", device=args.device, dtype=args.dtype, storage=args.storage, max_iter=50)
+    report["warm_up"] = "a 200 x 10 matching solved for 50 iterations first, same device, dtype and storage"
     res = model.solve("dualip", standard_form=sf, tol=args.tol, device=args.device, dtype=args.dtype,
                       storage=args.storage)
     dtype = torch.float32 if (args.dtype or ("float32" if device.type == "cuda" else "float64")) == "float32" \

@@ -45,11 +45,11 @@ import tempfile
 import time
 import warnings
 
-import numpy as np
 import torch
 
 from dualip_model import registry
 from dualip_model.backends.dualip import memory_report
+from dualip_model.backends.dualip.operators import to_device
 from dualip_model.backends.dualip.options import DualipOptions
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.cli import native_stdout_to_stderr
@@ -147,7 +147,7 @@ def spmv_pair(sf, device: torch.device, dtype: torch.dtype, repeat: int, storage
     csr.sort_indices()
 
     def tensor(a, dt):
-        return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
+        return to_device(a, dt, device)
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]parse.*")

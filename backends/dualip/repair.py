@@ -46,11 +46,13 @@ class RepairPlan:
 
     @staticmethod
     def order(A_csr, c: np.ndarray) -> np.ndarray:
-        """Permutation of the CSR entries that sorts each row by c_j / a_rj, descending (stable)."""
-        rows = np.repeat(np.arange(A_csr.shape[0]), np.diff(A_csr.indptr))
+        """Permutation of the CSR entries that sorts each row by c_j / a_rj, descending (stable): two stable
+        sorts on the host with torch (multi-threaded), by density and then by row."""
+        rows = torch.repeat_interleave(torch.arange(A_csr.shape[0]), torch.as_tensor(np.diff(A_csr.indptr)))
         with np.errstate(divide="ignore", invalid="ignore"):
-            density = c[A_csr.indices] / A_csr.data
-        return np.lexsort((-density, rows))
+            density = torch.as_tensor(c[A_csr.indices] / A_csr.data)
+        by_density = torch.argsort(density, descending=True, stable=True)
+        return by_density.index_select(0, torch.argsort(rows.index_select(0, by_density), stable=True)).numpy()
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return self.rows.tensors("plan")
