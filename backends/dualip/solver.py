@@ -2,7 +2,7 @@
 
 h(y) = sum_r u_r y_r^+ - l_r y_r^- is the support function of the row bounds, so one proximal step
 y <- z - s clip(z / s, l, u), z = w + s A x*(w), handles <=, >= , == and range rows alike; x*(w) is the
-projection of -(c + A^T w) / gamma onto C. Nesterov momentum with gradient restarts, a step from the local
+projection of -(c + A^T w) / gamma onto C. Nesterov momentum with per-row gradient restarts, a step from the local
 curvature (never below gamma / ||A||^2), gamma halved per stage, duals extrapolated across stages
 (y(0) ~ 2 y(gamma/2) - y(gamma)). Every
 ``check_every`` iterations the unregularized Lagrangian bound, a repaired feasible primal and Farkas
@@ -33,7 +33,7 @@ from .repair import repair
 
 @dataclass
 class AscentState:
-    """Iterate y, extrapolated point w, momentum parameter t, Newton warm start tau (all device tensors)."""
+    """Iterate y, extrapolated point w, momentum parameters t (one per row), Newton warm start tau (device tensors)."""
 
     y: torch.Tensor
     w: torch.Tensor
@@ -48,7 +48,7 @@ class AscentState:
         """Momentum reset at y (a new stage or a warm start)."""
         one = torch.ones((), dtype=y.dtype, device=y.device)
         tau = torch.zeros(n_blocks, dtype=y.dtype, device=y.device) if tau is None else tau
-        return AscentState(y, y.clone(), one, tau, one * lip, y.clone(), torch.zeros_like(y))
+        return AscentState(y, y.clone(), torch.ones_like(y), tau, one * lip, y.clone(), torch.zeros_like(y))
 
 
 @dataclass
@@ -131,7 +131,7 @@ class Run:
             raise ModelError(f"checkpoint file '{path}' was written with other options: "
                              + ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in changed))
         p = solver.prob
-        expect = {"state.y": (p.m,), "state.tau": (p.sf.n_blocks,), "best_x": (p.n,)}
+        expect = {"state.y": (p.m,), "state.t": (p.m,), "state.tau": (p.sf.n_blocks,), "best_x": (p.n,)}
         missing = [k for k in (*(f"state.{k}" for k in Run._STATE), "best_y", *Run._RAYS) if k not in tensors]
         bad = [k for k, shape in expect.items() if k in tensors and tuple(tensors[k].shape) != shape]
         if missing or bad:
@@ -228,7 +228,9 @@ class DualAscentSolver:
                 s = step
             z = w / s + ax
             y_new = s * (z - torch.clamp(z, p.row_lower, p.row_upper))  # exactly 0 where l <= z <= u: in the domain
-            restart = ((y_new - w) * (y_new - y)).sum() < 0
+            # per row: a row whose move turns against its gradient step restarts its own momentum, and the
+            # others keep theirs (a nearly flat row keeps accelerating while stiff rows oscillate and restart)
+            restart = (y_new - w) * (y_new - y) < 0
             t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
             beta = torch.where(restart, 0.0, (t - 1.0) / t_new)
             t = torch.where(restart, 1.0, t_new)
