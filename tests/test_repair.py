@@ -106,3 +106,27 @@ def test_fill_raises_one_column_per_block_on_ties():
     filled = fill_slack(torch.zeros(3, dtype=torch.float64), p.c, p.A, p.At, p.row_upper, p.blocks)
     assert float(filled.sum()) == pytest.approx(1.0)
     assert int((filled > 0).sum()) == 1
+
+
+@pytest.mark.parametrize("shape", ["balanced", "one long row"])
+def test_repair_order_sorts_each_row_by_density_stably(shape):
+    """Both ways of sorting (a padded table per row when rows have similar lengths, else two global sorts)
+    give each row's entries by c_j / a_rj descending, ties in column order."""
+    import scipy.sparse
+
+    from dualip_model.backends.dualip.repair import RepairPlan
+
+    rng = np.random.default_rng(7)
+    for trial in range(50):
+        m, n = int(rng.integers(1, 7)), int(rng.integers(2, 15))
+        dense = (rng.random((m, n)) < 0.6) * rng.choice([0.5, 1.0, 2.0], (m, n))  # ties in a_rj
+        if shape == "one long row":
+            dense[0] = rng.choice([0.5, 1.0], n)
+            dense[1:, 1:] = 0.0
+        A = scipy.sparse.csr_matrix(dense)
+        c = rng.choice([-1.0, 0.0, 1.0, 2.0], n)  # ties in c_j
+        expect = []
+        for r in range(m):
+            entries = range(A.indptr[r], A.indptr[r + 1])
+            expect += sorted(entries, key=lambda e: (-c[A.indices[e]] / A.data[e], e))
+        np.testing.assert_array_equal(RepairPlan.order(A, c), expect)

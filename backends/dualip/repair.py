@@ -46,11 +46,22 @@ class RepairPlan:
 
     @staticmethod
     def order(A_csr, c: np.ndarray) -> np.ndarray:
-        """Permutation of the CSR entries that sorts each row by c_j / a_rj, descending (stable): two stable
-        sorts on the host with torch (multi-threaded), by density and then by row."""
-        rows = torch.repeat_interleave(torch.arange(A_csr.shape[0]), torch.as_tensor(np.diff(A_csr.indptr)))
+        """Permutation of the CSR entries that sorts each row by c_j / a_rj, descending (stable), with torch on
+        the host: one sort per row in a padded (rows x longest row) table when the rows have similar lengths
+        (a quarter of the time), else two stable sorts of all entries, by density and then by row."""
+        m, nnz = A_csr.shape[0], A_csr.nnz
+        counts = torch.as_tensor(np.diff(A_csr.indptr))
+        starts = torch.as_tensor(A_csr.indptr[:-1].astype(np.int64))
+        rows = torch.repeat_interleave(torch.arange(m), counts)
         with np.errstate(divide="ignore", invalid="ignore"):
             density = torch.as_tensor(c[A_csr.indices] / A_csr.data)
+        longest = int(counts.max()) if m else 0
+        if m * longest <= 2 * nnz:
+            table = torch.full((m, longest), -torch.inf, dtype=torch.float64)  # padding sorts after every entry
+            table[rows, torch.arange(nnz) - starts.index_select(0, rows)] = density
+            within = torch.sort(table, dim=1, descending=True, stable=True).indices
+            real = torch.arange(longest)[None, :] < counts[:, None]
+            return (within + starts[:, None])[real].numpy()
         by_density = torch.argsort(density, descending=True, stable=True)
         return by_density.index_select(0, torch.argsort(rows.index_select(0, by_density), stable=True)).numpy()
 

@@ -271,7 +271,7 @@ class DualAscentSolver:
         block_value = values.sum()
         v.mul_(-1.0 / gamma)  # -g / gamma, in g's memory: g^T x = -gamma v^T x below
         if p.fast_projection and p.repairable:  # the repair restores block sums an unsettled Newton step misses
-            x, _ = self.primal(v, tau, 4 * self.opts.newton_steps)
+            x, _ = self.primal(v, tau, 2 * self.opts.newton_steps)
         else:
             x = project(v, self.bs)
         size = p.chunk(p.n)
