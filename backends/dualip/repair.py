@@ -174,7 +174,7 @@ def cut_rows_by_threshold(x: torch.Tensor, ax: torch.Tensor, upper: torch.Tensor
 
 def shrink_blocks(x: torch.Tensor, blocks, overwrite: bool = False) -> torch.Tensor:
     """Scale each sum-constrained block with sum x > r_i down to sum x = r_i."""
-    sums = blocks.reduce(x, "sum")
+    sums = blocks.sum(x)
     over = ~blocks.is_box & (sums > blocks.rhs)
     shrink = blocks.spread(torch.where(over, blocks.rhs / sums.clamp(min=1e-300), 1.0))
     return x.mul_(shrink) if overwrite else x * shrink
@@ -204,11 +204,11 @@ def fill_slack(x: torch.Tensor, c: torch.Tensor, A, At, upper: torch.Tensor, blo
         last = part.spread(part.reduce(torch.where(candidate & (masked == best), index, -1.0), "max", initial=-1.0))
         raise_by = torch.minimum(room, part.spread((part.rhs - part.sum(xs)).clamp(min=0)))  # within r_i
         picked = candidate & (index == last)
-        if part.any_box:  # every improving column of a box block, up to its bound
+        if part.any_box:  # every improving column of a box block, up to its bound (if it has one)
             is_box = part.spread(part.is_box)
             picked |= candidate & is_box
-            raise_by = torch.where(is_box, room, raise_by)
-        delta[a:e] = torch.where(picked & torch.isfinite(raise_by), raise_by, 0.0)
+            raise_by = torch.where(is_box, torch.where(torch.isfinite(room), room, 0.0), raise_by)
+        delta[a:e] = torch.where(picked, raise_by, 0.0)  # a simplex block's raise is within its finite spare
     del open_col
     demand = comm.sum(A.matvec(delta, chunk=entries))
     row_factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), 1.0)
