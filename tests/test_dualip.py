@@ -580,3 +580,16 @@ def test_adaptive_step_stops_oscillating_on_a_matching_with_few_users_per_item()
     res = m.solve("dualip", tol=1e-4, max_iter=2000)
     assert res.gap < 1e-2, res.gap
     assert res.bound >= m.solve("highs").objective - 1e-7  # maximizing: the bound stays valid
+
+
+def test_float32_solve_certificate_matches_the_exact_float64_one():
+    """Off the float64 CPU path, simplex/box models get their float64 certificate from segment reductions on
+    the host (no sort): the same bound and block duals as the exact sort-based one."""
+    from dualip_model.backends.dualip.backend import float64_certificate
+
+    _, m = matching(users=300, items=20, density=0.2, seed=4)
+    sf = m.compile()
+    raw = dm.registry.get("dualip").solve(sf, DualipOptions(dtype="float32", tol=1e-3))
+    bound, objective, infeas, _, mu = float64_certificate(sf, raw.x, -raw.row_dual)
+    assert raw.bound == pytest.approx(bound, rel=1e-12) and raw.objective == pytest.approx(objective, rel=1e-12)
+    np.testing.assert_allclose(raw.block_dual, mu, rtol=1e-12, atol=1e-12)

@@ -21,8 +21,9 @@ from dualip_model.standard_form import StandardForm
 from dualip_model.status import Status
 
 from .comm import LOCAL, Comm
+from .fast_projection import simplex_box_linear_minimize
 from .options import DualipOptions
-from .problem import ScaledProblem
+from .problem import Blocks, ScaledProblem
 from .projections import BlockStructure, linear_minimize
 from .solver import DualAscentSolver
 
@@ -108,7 +109,13 @@ def solve_standard_form(sf: StandardForm, options: DualipOptions, comm: Comm = L
     y = to_original * out["y_bound"].double().cpu().numpy()  # the duals behind the best bound
     x = out["x"].double().cpu().numpy()
     same = prob.dtype == torch.float64 and prob.device.type == "cpu"
-    linmin = solver.linear_minimize if same else None
+    if same:
+        linmin = solver.linear_minimize
+    elif prob.fast_projection:  # simplex and box blocks: segment reductions in float64 on the host, no sort
+        host_blocks = Blocks.build(sf, torch.device("cpu"), torch.float64, compact=False)
+        linmin = lambda g: simplex_box_linear_minimize(g, host_blocks, need_x=False)  # noqa: E731
+    else:
+        linmin = None
     bound, objective, infeas, dual_viol, mu = float64_certificate(sf, x, y, linmin, comm)
     status = out["status"]
     guarantees = ["bound: unregularized Lagrangian bound L(y), valid for any dual y" if np.isfinite(bound) else

@@ -88,6 +88,36 @@ class Blocks:
                       is_le=self.is_le[b0:b1], is_box=self.is_box[b0:b1], any_box=self.any_box,
                       lower=cols(self.lower), upper=cols(self.upper))
 
+    @staticmethod
+    def build(sf: StandardForm, device: torch.device, dtype: torch.dtype, compact: bool) -> "Blocks":
+        """The blocks of ``sf`` on ``device``; ``compact``: no membership matrix and int32 offsets (int64 ones
+        make CPU segment reductions faster)."""
+        n, nb = sf.n_cols, sf.n_blocks
+
+        def t(a, dt=dtype):
+            return to_device(a, dt, device)
+
+        counts = np.diff(sf.block_ptr)
+        member = None
+        if not compact:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+                member = torch.sparse_csr_tensor(t(sf.block_ptr, torch.int32),
+                                                 torch.arange(n, dtype=torch.int32, device=device),
+                                                 torch.ones(n, dtype=dtype, device=device), size=(nb, n))
+        kinds = sf.block_kind
+        uniform = sf.col_lower.strides == (0,) and sf.col_upper.strides == (0,)
+        return Blocks(
+            n=n, ptr_host=np.asarray(sf.block_ptr, dtype=np.int64),
+            offsets=t(sf.block_ptr, torch.int32 if compact else torch.int64), counts=t(counts, torch.int32),
+            # the block of each column: spreads are one gather (repeat_interleave would build an int64 index)
+            seg=t(np.repeat(np.arange(nb, dtype=np.int32), counts), torch.int32), member=member,
+            rhs=t(sf.block_rhs), is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool),
+            is_box=t(kinds == BlockKind.BOX, torch.bool), any_box=bool((kinds == BlockKind.BOX).any()),
+            lower=float(sf.col_lower[0]) if uniform and n else t(sf.col_lower),
+            upper=float(sf.col_upper[0]) if uniform and n else t(sf.col_upper),
+        )
+
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {f"blocks.{k}": getattr(self, k) for k in ("offsets", "counts", "seg", "member", "rhs", "is_le",
                                                           "is_box", "lower", "upper")}
@@ -184,30 +214,8 @@ class ScaledProblem:
             rows = A if compact else SparseRows(A_csr.indptr, rows_sorted, A_csr.data[order], (m, n), "segment",
                                                 device, dtype)
             plan = RepairPlan(rows=rows, single=single)
-        member = None
-        counts = np.diff(sf.block_ptr)
-        # the block of each column: spreads are one gather (repeat_interleave would build an int64 index per call)
-        seg = t(np.repeat(np.arange(sf.n_blocks, dtype=np.int32), counts), torch.int32)
-        if not compact:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-                member = torch.sparse_csr_tensor(t(sf.block_ptr, torch.int32),
-                                                 torch.arange(n, dtype=torch.int32, device=device),
-                                                 torch.ones(n, dtype=dtype, device=device), size=(sf.n_blocks, n))
-        kinds = sf.block_kind
-        uniform = sf.col_lower.strides == (0,) and sf.col_upper.strides == (0,)
-        lower = float(sf.col_lower[0]) if uniform and n else t(sf.col_lower)
-        upper = float(sf.col_upper[0]) if uniform and n else t(sf.col_upper)
-        blocks = Blocks(
-            # int64 offsets: CPU segment reductions run faster with them; int32 in the compact storage
-            n=n, ptr_host=np.asarray(sf.block_ptr, dtype=np.int64),
-            offsets=t(sf.block_ptr, torch.int32 if compact else torch.int64),
-            counts=t(counts, torch.int32), seg=seg, member=member,
-            rhs=t(sf.block_rhs),
-            is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool), is_box=t(kinds == BlockKind.BOX, torch.bool),
-            any_box=bool((kinds == BlockKind.BOX).any()), lower=lower, upper=upper,
-        )
-        fast = not comm.max_np(not np.isin(kinds, (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)).all())
+        blocks = Blocks.build(sf, device, dtype, compact)
+        fast = not comm.max_np(not np.isin(sf.block_kind, (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)).all())
         lo, hi = sf.row_lower, sf.row_upper
         finite = np.concatenate([lo[np.isfinite(lo)], hi[np.isfinite(hi)]])
         side = np.maximum(np.where(np.isfinite(lo), np.abs(lo), 0.0), np.where(np.isfinite(hi), np.abs(hi), 0.0))
