@@ -45,7 +45,7 @@ class SparseRows:
                 idx, vals = full_idx, full_vals
             self.ptr = None
         else:
-            self.ptr = to_device(ptr, torch.int32 if kind == "csr" else torch.int64, device)
+            self.ptr = to_device(ptr, torch.int32, device)
         self.idx = to_device(idx, torch.int32, device)
         self.vals = None if vals is None else to_device(vals, dtype, device)
         self.csr = None

@@ -30,7 +30,7 @@ class RepairPlan:
     storage keeps A's CSR in column order for MKL / cuSPARSE and the plan is a sorted copy.
     """
 
-    rows: SparseRows  # kind "segment": ptr (m+1,) int64 row starts, idx (nnz,) int32 columns, worst entry first
+    rows: SparseRows  # kind "segment": ptr (m+1,) row starts, idx (nnz,) columns (int32), worst entry first
     single: bool  # every column lies in at most one row: a column's factor is its one entry's
 
     @property
