@@ -109,9 +109,11 @@ def test_fill_raises_one_column_per_block_on_ties():
 
 
 @pytest.mark.parametrize("shape", ["balanced", "one long row"])
-def test_repair_order_sorts_each_row_by_density_stably(shape):
-    """Both ways of sorting (a padded table per row when rows have similar lengths, else two global sorts)
-    give each row's entries by c_j / a_rj descending, ties in column order."""
+@pytest.mark.parametrize("group", [1 << 22, 3])
+def test_repair_order_sorts_each_row_by_density_stably(shape, group):
+    """Both ways of sorting (a padded table per row when rows have similar lengths, else two global sorts),
+    over all rows at once or a few entries of whole rows at a time (``group``), give each row's entries by
+    c_j / a_rj descending, ties in column order."""
     import scipy.sparse
 
     from dualip_model.backends.dualip.repair import RepairPlan
@@ -129,4 +131,4 @@ def test_repair_order_sorts_each_row_by_density_stably(shape):
         for r in range(m):
             entries = range(A.indptr[r], A.indptr[r + 1])
             expect += sorted(entries, key=lambda e: (-c[A.indices[e]] / A.data[e], e))
-        np.testing.assert_array_equal(RepairPlan.order(A, c), expect)
+        np.testing.assert_array_equal(RepairPlan.order(A, c, group=group), expect)

@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 import torch
 
 from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
@@ -186,9 +187,7 @@ class ScaledProblem:
         c_sq, n_all = comm.sum_np([float(np.sum(sf.c * sf.c)), n])  # pairwise sum: no BLAS thread dependence
         sigma = float(np.sqrt(c_sq / n_all)) if n_all else 1.0  # RMS cost: gamma is relative to it
         sigma = sigma if sigma > 0 else 1.0
-        A_csc = sf.A.copy()
-        A_csc.data = scaled
-        A_csr = A_csc.tocsr()
+        A_csr = scipy.sparse.csc_matrix((scaled, sf.A_indices, sf.A_indptr), shape=(m, n)).tocsr()  # no copy of A
         A_csr.sort_indices()
         c_host = sf.c / sigma
         repairable = not comm.max_np(not _repairable(sf))  # every rank's columns must allow it
@@ -235,7 +234,8 @@ def _norm_sq_upper(A_csr, seed: int, comm: Comm = LOCAL, iters: int = 60) -> flo
         return 1.0
     per_col = np.bincount(A_csr.indices, minlength=n).max(initial=0)
     if comm.max_np(per_col) <= 1:  # one nonzero per column: A A^T is diagonal
-        row_sq = comm.sum_np(np.asarray(A_csr.multiply(A_csr).sum(axis=1)).ravel())
+        rows = np.repeat(np.arange(m), np.diff(A_csr.indptr))
+        row_sq = comm.sum_np(np.bincount(rows, weights=A_csr.data * A_csr.data, minlength=m))
         return float(row_sq.max()) * (1 + 1e-6)  # float32 rounding room
     abs_a = np.abs(A_csr)
     col_sum = comm.max_np(np.asarray(abs_a.sum(axis=0)).max(initial=0.0))

@@ -45,25 +45,22 @@ class RepairPlan:
         return self.rows.values(start, stop)
 
     @staticmethod
-    def order(A_csr, c: np.ndarray) -> np.ndarray:
+    def order(A_csr, c: np.ndarray, group: int = 1 << 22) -> np.ndarray:
         """Permutation of the CSR entries that sorts each row by c_j / a_rj, descending (stable), with torch on
-        the host: one sort per row in a padded (rows x longest row) table when the rows have similar lengths
-        (a quarter of the time), else two stable sorts of all entries, by density and then by row."""
-        m, nnz = A_csr.shape[0], A_csr.nnz
-        counts = torch.as_tensor(np.diff(A_csr.indptr))
-        starts = torch.as_tensor(A_csr.indptr[:-1].astype(np.int64))
-        rows = torch.repeat_interleave(torch.arange(m), counts)
+        the host, ``group`` entries of whole rows at a time (the temporaries are a group's): one sort per row in
+        a padded (rows x longest row) table when the group's rows have similar lengths (a quarter of the time),
+        else two stable sorts of the group's entries, by density and then by row."""
+        ptr = A_csr.indptr.astype(np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            density = torch.as_tensor(c[A_csr.indices] / A_csr.data)
-        longest = int(counts.max()) if m else 0
-        if m * longest <= 2 * nnz:
-            table = torch.full((m, longest), -torch.inf, dtype=torch.float64)  # padding sorts after every entry
-            table[rows, torch.arange(nnz) - starts.index_select(0, rows)] = density
-            within = torch.sort(table, dim=1, descending=True, stable=True).indices
-            real = torch.arange(longest)[None, :] < counts[:, None]
-            return (within + starts[:, None])[real].numpy()
-        by_density = torch.argsort(density, descending=True, stable=True)
-        return by_density.index_select(0, torch.argsort(rows.index_select(0, by_density), stable=True)).numpy()
+            density = c[A_csr.indices] / A_csr.data
+        out = np.empty(A_csr.nnz, dtype=np.int64)
+        r0, m = 0, A_csr.shape[0]
+        while r0 < m:
+            r1 = min(max(int(np.searchsorted(ptr, ptr[r0] + group, side="right")) - 1, r0 + 1), m)
+            a, e = int(ptr[r0]), int(ptr[r1])
+            out[a:e] = a + _sort_rows(torch.as_tensor(ptr[r0:r1 + 1] - a), torch.as_tensor(density[a:e]))
+            r0 = r1
+        return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return self.rows.tensors("plan")
@@ -71,6 +68,23 @@ class RepairPlan:
     def row_of(self) -> torch.Tensor:
         """(nnz,) int64 row of each sorted entry."""
         return self.rows.rows_of_entries(0, self.cols.numel())[2]
+
+
+def _sort_rows(ptr: torch.Tensor, density: torch.Tensor) -> np.ndarray:
+    """Within-rows permutation of entries sorted by density, descending and stable, for rows starting at ptr."""
+    m, nnz = ptr.numel() - 1, density.numel()
+    counts = ptr.diff()
+    rows = torch.repeat_interleave(torch.arange(m), counts, output_size=nnz)
+    longest = int(counts.max()) if m else 0
+    if m * longest <= 2 * nnz:  # one sort per row in a padded table; the padding sorts after every entry
+        starts = ptr[:-1]
+        table = torch.full((m, longest), -torch.inf, dtype=torch.float64)
+        table[rows, torch.arange(nnz) - starts.index_select(0, rows)] = density
+        within = torch.sort(table, dim=1, descending=True, stable=True).indices
+        del table
+        return (within + starts[:, None])[torch.arange(longest)[None, :] < counts[:, None]].numpy()
+    by_density = torch.argsort(density, descending=True, stable=True)
+    return by_density.index_select(0, torch.argsort(rows.index_select(0, by_density), stable=True)).numpy()
 
 
 def chunk_size(n: int) -> int:
