@@ -593,3 +593,18 @@ def test_float32_solve_certificate_matches_the_exact_float64_one():
     bound, objective, infeas, _, mu = float64_certificate(sf, raw.x, -raw.row_dual)
     assert raw.bound == pytest.approx(bound, rel=1e-12) and raw.objective == pytest.approx(objective, rel=1e-12)
     np.testing.assert_allclose(raw.block_dual, mu, rtol=1e-12, atol=1e-12)
+
+
+def test_to_device_converts_on_the_host_and_never_shares_a_frozen_array():
+    from dualip_model.backends.dualip.operators import to_device
+
+    frozen = np.arange(5, dtype=np.float64) / 3
+    frozen.flags.writeable = False
+    t = to_device(frozen, torch.float32, CPU)
+    assert t.dtype == torch.float32 and t.is_contiguous()
+    np.testing.assert_array_equal(t.numpy(), frozen.astype(np.float32))
+    same = to_device(frozen, torch.float64, CPU)
+    same[0] = 7.0  # a copy: the standard form's array is untouched
+    assert frozen[0] == 0.0
+    strided = np.arange(10, dtype=np.int64)[::2]
+    assert to_device(strided, torch.int32, CPU).tolist() == [0, 2, 4, 6, 8]

@@ -150,8 +150,16 @@ class SparseRows:
 
 
 def to_device(a, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A host array as a contiguous tensor of ``dtype`` on ``device`` (frozen standard-form arrays are copied)."""
+    """A host array as a contiguous tensor of ``dtype`` on ``device``.
+
+    Converted to ``dtype`` on the host first (float64 data crosses to a float32 device as float32), and sent to
+    a GPU from pinned memory without blocking: the copies of a problem's arrays queue up on the stream while
+    the host prepares the next one. Frozen (read-only) standard-form arrays are copied, not shared.
+    """
     a = np.asarray(a)
     if not a.flags.writeable:  # standard-form arrays are frozen; torch wants writable memory
         a = a.copy()
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+    host = torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
+    if device.type != "cuda":
+        return host if device.type == "cpu" else host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
