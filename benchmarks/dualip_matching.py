@@ -21,6 +21,7 @@ import time
 import torch
 
 import dualip_model as dm
+from dualip_model.backends.dualip.options import storage_for
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.cli import native_stdout_to_stderr
 from dualip_model.synthetic import matching_model, synthetic_matching
@@ -100,7 +101,7 @@ def run() -> dict:
         "iterations": res.iterations, "seconds": round(dualip_seconds, 3),
         "seconds_of_each_solve": [round(t, 3) for t in times], "ms_per_iteration": round(ms_iter, 3),
         "dtype": str(dtype).replace("torch.", ""),
-        "storage": args.storage or ("compact" if device.type == "cuda" else "fast"), "spmv_pair_ms": round(pair, 3),
+        "storage": storage_for(device, args.storage), "spmv_pair_ms": round(pair, 3),
         "iteration_over_spmv_pair": round(ms_iter / pair, 2),
     }
     best = None

@@ -50,7 +50,7 @@ import torch
 from dualip_model import registry
 from dualip_model.backends.dualip import memory_report
 from dualip_model.backends.dualip.operators import to_device
-from dualip_model.backends.dualip.options import DualipOptions
+from dualip_model.backends.dualip.options import DualipOptions, storage_for
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.cli import native_stdout_to_stderr
 from dualip_model.status import Status
@@ -164,11 +164,6 @@ def spmv_pair(sf, device: torch.device, dtype: torch.dtype, repeat: int, storage
             "mean_ms": round(mean, 3), "matrix_bytes": matrix_bytes, "index_dtype": "int32"}
 
 
-def storage_of(device: torch.device, storage: str | None) -> str:
-    """The dualip storage a solve uses: the given one, else compact on CUDA and fast on CPU."""
-    return storage or ("compact" if device.type == "cuda" else "fast")
-
-
 def copy_bandwidth_gbs(device: torch.device, mib: int) -> float:
     """GB/s of dst.copy_(src) on a ``mib`` MiB buffer, bytes read plus bytes written, best of 12."""
     src = torch.ones(mib * 2**18, dtype=torch.float32, device=device)
@@ -247,7 +242,7 @@ def accounted_memory(sf, args, device: torch.device, dtype: torch.dtype) -> dict
                                 check_every=args.check_every)
         out[storage] = memory_report(sf, options).as_dict()
         gc.collect()
-    out["storage_of_the_solve"] = storage_of(device, args.storage)
+    out["storage_of_the_solve"] = storage_for(device, args.storage)
     return out
 
 
@@ -311,11 +306,11 @@ def worker(args) -> None:
     print(f"size {args.worker_size:g}: {sf.nnz} nonzeros, {users} users x {items} items", file=sys.stderr)
 
     dualip = dualip_solve(model, sf, args, device, dtype)
-    dualip["storage"] = storage_of(device, args.storage)
+    dualip["storage"] = storage_for(device, args.storage)
     dualip["accounted_memory"] = accounted_memory(sf, args, device, dtype)
     if args.compile:  # the same solve with the compiled steady state, side by side (compile time included)
         dualip["compiled"] = dualip_solve(model, sf, args, device, dtype, compiled=True)
-    pair = spmv_pair(sf, device, dtype, args.spmv_repeat, storage_of(device, args.storage))
+    pair = spmv_pair(sf, device, dtype, args.spmv_repeat, storage_for(device, args.storage))
     copy_gbs = copy_bandwidth_gbs(device, args.copy_mib)
     ms_iter = dualip["ms_per_iteration"]
     pair_gbs = pair["matrix_bytes"] / (pair["mean_ms"] / 1e3) / 1e9

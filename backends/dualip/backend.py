@@ -22,7 +22,7 @@ from dualip_model.status import Status
 
 from .comm import LOCAL, Comm
 from .fast_projection import simplex_box_linear_minimize
-from .options import DualipOptions
+from .options import DualipOptions, storage_for
 from .problem import Blocks, ScaledProblem
 from .projections import BlockStructure, linear_minimize
 from .solver import DualAscentSolver
@@ -34,8 +34,7 @@ def _device_dtype(options: DualipOptions):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"DualipOptions.device is {options.device!r} but CUDA is not available")
     name = options.dtype or ("float32" if device.type == "cuda" else "float64")
-    storage = options.storage or ("compact" if device.type == "cuda" else "fast")
-    return device, getattr(torch, name), storage
+    return device, getattr(torch, name), storage_for(device, options.storage)
 
 
 def _warm_start(ws, sf: StandardForm):
@@ -112,7 +111,7 @@ def solve_standard_form(sf: StandardForm, options: DualipOptions, comm: Comm = L
     if same:
         linmin = solver.linear_minimize
     elif prob.fast_projection:  # simplex and box blocks: segment reductions in float64 on the host, no sort
-        host_blocks = Blocks.build(sf, torch.device("cpu"), torch.float64, compact=False)
+        host_blocks = Blocks.build(sf, torch.device("cpu"), torch.float64, compact=True)  # no membership matrix
         linmin = lambda g: simplex_box_linear_minimize(g, host_blocks, need_x=False)  # noqa: E731
     else:
         linmin = None

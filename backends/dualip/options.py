@@ -60,3 +60,8 @@ class DualipOptions:
         for name, ok in checks.items():
             if not ok:
                 raise ModelError(f"DualipOptions.{name}: invalid value {getattr(self, name)!r}")
+
+
+def storage_for(device: torch.device, storage: str | None = None) -> str:
+    """The storage a solve on ``device`` uses: ``storage`` if given, else compact on CUDA and fast on CPU."""
+    return storage or ("compact" if device.type == "cuda" else "fast")
