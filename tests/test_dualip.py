@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ import scipy.sparse
 import torch
 
 import dualip_model as dm
-from dualip_model.backends.dualip import fast_projection, projections
+from dualip_model.backends.dualip import block_order, fast_projection, projections
 from dualip_model.backends.dualip.memory import held_bytes
 from dualip_model.backends.dualip.operators import SparseRows
 from dualip_model.backends.dualip.options import DualipOptions
@@ -137,15 +138,19 @@ def random_fast_blocks(rng, n_blocks=40):
     return out
 
 
-def fast_structures(seed):
-    """(Blocks of ScaledProblem.build, exact BlockStructure) for one random block layout with two coupling rows."""
+def fast_structures(seed, layout="given"):
+    """(sf, Blocks of ScaledProblem.build, exact BlockStructure) for one random block layout with two coupling
+    rows; ``layout="by size"``: the blocks sorted by size, reduced per size (the grouped layout, thresholds off)."""
     rng = np.random.default_rng(seed)
     blocks = random_fast_blocks(rng)
     n = sum(len(b[1]) for b in blocks)
     A = rng.uniform(0, 1, (2, n)) * (rng.random((2, n)) < 0.5)
     sf = make_sf(blocks, (A, np.full(2, -np.inf), np.ones(2)))
-    prob = ScaledProblem.build(sf, CPU, F64)
-    assert prob.fast_projection
+    with mock.patch.object(block_order, "MIN_GROUP_COLUMNS", 0):
+        if layout == "by size":
+            sf = block_order.BlockOrder.of(sf).sf
+        prob = ScaledProblem.build(sf, CPU, F64)
+    assert prob.fast_projection and (prob.blocks.groups is not None) == (layout == "by size")
     return sf, prob.blocks, projections.BlockStructure.from_standard_form(sf, CPU, F64)
 
 
@@ -155,9 +160,13 @@ def random_v(rng, n, scale):
 
 
 # ---------------------------------------------------------------------------------- 1. fast block kernels
+LAYOUTS = ["given", "by size"]  # blocks as compiled (membership mat-vecs), or sorted by size (row reductions)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("seed", range(6))
-def test_newton_projection_from_zero_equals_exact_projection(seed):
-    sf, blocks, bs = fast_structures(seed)
+def test_newton_projection_from_zero_equals_exact_projection(seed, layout):
+    sf, blocks, bs = fast_structures(seed, layout)
     rng = np.random.default_rng(100 + seed)
     for scale in (0.3, 1.0, 5.0):
         v = random_v(rng, sf.n_cols, scale)
@@ -168,10 +177,11 @@ def test_newton_projection_from_zero_equals_exact_projection(seed):
         assert torch.all(tau[blocks.is_box] == 0) and torch.all(tau[blocks.is_le] >= 0)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("steps", sorted({1, 2, DualipOptions().newton_steps}))
-def test_newton_projection_warm_started_few_steps_is_exact(seed, steps):
-    sf, blocks, bs = fast_structures(seed)
+def test_newton_projection_warm_started_few_steps_is_exact(seed, steps, layout):
+    sf, blocks, bs = fast_structures(seed, layout)
     rng = np.random.default_rng(200 + seed)
     v0 = random_v(rng, sf.n_cols, 1.0)
     _, tau_exact = fast_projection.simplex_box_project(v0, torch.zeros(sf.n_blocks, dtype=F64), blocks, 60)
@@ -181,10 +191,11 @@ def test_newton_projection_warm_started_few_steps_is_exact(seed, steps):
         np.testing.assert_allclose(x.numpy(), projections.project(v1, bs).numpy(), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("ties", [False, True])
-def test_segment_linear_minimize_equals_exact(seed, ties):
-    sf, blocks, bs = fast_structures(seed)
+def test_segment_linear_minimize_equals_exact(seed, ties, layout):
+    sf, blocks, bs = fast_structures(seed, layout)
     rng = np.random.default_rng(300 + seed)
     n = sf.n_cols
     g = rng.integers(-3, 4, n) / 2.0 if ties else rng.normal(size=n)

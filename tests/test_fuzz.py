@@ -12,6 +12,7 @@ fuzz_models.KNOWN_ISSUES is documented by a strict xfail test instead of failing
 from __future__ import annotations
 
 from dataclasses import replace
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dualip_model as dm
+from dualip_model.backends.dualip import block_order
 from dualip_model.backends.highs import HighsBackend
 from fuzz_models import ALL_FAMILIES, KINDS, KNOWN_ISSUES, DenseLP, Objective, Rows, Spec, run, specs
 
@@ -37,6 +39,16 @@ def test_fuzz(backend, family, data):
 def test_fuzz_dualip_compact_storage(family, data):
     """The compact storage (gathers and segment sums, the CUDA default) on the same fuzzed models."""
     outcome = run(data.draw(specs(family), label="spec"), "dualip", extra=dict(storage="compact"))
+    unexpected = outcome.unexpected()
+    assert not unexpected, "\n".join(map(str, unexpected))
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+@given(data=st.data())
+def test_fuzz_dualip_blocks_by_size(family, data):
+    """The fast storage with the blocks sorted by size (per-size row reductions), on models of any size."""
+    with mock.patch.object(block_order, "MIN_GROUP_COLUMNS", 0):
+        outcome = run(data.draw(specs(family), label="spec"), "dualip")
     unexpected = outcome.unexpected()
     assert not unexpected, "\n".join(map(str, unexpected))
 

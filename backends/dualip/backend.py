@@ -20,6 +20,7 @@ from dualip_model.result import relative_gap
 from dualip_model.standard_form import StandardForm
 from dualip_model.status import Status
 
+from .block_order import BlockOrder
 from .comm import LOCAL, Comm
 from .fast_projection import simplex_box_linear_minimize
 from .options import DualipOptions, storage_for
@@ -91,14 +92,14 @@ class DualipBackend:
 def solve_standard_form(sf: StandardForm, options: DualipOptions, comm: Comm = LOCAL, store=None) -> RawResult:
     """The dualip solve of ``sf``; with ``comm`` sf holds one rank's blocks and x, block_dual are that rank's."""
     start = time.perf_counter()
-    device, dtype, storage = _device_dtype(options)
+    _device_dtype(options)  # an unavailable device is refused before any work
     y0, gamma0 = _warm_start(options.warm_start, sf)
     torch.manual_seed(options.seed)
     if options.resume is not None and options.warm_start is not None:
         raise ModelError("DualipOptions: give either resume (a checkpoint) or warm_start, not both")
     if sf.n_rows == 0:
         return _separable(sf, comm)
-    prob = ScaledProblem.build(sf, device, dtype, options.seed, comm, storage)
+    prob, order = _scaled_problem(sf, options, comm)
     solver = DualAscentSolver(prob, options, store)
     if y0 is not None:
         y0 = y0 / (prob.sigma * prob.row_scale)
@@ -107,7 +108,9 @@ def solve_standard_form(sf: StandardForm, options: DualipOptions, comm: Comm = L
     y_last = to_original * out["y"].double().cpu().numpy()  # where the ascent stands: the warm start
     y = to_original * out["y_bound"].double().cpu().numpy()  # the duals behind the best bound
     x = out["x"].double().cpu().numpy()
-    same = prob.dtype == torch.float64 and prob.device.type == "cpu"
+    if order is not None:
+        x = order.columns_back(x)
+    same = prob.dtype == torch.float64 and prob.device.type == "cpu" and order is None
     if same:
         linmin = solver.linear_minimize
     elif prob.fast_projection:  # simplex and box blocks: segment reductions in float64 on the host, no sort
@@ -142,11 +145,18 @@ def memory_report(sf: StandardForm, options: DualipOptions | None = None, iterat
     """MemoryReport of a dualip solve of ``sf`` with ``options``: bytes held per tensor, peak temporaries of
     ``iterations`` iterations and of a check, and the peak per nonzero (see memory.py)."""
     options = options or DualipOptions()
-    device, dtype, storage = _device_dtype(options)
     if sf.n_rows == 0:
         raise ModelError("memory_report: the model has no coupling rows, so there is no iteration to measure")
-    prob = ScaledProblem.build(sf, device, dtype, options.seed, LOCAL, storage)
-    return DualAscentSolver(prob, options).memory_report(iterations)
+    return DualAscentSolver(_scaled_problem(sf, options)[0], options).memory_report(iterations)
+
+
+def _scaled_problem(sf: StandardForm, options: DualipOptions, comm: Comm = LOCAL):
+    """(ScaledProblem, BlockOrder or None): one process in the fast storage solves with equal-size blocks side by
+    side (dense block reductions, see block_order.py) where that pays; x comes back through the BlockOrder."""
+    device, dtype, storage = _device_dtype(options)
+    order = BlockOrder.of(sf) if storage == "fast" and comm.world == 1 else None
+    prob = ScaledProblem.build(sf if order is None else order.sf, device, dtype, options.seed, comm, storage)
+    return prob, order
 
 
 def _separable(sf: StandardForm, comm: Comm = LOCAL) -> RawResult:

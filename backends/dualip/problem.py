@@ -21,6 +21,7 @@ import torch
 from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
 from dualip_model.standard_form import StandardForm
 
+from .block_order import size_groups
 from .comm import LOCAL, Comm
 from .operators import SparseRows, to_device
 from .repair import RepairPlan, chunk_size
@@ -30,8 +31,10 @@ from .repair import RepairPlan, chunk_size
 class Blocks:
     """Per-block device data for the fast projection (offsets into the column vector, counts, rhs, flags).
 
-    ``seg`` (an int32 block index per column) makes spreads one gather; ``member`` (the 0/1 block-membership
-    CSR, fast storage only) makes block sums sparse mat-vecs, faster than segment sums on CPU.
+    ``seg`` (an int32 block index per column) makes spreads one gather. In the fast storage, blocks sorted by
+    size (``groups``, see block_order.py) make block sums, maxima and minima dense row reductions of one
+    (blocks, size) view per size; otherwise ``member`` (the 0/1 block-membership CSR) makes block sums sparse
+    mat-vecs, faster than segment sums on CPU.
     """
 
     n: int  # columns
@@ -40,6 +43,7 @@ class Blocks:
     counts: torch.Tensor  # (nb,) int32 columns per block
     seg: torch.Tensor | None  # (n,) int32 block of every column
     member: torch.Tensor | None  # (nb, n) sparse CSR of ones, member[i, j] = 1 iff column j is in block i
+    groups: tuple[tuple[int, int, int, int, int], ...] | None  # (b0, b1, a, e, size) per size (fast storage)
     rhs: torch.Tensor  # (nb,)
     is_le: torch.Tensor  # (nb,) bool: SIMPLEX_LE
     is_box: torch.Tensor  # (nb,) bool: BOX
@@ -49,13 +53,37 @@ class Blocks:
 
     def sum(self, z: torch.Tensor) -> torch.Tensor:
         """(nb,) sums of z within each block."""
+        if self.groups is not None:
+            return self._grouped(z, "sum")
         if self.member is not None:
             return self.member @ z
         return torch.segment_reduce(z, "sum", offsets=self.offsets)
 
     def reduce(self, z: torch.Tensor, how: str, initial: float | None = None) -> torch.Tensor:
-        """(nb,) "min" / "max" / "sum" of z within each block (``initial`` for an empty block)."""
+        """(nb,) "min" / "max" / "sum" of z within each block, ``initial`` included (the value of an empty block)."""
+        if self.groups is not None:
+            return self._grouped(z, how, initial)
         return torch.segment_reduce(z, how, offsets=self.offsets, initial=initial)
+
+    _EMPTY = {"sum": 0.0, "max": -torch.inf, "min": torch.inf}  # segment_reduce's value of an empty block
+
+    def _grouped(self, z: torch.Tensor, how: str, initial: float | None = None) -> torch.Tensor:
+        """reduce() as one row reduction of a (blocks, size) view per size."""
+        parts = []
+        for b0, b1, a, e, size in self.groups:
+            if size == 0:
+                parts.append(z.new_full((b1 - b0,), self._EMPTY[how] if initial is None else initial))
+                continue
+            rows = z[a:e].reshape(b1 - b0, size)
+            if how == "sum":
+                part = rows.sum(1)
+            else:
+                part = rows.amax(1) if how == "max" else rows.amin(1)
+            if initial is not None:
+                part = part + initial if how == "sum" else (part.clamp_(min=initial) if how == "max"
+                                                          else part.clamp_(max=initial))
+            parts.append(part)
+        return torch.cat(parts)
 
     def spread(self, t: torch.Tensor) -> torch.Tensor:
         """(n,) the value of each column's block."""
@@ -85,22 +113,24 @@ class Blocks:
             return v[a:e] if isinstance(v, torch.Tensor) else v
         return Blocks(n=e - a, ptr_host=self.ptr_host[b0:b1 + 1] - a, offsets=self.offsets[b0:b1 + 1] - a,
                       counts=self.counts[b0:b1],
-                      seg=None if self.seg is None else self.seg[a:e] - b0, member=None, rhs=self.rhs[b0:b1],
+                      seg=None if self.seg is None else self.seg[a:e] - b0, member=None, groups=None,
+                      rhs=self.rhs[b0:b1],
                       is_le=self.is_le[b0:b1], is_box=self.is_box[b0:b1], any_box=self.any_box,
                       lower=cols(self.lower), upper=cols(self.upper))
 
     @staticmethod
     def build(sf: StandardForm, device: torch.device, dtype: torch.dtype, compact: bool) -> "Blocks":
-        """The blocks of ``sf`` on ``device``; ``compact``: no membership matrix and int32 offsets (int64 ones
-        make CPU segment reductions faster)."""
+        """The blocks of ``sf`` on ``device``; ``compact``: no groups, no membership matrix and int32 offsets
+        (int64 ones make CPU segment reductions faster)."""
         n, nb = sf.n_cols, sf.n_blocks
 
         def t(a, dt=dtype):
             return to_device(a, dt, device)
 
         counts = np.diff(sf.block_ptr)
+        groups = None if compact else size_groups(sf.block_ptr)
         member = None
-        if not compact:
+        if not compact and groups is None:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
                 member = torch.sparse_csr_tensor(t(sf.block_ptr, torch.int32),
@@ -112,7 +142,7 @@ class Blocks:
             n=n, ptr_host=np.asarray(sf.block_ptr, dtype=np.int64),
             offsets=t(sf.block_ptr, torch.int32 if compact else torch.int64), counts=t(counts, torch.int32),
             # the block of each column: spreads are one gather (repeat_interleave would build an int64 index)
-            seg=t(np.repeat(np.arange(nb, dtype=np.int32), counts), torch.int32), member=member,
+            seg=t(np.repeat(np.arange(nb, dtype=np.int32), counts), torch.int32), member=member, groups=groups,
             rhs=t(sf.block_rhs), is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool),
             is_box=t(kinds == BlockKind.BOX, torch.bool), any_box=bool((kinds == BlockKind.BOX).any()),
             lower=float(sf.col_lower[0]) if uniform and n else t(sf.col_lower),
