@@ -55,7 +55,12 @@ CONFIG = {
                                                    objective_rtol=2e-4, infeasibility_tol=1e-4),
                                  "float32 compact": Config(options=dict(dtype="float32", storage="compact", tol=1e-3,
                                                                         max_iter=20_000),
-                                                           objective_rtol=2e-3, infeasibility_tol=1e-3)}),
+                                                           objective_rtol=2e-3, infeasibility_tol=1e-3),
+                                 # A's values in 16 bits (about 3 significant digits): a 1e-2 answer
+                                 "bfloat16 values": Config(options=dict(dtype="float32", storage="compact",
+                                                                        matrix_dtype="bfloat16", tol=1e-2,
+                                                                        max_iter=20_000),
+                                                           objective_rtol=2e-2, infeasibility_tol=1e-2)}),
     "cupdlpx": Config(options=dict(tol=1e-6), objective_rtol=1e-4, infeasibility_tol=1e-4,
                       fuzz_options=dict(tol=1e-6, time_limit=5.0)),
 }

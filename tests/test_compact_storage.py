@@ -7,12 +7,14 @@ from __future__ import annotations
 import shutil
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
 import dualip_model as dm
 from dualip_model.backends.dualip import DualipOptions, memory_report
 from dualip_model.backends.dualip.memory import TemporaryTracker, held_bytes
+from dualip_model.backends.dualip.operators import to_device
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.backends.dualip.solver import AscentState, DualAscentSolver
 from dualip_model.synthetic import matching_model, synthetic_matching
@@ -81,18 +83,20 @@ def test_fast_storage_trades_memory_for_cpu_speed(million):
     assert fast.bytes_per_nnz < 100.0
 
 
-def _solver(storage: str):
+def _solver(storage: str, values: torch.dtype | None = None):
     sf = matching_model(synthetic_matching(2000, 100, 0.05, seed=0)).compile()
-    prob = ScaledProblem.build(sf, torch.device("cpu"), torch.float64, storage=storage)
+    prob = ScaledProblem.build(sf, torch.device("cpu"), torch.float64, storage=storage, values=values)
     solver = DualAscentSolver(prob, DualipOptions(storage=storage))
     state = AscentState.start(torch.zeros(prob.m, dtype=torch.float64), sf.n_blocks, prob.norm_sq / 0.03)
     return solver, state, 0.03 / prob.norm_sq
 
 
-def test_compact_iterations_compile_as_one_graph():
+@pytest.mark.parametrize("values", [None, torch.bfloat16])
+def test_compact_iterations_compile_as_one_graph(values):
     """fullgraph=True fails on any graph break: a host sync (.item(), a Python branch on a tensor) or a sparse
-    tensor. The compact storage's k iterations trace whole and give the eager iterates exactly."""
-    solver, state, step = _solver("compact")
+    tensor. The compact storage's k iterations trace whole and give the eager iterates exactly (also with A's
+    values in 16 bits)."""
+    solver, state, step = _solver("compact", values)
     compiled = torch.compile(solver.iterate, fullgraph=True, backend="eager")
     traced = compiled(state, 0.03, step, 5)
     eager = solver.iterate(state, 0.03, step, 5)
@@ -143,3 +147,53 @@ def test_compile_option_needs_the_compact_storage():
     model = matching_model(synthetic_matching(200, 10, 0.5, seed=0))
     with pytest.raises(dm.ModelError, match="compile needs storage='compact'"):
         model.solve("dualip", storage="fast", compile=True)
+
+
+# ------------------------------------------------------------------------------- A's values in 16 bits
+def test_bfloat16_values_save_2_bytes_per_nonzero_of_a_matching(million):
+    """A matching stores one value per nonzero (A reads A^T's): 37.26 -> 35.26 B per nonzero in float32."""
+    full = memory_report(million, DualipOptions(dtype="float32", storage="compact"))
+    half = memory_report(million, DualipOptions(dtype="float32", storage="compact", matrix_dtype="bfloat16"))
+    assert half.held["At.vals"] * 2 == full.held["At.vals"]
+    assert (full.held_total - half.held_total) / half.nnz == pytest.approx(2.0, abs=1e-6)
+    assert half.bytes_per_nnz <= full.bytes_per_nnz - 2.0 + 1e-9
+
+
+@pytest.mark.parametrize("values, tol", [("bfloat16", 1e-3), ("float16", 1e-3)])
+def test_16_bit_values_give_a_certified_answer_with_a_feasible_primal(values, tol):
+    """Rounded up (A >= 0 on <= rows), the stored A bounds the exact one from above, so the repaired primal is
+    feasible for the exact A; the bound and the gap are the float64 ones of the exact standard form."""
+    model = matching_model(synthetic_matching(2000, 100, 0.05, seed=0))
+    ref = model.solve("highs")
+    res = model.solve("dualip", dtype="float32", storage="compact", matrix_dtype=values, tol=tol)
+    assert res.status == dm.Status.OPTIMAL and res.gap <= tol
+    assert res.bound >= ref.objective - 1e-9 * abs(ref.objective)  # maximization: an upper bound
+    assert abs(res.objective - ref.objective) <= 2 * tol * abs(ref.objective)
+    sf = res.standard_form
+    x = res.raw.x
+    assert (sf.A @ x <= sf.row_upper * (1 + 1e-6)).all() and (x >= 0).all()
+
+
+def test_values_rounded_up_are_the_next_representable_ones():
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.lognormal(0, 3, 1000), -rng.lognormal(0, 3, 1000), [0.0, 1.0, 0.5]])
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        up = to_device(a, dtype, torch.device("cpu"), round_up=True)
+        ok = np.isfinite(up.double().numpy())  # float16 overflows above 65504
+        assert (up.double().numpy()[ok] >= a[ok]).all()
+        below = torch.nextafter(up, torch.full((), -torch.inf, dtype=dtype)).double().numpy()
+        assert (below[ok] < a[ok]).all()  # the smallest one at or above
+        nearest = to_device(a, dtype, torch.device("cpu"))
+        assert (nearest.double().numpy()[ok] < a[ok]).any()  # rounding to nearest goes below, for contrast
+
+
+def test_16_bit_values_need_the_compact_storage_and_float16_their_range():
+    model = matching_model(synthetic_matching(200, 20, 0.2, seed=0))
+    with pytest.raises(dm.ModelError, match="matrix_dtype 'bfloat16' needs storage='compact'"):
+        model.solve("dualip", storage="fast", matrix_dtype="bfloat16")
+    with pytest.raises(dm.ModelError, match="DualipOptions.matrix_dtype: invalid value 'int8'"):
+        model.solve("dualip", matrix_dtype="int8")
+    data = synthetic_matching(200, 20, 0.2, seed=0)
+    data.cost[0] = 1e-9 * data.cost[0]  # 1e-9 of its row's norm: below float16's smallest normal, 6.1e-5
+    with pytest.raises(dm.ModelError, match=rf"coupling row {data.item[0]}\b.*use 'bfloat16'"):
+        matching_model(data).solve("dualip", storage="compact", matrix_dtype="float16")

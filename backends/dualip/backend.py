@@ -155,7 +155,8 @@ def _scaled_problem(sf: StandardForm, options: DualipOptions, comm: Comm = LOCAL
     side (dense block reductions, see block_order.py) where that pays; x comes back through the BlockOrder."""
     device, dtype, storage = _device_dtype(options)
     order = BlockOrder.of(sf) if storage == "fast" and comm.world == 1 else None
-    prob = ScaledProblem.build(sf if order is None else order.sf, device, dtype, options.seed, comm, storage)
+    values = None if options.matrix_dtype is None else getattr(torch, options.matrix_dtype)
+    prob = ScaledProblem.build(sf if order is None else order.sf, device, dtype, options.seed, comm, storage, values)
     return prob, order
 
 

@@ -21,9 +21,12 @@ class SparseRows:
     """An (r, k) sparse matrix stored row by row, with ``M @ z`` and the per-row minimum of a gathered vector."""
 
     def __init__(self, ptr: np.ndarray, idx: np.ndarray, vals: np.ndarray | None, shape: tuple[int, int], kind: str,
-                 device: torch.device, dtype: torch.dtype, col_vals: torch.Tensor | None = None):
+                 device: torch.device, dtype: torch.dtype, col_vals: torch.Tensor | None = None,
+                 round_up: bool = False):
         """``col_vals`` ("segment" only, instead of ``vals``): every entry of column j has the value col_vals[j],
-        as in A of a matching whose A^T ("single") already holds one value per column: A's values not stored twice."""
+        as in A of a matching whose A^T ("single") already holds one value per column: A's values not stored twice.
+        ``dtype`` is the values' (16-bit ones multiply the products' operands as they are read); ``round_up``:
+        each value is the smallest of ``dtype`` at or above the given one."""
         r, k = shape
         self.shape, self.kind = (r, k), kind
         if col_vals is not None and (kind != "segment" or vals is not None):
@@ -47,7 +50,7 @@ class SparseRows:
         else:
             self.ptr = to_device(ptr, torch.int32, device)
         self.idx = to_device(idx, torch.int32, device)
-        self.vals = None if vals is None else to_device(vals, dtype, device)
+        self.vals = None if vals is None else to_device(vals, dtype, device, round_up)
         self.csr = None
         if kind == "csr":
             with warnings.catch_warnings():
@@ -149,17 +152,22 @@ class SparseRows:
         return out
 
 
-def to_device(a, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def to_device(a, dtype: torch.dtype, device: torch.device, round_up: bool = False) -> torch.Tensor:
     """A host array as a contiguous tensor of ``dtype`` on ``device``.
 
     Converted to ``dtype`` on the host first (float64 data crosses to a float32 device as float32), and sent to
     a GPU from pinned memory without blocking: the copies of a problem's arrays queue up on the stream while
     the host prepares the next one. Frozen (read-only) standard-form arrays are copied, not shared.
+    ``round_up``: a float value that ``dtype`` cannot hold becomes the next one above it, not the nearest.
     """
     a = np.asarray(a)
     if not a.flags.writeable:  # standard-form arrays are frozen; torch wants writable memory
         a = a.copy()
-    host = torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
+    exact = torch.from_numpy(np.ascontiguousarray(a))
+    host = exact.to(dtype)
+    if round_up and dtype.is_floating_point and host.dtype != exact.dtype:
+        below = host.to(exact.dtype) < exact
+        host = torch.where(below, torch.nextafter(host, torch.full((), torch.inf, dtype=dtype)), host)
     if device.type != "cuda":
         return host if device.type == "cpu" else host.to(device)
     return host.pin_memory().to(device, non_blocking=True)

@@ -29,6 +29,9 @@ class DualipOptions:
     # default compact on CUDA, fast on CPU
     storage: str | None = None
     compile: bool = False  # run the k steps between checks as one torch.compile graph (compact storage only)
+    # "bfloat16" or "float16": A's values stored in 16 bits (compact storage only), products accumulated in dtype;
+    # rounded up where the repair applies (A >= 0), so the repaired primal stays feasible for the exact A
+    matrix_dtype: str | None = None
     gamma: float | None = None  # initial ridge weight relative to RMS(c) (None: 0.03)
     gamma_decay: float = 0.5  # gamma <- gamma * gamma_decay at the end of each continuation stage
     gamma_min: float = 1e-7
@@ -52,6 +55,7 @@ class DualipOptions:
             "gamma": self.gamma is None or self.gamma > 0,
             "dtype": self.dtype in (None, "float32", "float64"),
             "storage": self.storage in (None, "fast", "compact"),
+            "matrix_dtype": self.matrix_dtype in (None, "bfloat16", "float16"),
         }
         try:
             checks["device"] = torch.device(self.device).type in ("cpu", "cuda")

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
+from dualip_model.errors import ModelError
 from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
 from dualip_model.standard_form import StandardForm
 
@@ -205,9 +206,14 @@ class ScaledProblem:
 
     @staticmethod
     def build(sf: StandardForm, device: torch.device, dtype: torch.dtype, seed: int = 0,
-              comm: Comm = LOCAL, storage: str = "fast") -> "ScaledProblem":
+              comm: Comm = LOCAL, storage: str = "fast", values: torch.dtype | None = None) -> "ScaledProblem":
+        """``values``: the dtype of A's stored values (default ``dtype``; 16-bit ones in the compact storage only)."""
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {STORAGES}, not {storage!r}")
+        values = values or dtype
+        if values.itemsize < 4 and storage != "compact":
+            raise ModelError(f"DualipOptions.matrix_dtype {str(values)[6:]!r} needs storage='compact' (torch sparse "
+                             f"CSR products take one dtype)")
         n, m = sf.n_cols, sf.n_rows
         compact = storage == "compact"
         data = np.asarray(sf.A_data, dtype=np.float64)
@@ -217,10 +223,14 @@ class ScaledProblem:
         c_sq, n_all = comm.sum_np([float(np.sum(sf.c * sf.c)), n])  # pairwise sum: no BLAS thread dependence
         sigma = float(np.sqrt(c_sq / n_all)) if n_all else 1.0  # RMS cost: gamma is relative to it
         sigma = sigma if sigma > 0 else 1.0
+        if values == torch.float16:
+            _check_float16(scaled, sf.A_indices)
         A_csr = scipy.sparse.csc_matrix((scaled, sf.A_indices, sf.A_indptr), shape=(m, n)).tocsr()  # no copy of A
         A_csr.sort_indices()
         c_host = sf.c / sigma
         repairable = not comm.max_np(not _repairable(sf))  # every rank's columns must allow it
+        # values rounded up where the repair applies: A_stored >= A >= 0, so A x <= A_stored x <= u for x >= 0
+        up = repairable and values != torch.float64
         # rows of A in the repair's order (worst cost per unit of row use first) where a repair applies
         order = RepairPlan.order(A_csr, c_host) if repairable and m else None
 
@@ -229,19 +239,19 @@ class ScaledProblem:
 
         single = np.diff(sf.A_indptr).max(initial=0) <= 1  # every column in at most one row (matching)
         At = SparseRows(sf.A_indptr, sf.A_indices, scaled, (n, m),
-                        "single" if single else ("segment" if compact else "csr"), device, dtype)
+                        "single" if single else ("segment" if compact else "csr"), device, values, round_up=up)
         rows_sorted = A_csr.indices if order is None else A_csr.indices[order]
         if compact and single:  # A's values are At's, one per column: not stored twice
-            A = SparseRows(A_csr.indptr, rows_sorted, None, (m, n), "segment", device, dtype, col_vals=At.vals)
+            A = SparseRows(A_csr.indptr, rows_sorted, None, (m, n), "segment", device, values, col_vals=At.vals)
         elif compact:
             A = SparseRows(A_csr.indptr, rows_sorted, A_csr.data if order is None else A_csr.data[order], (m, n),
-                           "segment", device, dtype)
+                           "segment", device, values, round_up=up)
         else:
-            A = SparseRows(A_csr.indptr, A_csr.indices, A_csr.data, (m, n), "csr", device, dtype)
+            A = SparseRows(A_csr.indptr, A_csr.indices, A_csr.data, (m, n), "csr", device, dtype, round_up=up)
         plan = None
         if order is not None:
             rows = A if compact else SparseRows(A_csr.indptr, rows_sorted, A_csr.data[order], (m, n), "segment",
-                                                device, dtype)
+                                                device, dtype, round_up=up)
             plan = RepairPlan(rows=rows, single=single)
         blocks = Blocks.build(sf, device, dtype, compact)
         fast = not comm.max_np(not np.isin(sf.block_kind, (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)).all())
@@ -251,10 +261,22 @@ class ScaledProblem:
         return ScaledProblem(
             sf=sf, device=device, dtype=dtype, storage=storage, A=A, At=At, c=t(c_host), row_lower=t(lo * scale),
             row_upper=t(hi * scale), row_scale=scale, sigma=sigma,
-            norm_sq=_norm_sq_upper(A_csr, seed, comm), blocks=blocks, fast_projection=fast,
+            # the stored values may exceed the exact ones by a unit of their last place
+            norm_sq=_norm_sq_upper(A_csr, seed, comm) * (1 + torch.finfo(values).eps) ** 2, blocks=blocks,
+            fast_projection=fast,
             repairable=repairable, repair_plan=plan,
             b_norm=float(np.linalg.norm(finite)), row_size=t(1.0 + side), comm=comm,
         )
+
+
+def _check_float16(scaled: np.ndarray, rows: np.ndarray) -> None:
+    """Refuse float16 values when a nonzero of the row-scaled A lies below float16's normal range (2^-14)."""
+    tiny = (scaled != 0) & (np.abs(scaled) < np.finfo(np.float16).tiny)
+    if tiny.any():
+        worst = int(np.argmin(np.where(tiny, np.abs(scaled), np.inf)))
+        raise ModelError(f"DualipOptions.matrix_dtype 'float16': {int(tiny.sum())} coefficients fall below float16's "
+                         f"normal range after scaling each row to unit norm (smallest {abs(scaled[worst]):.3g}, in "
+                         f"coupling row {int(rows[worst])}); use 'bfloat16' (float32's range)")
 
 
 def _norm_sq_upper(A_csr, seed: int, comm: Comm = LOCAL, iters: int = 60) -> float:
