@@ -77,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="default: float32 on CUDA, float64 on CPU (the solver's defaults)")
     parser.add_argument("--storage", default=None, choices=["fast", "compact"],
                         help="dualip storage (default: compact on CUDA, fast on CPU)")
+    parser.add_argument("--matrix-dtype", default=None, choices=["bfloat16", "float16"],
+                        help="A's values in 16 bits (compact storage; see DualipOptions.matrix_dtype)")
     parser.add_argument("--compile", action="store_true",
                         help="also solve with compile=True (compact storage; CUDA graphs on CUDA) and report both")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch and HiGHS threads")
@@ -209,6 +211,7 @@ def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype, comp
     start = time.perf_counter()
     res = model.solve("dualip", standard_form=sf, device=args.device, dtype=str(dtype).replace("torch.", ""),
                       storage="compact" if compiled else args.storage, compile=compiled, tol=args.tol,
+                      matrix_dtype=args.matrix_dtype,
                       max_iter=args.max_iter, time_limit=args.time_limit, check_every=args.check_every,
                       callback=progress)
     wall = time.perf_counter() - start
@@ -242,6 +245,10 @@ def accounted_memory(sf, args, device: torch.device, dtype: torch.dtype) -> dict
                                 check_every=args.check_every)
         out[storage] = memory_report(sf, options).as_dict()
         gc.collect()
+    if args.matrix_dtype:
+        options = DualipOptions(device=args.device, dtype=str(dtype).replace("torch.", ""), storage="compact",
+                                check_every=args.check_every, matrix_dtype=args.matrix_dtype)
+        out[f"compact, {args.matrix_dtype} values"] = memory_report(sf, options).as_dict()
     out["storage_of_the_solve"] = storage_for(device, args.storage)
     return out
 
@@ -307,6 +314,7 @@ def worker(args) -> None:
 
     dualip = dualip_solve(model, sf, args, device, dtype)
     dualip["storage"] = storage_for(device, args.storage)
+    dualip["matrix_dtype"] = args.matrix_dtype or str(dtype).replace("torch.", "")
     dualip["accounted_memory"] = accounted_memory(sf, args, device, dtype)
     if args.compile:  # the same solve with the compiled steady state, side by side (compile time included)
         dualip["compiled"] = dualip_solve(model, sf, args, device, dtype, compiled=True)
