@@ -159,7 +159,7 @@ def test_bfloat16_values_save_2_bytes_per_nonzero_of_a_matching(million):
     assert half.bytes_per_nnz <= full.bytes_per_nnz - 2.0 + 1e-9
 
 
-@pytest.mark.parametrize("values, tol", [("bfloat16", 1e-3), ("float16", 1e-3)])
+@pytest.mark.parametrize("values, tol", [("bfloat16", 2e-3), ("float16", 1e-3)])  # 8 and 11 significant bits
 def test_16_bit_values_give_a_certified_answer_with_a_feasible_primal(values, tol):
     """Rounded up (A >= 0 on <= rows), the stored A bounds the exact one from above, so the repaired primal is
     feasible for the exact A; the bound and the gap are the float64 ones of the exact standard form."""

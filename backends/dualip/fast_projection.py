@@ -25,16 +25,14 @@ def simplex_box_project(v, tau, blocks, steps: int, overwrite: bool = False):
     for _ in range(steps):
         active = v > blocks.spread(tau)
         s = blocks.sum(v * active)  # (a product, not torch.where: several times faster on CPU; v is finite)
-        k = blocks.sum(active.to(v.dtype))
+        k = blocks.count(active)
         del active
         tau = torch.where(k > 0, s.sub_(blocks.rhs).div_(k.clamp_(min=1)), fallback)
         del s, k
     del fallback
     tau = torch.where(blocks.is_le, tau.clamp(min=0), tau)
     tau = torch.where(blocks.is_box, 0.0, tau)
-    t_col = blocks.spread(tau)
-    x = v.sub_(t_col) if overwrite else t_col.neg_().add_(v)
-    del t_col
+    x = blocks.minus(v, tau, out=v if overwrite else None)
     return torch.clamp_(x, blocks.lower, blocks.upper), tau
 
 

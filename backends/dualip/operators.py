@@ -60,9 +60,18 @@ class SparseRows:
     def __matmul__(self, z: torch.Tensor) -> torch.Tensor:
         return self.matvec(z)
 
-    def matvec(self, z: torch.Tensor, overwrite: bool = False, chunk: int | None = None) -> torch.Tensor:
-        """M z. ``overwrite``: z may be used as scratch (its values are lost). ``chunk`` ("segment"): rows taken in
-        groups of about that many entries, so that the temporaries are a group's, not nnz."""
+    def matvec(self, z: torch.Tensor, overwrite: bool = False, chunk: int | None = None,
+               add: torch.Tensor | None = None) -> torch.Tensor:
+        """M z (plus ``add``, in the same pass where the kind allows). ``overwrite``: z may be used as scratch (its
+        values are lost). ``chunk`` ("segment"): rows taken in groups of about that many entries, so that the
+        temporaries are a group's, not nnz."""
+        if add is not None:
+            if self.csr is not None:
+                return torch.addmv(add, self.csr, z)
+            if self.ptr is None:  # "single": gather, then add + value * gathered in one pass
+                prod = (torch.cat([z, z.new_zeros(1)]) if self.padded else z).index_select(0, self.idx)
+                return torch.addcmul(add, prod, self.vals, out=prod)
+            return self.matvec(z, overwrite, chunk).add_(add)
         if self.csr is not None:
             return self.csr @ z
         if self.padded:

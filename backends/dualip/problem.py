@@ -86,6 +86,23 @@ class Blocks:
             parts.append(part)
         return torch.cat(parts)
 
+    def count(self, mask: torch.Tensor) -> torch.Tensor:
+        """(nb,) the number of True entries of a column mask within each block, in the blocks' dtype."""
+        if self.groups is None:
+            return self.sum(mask.to(self.rhs.dtype))
+        return torch.cat([mask[a:e].view(b1 - b0, size).sum(1) if size else mask.new_zeros(b1 - b0, dtype=torch.long)
+                          for b0, b1, a, e, size in self.groups]).to(self.rhs.dtype)
+
+    def minus(self, z: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """z - t[block of each column] (into ``out``, which may be z): per size a broadcast, else a spread."""
+        if self.groups is None:  # (without ``out`` the spread's memory becomes the result: one temporary)
+            return self.spread(t).neg_().add_(z) if out is None else torch.sub(z, self.spread(t), out=out)
+        out = torch.empty_like(z) if out is None else out
+        for b0, b1, a, e, size in self.groups:
+            if size:
+                torch.sub(z[a:e].view(b1 - b0, size), t[b0:b1, None], out=out[a:e].view(b1 - b0, size))
+        return out
+
     def spread(self, t: torch.Tensor) -> torch.Tensor:
         """(n,) the value of each column's block."""
         if self.seg is not None:

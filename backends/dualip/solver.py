@@ -214,7 +214,7 @@ class DualAscentSolver:
         w_prev, ax_prev = st.w_prev, st.ax_prev
         l_max = 1.0 / step
         for _ in range(k):
-            v = p.At.matvec(w).add_(p.c).mul_(-1.0 / gamma)  # -(c + A^T w) / gamma
+            v = p.At.matvec(w, add=p.c).mul_(-1.0 / gamma)  # -(c + A^T w) / gamma
             x, tau = self.primal(v, tau, self.opts.newton_steps, overwrite=True)
             del v
             ax = p.comm.sum(p.A.matvec(x, overwrite=True))  # the one all-reduce of a sharded iteration (m numbers)
