@@ -71,8 +71,11 @@ class _Scratch:
         self._fh.write(values.data)
         self.size += values.size
 
-    def array(self) -> np.ndarray:
+    def close(self) -> None:
         self._fh.close()
+
+    def array(self) -> np.ndarray:
+        self.close()
         if self.size == 0:
             return np.zeros(0, dtype=self.dtype)
         return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.size,))
@@ -105,6 +108,8 @@ def compile_edge_table(source, out, *, block: str, cost: str, row: str | None = 
         raise ModelError(f"compile_edge_table: upper must be > 0 (x lies in [0, upper]), not {upper!r}")
     if block_kind != "box" and not (np.isfinite(block_rhs) and block_rhs >= 0):
         raise ModelError(f"compile_edge_table: block_rhs must be finite and >= 0, not {block_rhs!r}")
+    if coefficient is not None and row is None:
+        raise ModelError("compile_edge_table: a coefficient column needs a row column (the row it multiplies into)")
     lower_r, upper_r = _row_bounds(row, row_lower, row_upper)
     globals_ = dict(global_rows or {})
     for gname, g in globals_.items():
@@ -128,6 +133,7 @@ def compile_edge_table(source, out, *, block: str, cost: str, row: str | None = 
     index_type = np.int64 if n * per_col >= 2**31 else np.int32
     kind = KINDS[block_kind][bool(np.isfinite(upper)) and block_kind != "box"]
     directory = tempfile.mkdtemp(prefix=".edge-table-", dir=os.path.dirname(os.path.abspath(out)))
+    scratch = {}
     try:
         scratch = {key: _Scratch(directory, key, dtype) for key, dtype in (
             ("c", np.float64), ("A_indptr", index_type), ("A_indices", np.int32), ("A_data", np.float64),
@@ -205,6 +211,8 @@ def compile_edge_table(source, out, *, block: str, cost: str, row: str | None = 
         os.replace(written, out)  # the whole file or none
         return EdgeTableForm(out, n, m, nnz, nb, pf.num_row_groups)
     finally:
+        for part in scratch.values():
+            part.close()
         shutil.rmtree(directory, ignore_errors=True)  # (memory-mapped scratch files may go while mapped)
 
 

@@ -157,6 +157,8 @@ def test_bad_arguments_and_files(tmp_path):
         compile_edge_table(source, tmp_path / "o.npz", **args, row_lower=np.array([0.0, 3.0]))
     with pytest.raises(dm.ModelError, match="needs row_upper"):
         compile_edge_table(source, tmp_path / "o.npz", block="user", cost="value", row="item")
+    with pytest.raises(dm.ModelError, match="a coefficient column needs a row column"):
+        compile_edge_table(source, tmp_path / "o.npz", block="user", cost="value", coefficient="cost")
     with pytest.raises(dm.ModelError, match="block_kind must be one of"):
         compile_edge_table(source, tmp_path / "o.npz", **args, block_kind="simplex")
     garbage = tmp_path / "garbage.parquet"

@@ -22,7 +22,7 @@ from dualip_model.errors import ModelError
 from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
 from dualip_model.standard_form import StandardForm
 
-from .block_order import size_groups
+from .block_order import FAST_KINDS, size_groups
 from .comm import LOCAL, Comm
 from .operators import SparseRows, to_device
 from .repair import RepairPlan, chunk_size
@@ -271,7 +271,7 @@ class ScaledProblem:
                                                 device, dtype, round_up=up)
             plan = RepairPlan(rows=rows, single=single)
         blocks = Blocks.build(sf, device, dtype, compact)
-        fast = not comm.max_np(not np.isin(sf.block_kind, (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)).all())
+        fast = not comm.max_np(not np.isin(sf.block_kind, FAST_KINDS).all())
         lo, hi = sf.row_lower, sf.row_upper
         finite = np.concatenate([lo[np.isfinite(lo)], hi[np.isfinite(hi)]])
         side = np.maximum(np.where(np.isfinite(lo), np.abs(lo), 0.0), np.where(np.isfinite(hi), np.abs(hi), 0.0))
