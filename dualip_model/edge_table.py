@@ -216,6 +216,37 @@ def compile_edge_table(source, out, *, block: str, cost: str, row: str | None = 
         shutil.rmtree(directory, ignore_errors=True)  # (memory-mapped scratch files may go while mapped)
 
 
+def write_edge_values(source, values, out, columns=(), name: str = "x") -> None:
+    """Write ``values`` (one per edge: a solution's x of a form from ``compile_edge_table``) to Parquet file ``out``
+    beside the listed ``columns`` of the edge table ``source``, row group by row group (``values`` may be memory
+    mapped: one row group of it is read at a time)."""
+    pa = _pyarrow("write_edge_values")
+    pq = pa.parquet
+    source, out = os.fspath(source), os.fspath(out)
+    columns = list(columns)
+    try:
+        pf = pq.ParquetFile(source)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"edge table '{source}' is not a readable Parquet file: {err}") from None
+    missing = [c for c in columns if c not in pf.schema_arrow.names]
+    if missing:
+        raise ModelError(f"edge table '{source}' has no column {missing[0]!r}; its columns: {pf.schema_arrow.names}")
+    if name in columns:
+        raise ModelError(f"write_edge_values: the values' column name {name!r} is also a table column")
+    if np.ndim(values) != 1 or len(values) != pf.metadata.num_rows:
+        raise ModelError(f"write_edge_values: {np.shape(values)} values for the {pf.metadata.num_rows} edges of "
+                         f"'{source}' (one per edge, in file order)")
+    start = 0
+    with pq.ParquetWriter(out, pa.schema([*(pf.schema_arrow.field(c) for c in columns),
+                                          pa.field(name, pa.float64())])) as writer:
+        for group in range(pf.num_row_groups):
+            table = pf.read_row_group(group, columns=columns)
+            k = pf.metadata.row_group(group).num_rows
+            part = np.asarray(values[start:start + k], dtype=np.float64)
+            writer.write_table(pa.table({**{c: table.column(c) for c in columns}, name: part}))
+            start += k
+
+
 def _row_bounds(row, row_lower, row_upper) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) float64 arrays of the per-edge rows, checked; empty without a row column."""
     if row is None:

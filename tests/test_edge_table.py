@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import dualip_model as dm
-from dualip_model.edge_table import GlobalRow, compile_edge_table
+from dualip_model.edge_table import GlobalRow, compile_edge_table, write_edge_values
 from dualip_model.shards import load_shard
 from dualip_model.synthetic import matching_model, synthetic_matching
 
@@ -80,6 +80,27 @@ def test_global_rows_box_blocks_and_one_row_group(tmp_path):
     ref = dm.registry.get("highs").solve(sf, dm.registry.get("highs").Options())
     assert res.status == ref.status == dm.Status.OPTIMAL
     assert res.objective == pytest.approx(ref.objective, rel=2e-5)
+
+
+def test_the_solution_goes_back_beside_the_edges(tmp_path):
+    data, source = matching_table(tmp_path)
+    sf = dm.StandardForm.load(compile_matching(source, tmp_path / "m.npz", data).path)
+    raw = dm.registry.get("dualip").solve(sf, dm.registry.get("dualip").Options())
+    write_edge_values(source, raw.x, tmp_path / "x.parquet", columns=["user", "item"])
+    back = pq.read_table(tmp_path / "x.parquet")
+    assert back.column_names == ["user", "item", "x"]
+    assert pq.ParquetFile(tmp_path / "x.parquet").num_row_groups == pq.ParquetFile(source).num_row_groups
+    edges = pq.read_table(source)
+    np.testing.assert_array_equal(back.column("user").to_numpy(), edges.column("user").to_numpy())
+    np.testing.assert_array_equal(back.column("x").to_numpy(), raw.x)
+    # the objective of x read beside the edges is the optimum of the model solved in memory
+    ref = matching_model(data).solve("highs")
+    assert float(edges.column("value").to_numpy() @ back.column("x").to_numpy()) == pytest.approx(ref.objective,
+                                                                                                   rel=2e-4)
+    with pytest.raises(dm.ModelError, match="values for the .* edges"):
+        write_edge_values(source, raw.x[:-1], tmp_path / "y.parquet")
+    with pytest.raises(dm.ModelError, match="has no column 'price'"):
+        write_edge_values(source, raw.x, tmp_path / "y.parquet", columns=["price"])
 
 
 def test_a_block_split_across_row_groups_stays_one_block(tmp_path):
