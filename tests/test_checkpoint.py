@@ -13,6 +13,7 @@ import torch
 import dualip_model as dm
 from dualip_model.backends.dualip import solver as solver_module
 from dualip_model.synthetic import matching_model, synthetic_matching
+from test_parity import scaled_matching
 
 
 def model(budget_scale: float = 1.0):
@@ -113,3 +114,13 @@ def test_ctrl_c_returns_the_best_result_so_far_and_leaves_a_resumable_file(tmp_p
     assert res.bound >= uninterrupted.objective - 1e-6 * abs(uninterrupted.objective)
     monkeypatch.setattr(solver_module.DualAscentSolver, "iterate", real)
     assert_same(model().solve("dualip", check_every=10, resume=str(path)), uninterrupted)
+
+
+def test_resume_with_the_flat_row_search_is_bitwise(tmp_path):
+    """The search's memory (the gradient at the previous check) is part of the checkpoint."""
+    scaled = scaled_matching(1, entries=5)
+    whole = scaled.solve("dualip", flat_rows=True, check_every=10)
+    path = tmp_path / "run.npz"
+    first = scaled.solve("dualip", flat_rows=True, check_every=10, max_iter=50, checkpoint=str(path))
+    assert first.status == dm.Status.ITERATION_LIMIT
+    assert_same(scaled.solve("dualip", flat_rows=True, check_every=10, resume=str(path)), whole)

@@ -32,7 +32,7 @@ from dualip_model.polytopes import BlockKind
 from dualip_model.result import relative_gap
 from dualip_model.standard_form import Layout, StandardForm
 from dualip_model.synthetic import matching_model, synthetic_matching
-from test_parity import assignment_short_of_capacity, mildly_infeasible_matching
+from test_parity import assignment_short_of_capacity, check_optimal, mildly_infeasible_matching, scaled_matching
 
 F64 = torch.float64
 CPU = torch.device("cpu")
@@ -619,3 +619,22 @@ def test_to_device_converts_on_the_host_and_never_shares_a_frozen_array():
     assert frozen[0] == 0.0
     strided = np.arange(10, dtype=np.int64)[::2]
     assert to_device(strided, torch.int32, CPU).tolist() == [0, 2, 4, 6, 8]
+
+
+# ----------------------------------------------------------------------------------- flat-row search
+@pytest.mark.parametrize("seed", range(2))
+def test_flat_row_search_converges_with_entries_spread_over_1e12_within_rows(seed):
+    """Coefficients 1e-6..1e6 within each row: the plain ascent creeps (its rows are flat until y_r passes a
+    tiny entry's price); the ``flat_rows`` line search reaches a certified optimum."""
+    model = scaled_matching(seed, entries=6)
+    assert model.solve("dualip", max_iter=3000).status == dm.Status.ITERATION_LIMIT  # the control
+    res, _ = check_optimal(model, "dualip", max_iter=20_000, flat_rows=True)
+    assert res.iterations < 20_000
+
+
+def test_flat_row_search_moves_only_flat_rows_and_keeps_well_scaled_answers():
+    """On a well-scaled matching the option changes nothing the certificate can see: still optimal, same optimum."""
+    _, m, ref, res = base()
+    searched = m.solve("dualip", flat_rows=True)
+    assert searched.status == dm.Status.OPTIMAL
+    assert abs(searched.objective - ref.objective) <= 2e-4 * abs(ref.objective)

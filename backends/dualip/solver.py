@@ -82,6 +82,7 @@ class Run:
     best_x: torch.Tensor | None = None
     best_cert: Certificate | None = None
     prev_stage_y: torch.Tensor | None = None  # y at the end of the previous gamma stage (extrapolation)
+    grad_prev: torch.Tensor | None = None  # prox-gradient of g_gamma at the previous check (flat_rows option)
     calm: int = 0  # consecutive stationary checks
     lip_floor: float = 1e-2  # the adaptive step's curvature estimate stays >= lip_floor ||A||^2 / gamma
     best_dual: float = -math.inf  # highest regularized dual value g_gamma(y) of the gamma stage so far
@@ -108,7 +109,7 @@ class Run:
         """Write this run to ``path`` through the solver's store, with the problem's fingerprint and the options."""
         tensors = {f"state.{k}": getattr(self.st, k) for k in self._STATE}
         tensors.update({"best_y": self.best_y, **{k: getattr(self, k) for k in self._RAYS}})
-        for name in ("best_x", "prev_stage_y"):
+        for name in ("best_x", "prev_stage_y", "grad_prev"):
             if getattr(self, name) is not None:
                 tensors[name] = getattr(self, name)
         meta = dict(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts), gamma=self.gamma,
@@ -143,8 +144,12 @@ class Run:
                    it=meta["it"], anchor_it=meta["anchor_it"], best_bound=meta["best_bound"],
                    best_obj=meta["best_obj"], best_x=dev("best_x"),
                    best_cert=None if cert is None else Certificate(**cert), prev_stage_y=dev("prev_stage_y"),
+                   grad_prev=dev("grad_prev"),
                    calm=meta["calm"], lip_floor=meta["lip_floor"], best_dual=meta["best_dual"],
                    stalled=meta["stalled"], elapsed=meta["elapsed"], history=list(meta["history"]))
+
+
+_SEARCH_NEWTON_STEPS = 20  # the flat-row search's projections start from a warm start far from its trial points
 
 
 def _trajectory_options(opts) -> dict:
@@ -377,6 +382,8 @@ class DualAscentSolver:
                 saved_at = run.it
             if status is not None:
                 break
+            if o.flat_rows:
+                self.flat_row_search(run)
             self.continuation(run, cert)
             status = Status.ITERATION_LIMIT
         run.elapsed = time.perf_counter() - start
@@ -432,6 +439,50 @@ class DualAscentSolver:
         if run.stalled >= 2:
             run.lip_floor = min(1.0, 10.0 * run.lip_floor)
             run.stalled = 0
+
+    def prox_gradient(self, y: torch.Tensor, tau: torch.Tensor, gamma: float) -> torch.Tensor:
+        """G(y) = (prox(y + s A x*(y)) - y) / s, s = gamma / ||A||^2: the ascent direction of g_gamma, 0 iff y is optimal."""
+        p = self.prob
+        x, _ = self.primal(p.At.matvec(y, add=p.c).mul_(-1.0 / gamma), tau, _SEARCH_NEWTON_STEPS)
+        step = gamma / p.norm_sq
+        z = y + step * p.comm.sum(self.A_times(x))
+        return (z - step * torch.clamp(z / step, p.row_lower, p.row_upper) - y) / step
+
+    def flat_row_search(self, run: "Run") -> None:
+        """Move the flat rows of y to where their gradient changes sign (the ``flat_rows`` option).
+
+        A row is flat when its prox-gradient G_r kept its sign and changed by < 10% since the previous check: its
+        columns sit at their bounds until y_r passes their price |c_j| / a_rj, far away when a_rj is tiny
+        next to the row's other entries, and the ascent creeps there at a small constant gradient. All flat rows
+        move at once along sign(G_r), by doubling steps from 10 s |G_r| until G_r's sign flips (or the domain's
+        edge stops the row), then 30 bisection steps keep the last point of the old sign; momentum restarts.
+        Costs one gradient evaluation per trial, only at checks that find a flat row.
+        """
+        p = self.prob
+        y, tau = run.st.y, run.st.tau
+        g = self.prox_gradient(y, tau, run.gamma)
+        prev, run.grad_prev = run.grad_prev, g
+        if prev is None:
+            return
+        search = (g * prev > 0) & ((g - prev).abs() <= 0.1 * g.abs())
+        if not bool(search.any()):
+            return
+        sign, delta = torch.sign(g), 10.0 * run.gamma / p.norm_sq * g.abs()
+        lo, hi, found = y.clone(), y.clone(), torch.zeros_like(search)  # lo: old sign, hi: flipped (or the edge)
+        for k in range(60):
+            moving = search & ~found
+            trial = torch.where(moving, self.to_domain(y + sign * delta * 2.0 ** k), hi)
+            flipped = moving & (self.prox_gradient(trial, tau, run.gamma) * sign <= 0)
+            hi = torch.where(moving, trial, hi)
+            lo = torch.where(moving & ~flipped, trial, lo)
+            found |= flipped
+            if bool((found | ~search).all()):
+                break
+        for _ in range(30):
+            mid = torch.where(found, 0.5 * (lo + hi), y)
+            same = self.prox_gradient(mid, tau, run.gamma) * sign > 0
+            lo, hi = torch.where(found & same, mid, lo), torch.where(found & ~same, mid, hi)
+        run.st = AscentState.start(torch.where(found, lo, y), p.sf.n_blocks, p.norm_sq / run.gamma, tau)
 
     def continuation(self, run: "Run", cert: Certificate) -> None:
         """End the gamma stage once y is stationary at two checks in a row: gamma *= decay, duals extrapolated."""
