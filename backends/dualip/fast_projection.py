@@ -3,10 +3,9 @@
 The root tau_i of f(tau) = sum_j (v_j - tau)_+ - r_i is found by Newton steps from the previous
 iteration's tau (f is convex, decreasing, piecewise linear: from the right one step lands left of the
 root, from the left the steps increase monotonically and are exact once the active set settles; where
-no column is active, tau restarts at max v - r_i, left of the root). Block sums and spreads go through
-``Blocks`` (membership mat-vecs and gathers in the fast storage, segment sums and repeat_interleave in the
-compact one). With a
-fixed number of steps there is no host synchronization; the result is exact whenever the active set
+no column is active, tau restarts at max v - r_i, left of the root). Block sums, counts, maxima and spreads
+go through ``Blocks`` (row reductions per block size or membership mat-vecs in the fast storage, segment
+reductions in the compact one). With a fixed number of steps there is no host synchronization; the result is exact whenever the active set
 has settled, which warm starting makes the common case. ``projections.project`` is the exact reference.
 """
 
@@ -60,7 +59,7 @@ def simplex_box_linear_minimize(g, blocks, need_x: bool = True):
     if not need_x:
         return value, None, mu
     is_min = g == blocks.spread(gmin)
-    ties = blocks.reduce(is_min.to(g.dtype), "sum").clamp(min=1)
+    ties = blocks.count(is_min).clamp(min=1)
     mass = torch.where(mu < 0, blocks.rhs, torch.where(blocks.is_le, 0.0, blocks.rhs)) / ties
     x = torch.where(is_min, blocks.spread(mass), 0.0)
     if box_x is not None:

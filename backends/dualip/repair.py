@@ -214,7 +214,7 @@ def fill_slack(x: torch.Tensor, c: torch.Tensor, A, At, upper: torch.Tensor, blo
         candidate = open_col[a:e] & (cs < 0) & (room > 0)
         masked = cs * candidate  # a candidate's cost (< 0), else 0: the block minimum is < 0 iff it has one
         picked = candidate & (masked == part.spread(part.reduce(masked, "min", initial=0.0)))
-        spare = (part.rhs - part.sum(xs)).clamp(min=0) / part.sum(picked.to(x.dtype)).clamp(min=1.0)
+        spare = (part.rhs - part.sum(xs)).clamp(min=0) / part.count(picked).clamp(min=1.0)
         raise_by = torch.minimum(room, part.spread(spare))  # within r_i, shared by the tied best columns
         if part.any_box:  # every improving column of a box block, up to its bound (if it has one)
             is_box = part.spread(part.is_box)

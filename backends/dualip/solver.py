@@ -255,7 +255,7 @@ class DualAscentSolver:
 
     def lagrangian_bound(self, y: torch.Tensor) -> torch.Tensor:
         """L(y) = min_{x in C} (c + A^T y)^T x - h(y): a lower bound on the optimum for every y in the domain."""
-        values, _, _ = self.linear_minimize((self.prob.At @ y).add_(self.prob.c), need_x=False)
+        values, _, _ = self.linear_minimize(self.prob.At.matvec(y, add=self.prob.c), need_x=False)
         return self.prob.comm.sum(values.sum()) - self.support(y)
 
     def farkas(self, d: torch.Tensor) -> torch.Tensor:
@@ -271,7 +271,7 @@ class DualAscentSolver:
     def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, rays: list[torch.Tensor]):
         """Certificate numbers at y (one host copy), the primal candidate, and the ray with the largest Farkas value."""
         p = self.prob
-        v = (p.At @ y).add_(p.c)  # g = c + A^T y
+        v = p.At.matvec(y, add=p.c)  # g = c + A^T y
         values, _, _ = self.linear_minimize(v, need_x=False)
         block_value = values.sum()
         v.mul_(-1.0 / gamma)  # -g / gamma, in g's memory: g^T x = -gamma v^T x below
@@ -284,9 +284,7 @@ class DualAscentSolver:
         del v
         ax = p.comm.sum(self.A_times(x))
         raw_viol = self.violation(ax)
-        step = gamma / p.norm_sq
-        z = y + step * ax
-        moved = (z - step * torch.clamp(z / step, p.row_lower, p.row_upper) - y) / (step * self.row_scale)
+        moved = self.prox_move(y, ax, gamma / p.norm_sq) / self.row_scale
         if p.repairable:
             xr = repair(x, ax, p, overwrite=True)
             del x
@@ -440,13 +438,17 @@ class DualAscentSolver:
             run.lip_floor = min(1.0, 10.0 * run.lip_floor)
             run.stalled = 0
 
+    def prox_move(self, y: torch.Tensor, ax: torch.Tensor, step: float) -> torch.Tensor:
+        """(prox(y + s A x) - y) / s with s = ``step``: the prox-gradient step of g_gamma from y, 0 iff y is optimal."""
+        p = self.prob
+        z = y + step * ax
+        return (z - step * torch.clamp(z / step, p.row_lower, p.row_upper) - y) / step
+
     def prox_gradient(self, y: torch.Tensor, tau: torch.Tensor, gamma: float) -> torch.Tensor:
-        """G(y) = (prox(y + s A x*(y)) - y) / s, s = gamma / ||A||^2: the ascent direction of g_gamma, 0 iff y is optimal."""
+        """G(y) = prox_move at x*(y), s = gamma / ||A||^2: the ascent direction of g_gamma at y."""
         p = self.prob
         x, _ = self.primal(p.At.matvec(y, add=p.c).mul_(-1.0 / gamma), tau, _SEARCH_NEWTON_STEPS)
-        step = gamma / p.norm_sq
-        z = y + step * p.comm.sum(self.A_times(x))
-        return (z - step * torch.clamp(z / step, p.row_lower, p.row_upper) - y) / step
+        return self.prox_move(y, p.comm.sum(self.A_times(x)), gamma / p.norm_sq)
 
     def flat_row_search(self, run: "Run") -> None:
         """Move the flat rows of y to where their gradient changes sign (the ``flat_rows`` option).
