@@ -625,16 +625,20 @@ def test_to_device_converts_on_the_host_and_never_shares_a_frozen_array():
 @pytest.mark.parametrize("seed", range(2))
 def test_flat_row_search_converges_with_entries_spread_over_1e12_within_rows(seed):
     """Coefficients 1e-6..1e6 within each row: the plain ascent creeps (its rows are flat until y_r passes a
-    tiny entry's price); the ``flat_rows`` line search reaches a certified optimum."""
+    tiny entry's price); with the flat-row search (the default) the solve reaches a certified optimum."""
     model = scaled_matching(seed, entries=6)
-    assert model.solve("dualip", max_iter=3000).status == dm.Status.ITERATION_LIMIT  # the control
-    res, _ = check_optimal(model, "dualip", max_iter=20_000, flat_rows=True)
-    assert res.iterations < 20_000
+    assert model.solve("dualip", max_iter=3000, flat_rows=False).status == dm.Status.ITERATION_LIMIT  # the control
+    res, _ = check_optimal(model, "dualip", max_iter=3000)
+    assert res.iterations < 3000
 
 
-def test_flat_row_search_moves_only_flat_rows_and_keeps_well_scaled_answers():
-    """On a well-scaled matching the option changes nothing the certificate can see: still optimal, same optimum."""
-    _, m, ref, res = base()
-    searched = m.solve("dualip", flat_rows=True)
-    assert searched.status == dm.Status.OPTIMAL
-    assert abs(searched.objective - ref.objective) <= 2e-4 * abs(ref.objective)
+def test_flat_row_search_leaves_a_progressing_solve_alone():
+    """Where the stationarity keeps halving, the search never runs: the same iterates, bit for bit, as without it.
+
+    (On this 20,000-edge matching some rows do look flat at some checks: without the stationarity gate the search
+    would move them.)"""
+    m = matching_model(synthetic_matching(20_000, 200, 0.005, seed=0))
+    on, off = m.solve("dualip"), m.solve("dualip", flat_rows=False)
+    assert on.status == off.status == dm.Status.OPTIMAL and on.iterations == off.iterations
+    np.testing.assert_array_equal(np.asarray(on.dual("budget")), np.asarray(off.dual("budget")))
+    np.testing.assert_array_equal(on.x_all, off.x_all)

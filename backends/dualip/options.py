@@ -39,9 +39,9 @@ class DualipOptions:
     newton_steps: int = 1  # warm-started Newton steps of the simplex projection per iteration
     adaptive_step: bool = True  # step from a running estimate of the local curvature (>= the safe step)
     extrapolate: bool = True  # Richardson extrapolation of the duals across gamma stages
-    # at checks, move rows whose dual gradient stayed constant to where it changes sign (a line search): for
-    # coefficients spread far within a row (beyond ~1e-3..1e3), where the ascent creeps; off by default
-    flat_rows: bool = False
+    # at checks where the stationarity stopped halving, move the rows whose dual gradient stayed constant to where
+    # it changes sign (a line search): for coefficients spread far within a row, where the ascent creeps
+    flat_rows: bool = True
     warm_start: Any = None  # a Result/RawResult of this backend, or {"y": duals, "gamma": gamma}
     callback: Callable[[dict], Any] | None = None  # called with each history record; True stops
     checkpoint: str | None = None  # .npz or .safetensors file the solver state is saved to (atomically)

@@ -83,6 +83,8 @@ class Run:
     best_cert: Certificate | None = None
     prev_stage_y: torch.Tensor | None = None  # y at the end of the previous gamma stage (extrapolation)
     grad_prev: torch.Tensor | None = None  # prox-gradient of g_gamma at the previous check (flat_rows option)
+    stationarity_low: float = math.inf  # lowest stationarity of the gamma stage so far (flat_rows option)
+    stationarity_wait: int = 0  # checks since the stationarity last halved
     calm: int = 0  # consecutive stationary checks
     lip_floor: float = 1e-2  # the adaptive step's curvature estimate stays >= lip_floor ||A||^2 / gamma
     best_dual: float = -math.inf  # highest regularized dual value g_gamma(y) of the gamma stage so far
@@ -115,6 +117,7 @@ class Run:
         meta = dict(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts), gamma=self.gamma,
                     it=self.it, anchor_it=self.anchor_it, best_bound=self.best_bound, best_obj=self.best_obj,
                     calm=self.calm, lip_floor=self.lip_floor, best_dual=self.best_dual,
+                    stationarity_low=self.stationarity_low, stationarity_wait=self.stationarity_wait,
                     stalled=self.stalled, elapsed=self.elapsed,
                     best_cert=None if self.best_cert is None else dataclasses.asdict(self.best_cert),
                     history=self.history)
@@ -146,10 +149,11 @@ class Run:
                    best_cert=None if cert is None else Certificate(**cert), prev_stage_y=dev("prev_stage_y"),
                    grad_prev=dev("grad_prev"),
                    calm=meta["calm"], lip_floor=meta["lip_floor"], best_dual=meta["best_dual"],
+                   stationarity_low=meta["stationarity_low"], stationarity_wait=meta["stationarity_wait"],
                    stalled=meta["stalled"], elapsed=meta["elapsed"], history=list(meta["history"]))
 
 
-_SEARCH_NEWTON_STEPS = 20  # the flat-row search's projections start from a warm start far from its trial points
+_SEARCH_NEWTON_STEPS = 4  # Newton steps of the flat-row search's projections (trial points move a few rows only)
 
 
 def _trajectory_options(opts) -> dict:
@@ -269,7 +273,8 @@ class DualAscentSolver:
         return (torch.relu(ax - p.row_upper) + torch.relu(p.row_lower - ax)) / self.row_scale
 
     def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, rays: list[torch.Tensor]):
-        """Certificate numbers at y (one host copy), the primal candidate, and the ray with the largest Farkas value."""
+        """Certificate numbers at y (one host copy), the primal candidate, the ray with the largest Farkas value and
+        the prox-gradient of g_gamma at y (``prox_move``, scaled units)."""
         p = self.prob
         v = p.At.matvec(y, add=p.c)  # g = c + A^T y
         values, _, _ = self.linear_minimize(v, need_x=False)
@@ -284,7 +289,8 @@ class DualAscentSolver:
         del v
         ax = p.comm.sum(self.A_times(x))
         raw_viol = self.violation(ax)
-        moved = self.prox_move(y, ax, gamma / p.norm_sq) / self.row_scale
+        grad = self.prox_move(y, ax, gamma / p.norm_sq)  # scaled: the flat-row search compares it across checks
+        moved = grad / self.row_scale
         if p.repairable:
             xr = repair(x, ax, p, overwrite=True)
             del x
@@ -316,7 +322,7 @@ class DualAscentSolver:
             stationarity=stats[4], dual_value=p.sigma * stats[5] + sf.offset,
             farkas=stats[7 + best_ray], dual_violation=p.sigma * stats[6],
         )
-        return cert, xr, rays[best_ray]
+        return cert, xr, rays[best_ray], grad
 
     # ------------------------------------------------------------------ accounting
     def memory_report(self, iterations: int | None = None) -> MemoryReport:
@@ -335,7 +341,7 @@ class DualAscentSolver:
             st = self.iterate(st, gamma, gamma / p.norm_sq, k)
         rays = [self.to_domain(st.y - base) for base in (run.ray_ref, run.anchor)]
         with TemporaryTracker() as check:
-            _, x, _ = self.check(st.y, st.tau, gamma, rays)
+            _, x, _, _ = self.check(st.y, st.tau, gamma, rays)
         state = {f"state.{name}": getattr(st, name) for name in Run._STATE}
         state.update({name: getattr(run, name) for name in Run._RAYS}, best_y=st.y.clone(), best_x=x,
                      row_scale=self.row_scale)
@@ -371,18 +377,19 @@ class DualAscentSolver:
             # Farkas test rays, in the dual domain: y's move since the last check and since the anchor check
             # (a window of it/2..3it/4 iterations, which averages the oscillations of the momentum out)
             rays = [self.to_domain(st.y - base) for base in (run.ray_ref, run.anchor)]
-            cert, x, ray = self.check(st.y, st.tau, run.gamma, rays)
+            cert, x, ray, grad = self.check(st.y, st.tau, run.gamma, rays)
             run.advance_rays()
             status = self.record(run, cert, x, time.perf_counter() - start)
-            if o.checkpoint is not None and run.it - saved_at >= o.checkpoint_every:
+            if status in (None, Status.INTERRUPTED, Status.TIME_LIMIT):  # a run that may go on (or be resumed)
+                if o.flat_rows:
+                    self.flat_row_search(run, grad, cert.stationarity)
+                self.continuation(run, cert)
+            if o.checkpoint is not None and run.it - saved_at >= o.checkpoint_every:  # saved as the next step sees it
                 run.elapsed = time.perf_counter() - start
                 run.save(o.checkpoint, self)
                 saved_at = run.it
             if status is not None:
                 break
-            if o.flat_rows:
-                self.flat_row_search(run)
-            self.continuation(run, cert)
             status = Status.ITERATION_LIMIT
         run.elapsed = time.perf_counter() - start
         if o.checkpoint is not None and saved_at != run.it:
@@ -450,41 +457,50 @@ class DualAscentSolver:
         x, _ = self.primal(p.At.matvec(y, add=p.c).mul_(-1.0 / gamma), tau, _SEARCH_NEWTON_STEPS)
         return self.prox_move(y, p.comm.sum(self.A_times(x)), gamma / p.norm_sq)
 
-    def flat_row_search(self, run: "Run") -> None:
+    def flat_row_search(self, run: "Run", g: torch.Tensor, stationarity: float) -> None:
         """Move the flat rows of y to where their gradient changes sign (the ``flat_rows`` option).
 
-        A row is flat when its prox-gradient G_r kept its sign and changed by < 10% since the previous check: its
-        columns sit at their bounds until y_r passes their price |c_j| / a_rj, far away when a_rj is tiny
-        next to the row's other entries, and the ascent creeps there at a small constant gradient. All flat rows
-        move at once along sign(G_r), by doubling steps from 10 s |G_r| until G_r's sign flips (or the domain's
-        edge stops the row), then 30 bisection steps keep the last point of the old sign; momentum restarts.
-        Costs one gradient evaluation per trial, only at checks that find a flat row.
+        Flat rows: coefficients spread far within a row leave it with columns at their bounds (or one free column
+        with a tiny entry) until y_r passes a far price |c_j| / a_rj, and the ascent creeps there at a nearly
+        constant gradient. The search runs once the stage's stationarity has not halved for two checks (a solve
+        that progresses is left alone) on the rows whose prox-gradient ``g`` kept its sign, changed by < 10% since
+        the previous check and would alone fail the stationarity test at 1% of tol. They move together along
+        sign(g_r): steps growing 4x from 10 s |g_r| until g_r's sign flips (or the domain's edge stops the row), then
+        15 bisection steps keep the last point of the old sign. Only the moved rows restart their momentum.
+        Costs one gradient evaluation per trial, only at the checks that search.
         """
         p = self.prob
-        y, tau = run.st.y, run.st.tau
-        g = self.prox_gradient(y, tau, run.gamma)
         prev, run.grad_prev = run.grad_prev, g
-        if prev is None:
+        if stationarity < 0.5 * run.stationarity_low:
+            run.stationarity_low, run.stationarity_wait = stationarity, 0
+        else:
+            run.stationarity_wait += 1
+        if prev is None or run.stationarity_wait < 2:
             return
-        search = (g * prev > 0) & ((g - prev).abs() <= 0.1 * g.abs())
+        significant = g.abs() / self.row_scale > 0.01 * self.opts.tol * p.row_size
+        search = (g * prev > 0) & ((g - prev).abs() <= 0.1 * g.abs()) & significant
         if not bool(search.any()):
             return
+        st = run.st
+        y, tau = st.y, st.tau
         sign, delta = torch.sign(g), 10.0 * run.gamma / p.norm_sq * g.abs()
         lo, hi, found = y.clone(), y.clone(), torch.zeros_like(search)  # lo: old sign, hi: flipped (or the edge)
-        for k in range(60):
+        for k in range(30):  # up to 4^29 ~ 3e17 times the first step
             moving = search & ~found
-            trial = torch.where(moving, self.to_domain(y + sign * delta * 2.0 ** k), hi)
+            trial = torch.where(moving, self.to_domain(y + sign * delta * 4.0 ** k), hi)
             flipped = moving & (self.prox_gradient(trial, tau, run.gamma) * sign <= 0)
             hi = torch.where(moving, trial, hi)
             lo = torch.where(moving & ~flipped, trial, lo)
             found |= flipped
             if bool((found | ~search).all()):
                 break
-        for _ in range(30):
+        for _ in range(15):
             mid = torch.where(found, 0.5 * (lo + hi), y)
             same = self.prox_gradient(mid, tau, run.gamma) * sign > 0
             lo, hi = torch.where(found & same, mid, lo), torch.where(found & ~same, mid, hi)
-        run.st = AscentState.start(torch.where(found, lo, y), p.sf.n_blocks, p.norm_sq / run.gamma, tau)
+        y_new = torch.where(found, lo, y)
+        run.st = AscentState(y_new, torch.where(found, y_new, st.w), torch.where(found, 1.0, st.t), tau, st.lip,
+                             st.w_prev, st.ax_prev)
 
     def continuation(self, run: "Run", cert: Certificate) -> None:
         """End the gamma stage once y is stationary at two checks in a row: gamma *= decay, duals extrapolated."""
@@ -509,6 +525,7 @@ class DualAscentSolver:
         run.st = AscentState.start(y_next, p.sf.n_blocks, p.norm_sq / run.gamma, run.st.tau)
         run.calm = 0
         run.best_dual, run.stalled, run.lip_floor = -math.inf, 0, 1e-2  # each stage earns its own floor
+        run.stationarity_low, run.stationarity_wait = math.inf, 0
 
     def to_domain(self, y: torch.Tensor) -> torch.Tensor:
         """Project onto the dual domain: y_r >= 0 where l_r = -inf, y_r <= 0 where u_r = +inf."""
