@@ -59,7 +59,9 @@ class Certificate:
     objective: float  # of the repaired primal (or of x*(y) when no repair applies)
     infeasibility: float  # relative, of the returned primal
     raw_infeasibility: float  # relative, of x*(y) before repair
-    stationarity: float  # (y+ - y) / s relative to ||b||, and per row to |b_r| (the larger): 0 iff y = y*(gamma)
+    # G = (y+ - y) / s relative to ||b||, per row to |b_r|, and sum_r |y_r G_r| relative to the objective (the
+    # largest): 0 iff y = y*(gamma); the last catches rows whose dual is large next to their side
+    stationarity: float
     dual_value: float  # regularized dual g_gamma(y)
     farkas: float  # > 0 certifies infeasibility along the best of the tested rays
     dual_violation: float = 0.0  # sum_r |y_r| (violation of row r) in objective units: what the violation may hide
@@ -312,15 +314,17 @@ class DualAscentSolver:
             torch.maximum(moved.norm() / (1.0 + p.b_norm), (moved / p.row_size).pow(2).mean().sqrt()),
             reg_value - h,  # g_gamma(y)
             (y.abs() * self.row_scale * viol).sum(),  # |y|^T violation, y and violation in original units / sigma
+            (y * grad).abs().sum(),  # sum_r |y_r G_r| (scaled): what the inexact stationarity may cost the objective
             *farkas,
         ]).double().cpu().numpy()
-        best_ray = int(np.argmax(stats[7:]))
+        best_ray = int(np.argmax(stats[8:]))
         sf = p.sf
         cert = Certificate(
             bound=p.sigma * stats[0] + sf.offset, objective=p.sigma * stats[1] + sf.offset,
             infeasibility=stats[2] / (1.0 + p.b_norm), raw_infeasibility=stats[3] / (1.0 + p.b_norm),
-            stationarity=stats[4], dual_value=p.sigma * stats[5] + sf.offset,
-            farkas=stats[7 + best_ray], dual_violation=p.sigma * stats[6],
+            stationarity=max(stats[4], p.sigma * stats[7] / max(1.0, abs(p.sigma * stats[1] + sf.offset))),
+            dual_value=p.sigma * stats[5] + sf.offset,
+            farkas=stats[8 + best_ray], dual_violation=p.sigma * stats[6],
         )
         return cert, xr, rays[best_ray], grad
 
