@@ -11,7 +11,7 @@
    plus the fuzzed infeasible and unbounded models: detected or not, by backends that declare detection.
 3. bad_inputs: each bad input tried and the error it raised (all must be ModelError before any solve).
 4. precision: dualip float32 vs float64 on the parity models and the scaled matchings of the parity suite.
-5. scaling: dualip on matchings whose costs, rows, entries or rhs spread over 1e-k..1e+k (k = 1..6), and
+5. scaling: dualip on matchings whose costs, rows, entries or rhs spread over 1e-k..1e+k (k = 1..7), and
    per kind of spread the widest one every seed solved to OPTIMAL (``dualip_handles``).
 """
 
@@ -329,7 +329,7 @@ def precision(names: list[str]) -> dict:
 
 # ----------------------------------------------------------------------------------------- 5. scaling
 def scaling(seeds: int) -> dict:
-    """dualip (default options) on matchings scaled over 1e-k..1e+k, k = 1..6: statuses and errors per spread."""
+    """dualip (default options) on matchings scaled over 1e-k..1e+k, k = 1..7: statuses and errors per spread."""
     from test_parity import scaled_matching
 
     dims = {"costs": dict(costs=1), "rows": dict(rows=1), "entries": dict(entries=1), "rhs": dict(rhs=1),
@@ -337,7 +337,7 @@ def scaling(seeds: int) -> dict:
     out = {}
     for dim, unit in dims.items():
         out[dim] = {}
-        for k in range(1, 7):
+        for k in range(1, 8):
             runs = []
             for s in range(seeds):
                 model = scaled_matching(s, **{key: k for key in unit})  # 40 users x 6 items, as in the tests

@@ -28,6 +28,7 @@ from dualip_model.backends.dualip.memory import held_bytes
 from dualip_model.backends.dualip.operators import SparseRows
 from dualip_model.backends.dualip.options import DualipOptions
 from dualip_model.backends.dualip.problem import ScaledProblem
+from dualip_model.backends.dualip.solver import DualAscentSolver
 from dualip_model.polytopes import BlockKind
 from dualip_model.result import relative_gap
 from dualip_model.standard_form import Layout, StandardForm
@@ -630,6 +631,19 @@ def test_flat_row_search_converges_with_entries_spread_over_1e12_within_rows(see
     assert model.solve("dualip", max_iter=3000, flat_rows=False).status == dm.Status.ITERATION_LIMIT  # the control
     res, _ = check_optimal(model, "dualip", max_iter=3000)
     assert res.iterations < 3000
+
+
+def test_prox_gradient_keeps_the_small_steps_of_large_duals():
+    """G = A x - clip(y / s + A x, l, u): with y_r = 1e10 and s = 1e-9 the step s G_r is far below y_r's rounding,
+    and G_r must still read as the violation A_r x - u_r (the form (prox(y + s A x) - y) / s read 0 or garbage)."""
+    _, m = matching()
+    prob = ScaledProblem.build(m.compile(), CPU, torch.float64)
+    solver = DualAscentSolver(prob, DualipOptions())
+    y = torch.full((prob.m,), 1e10, dtype=torch.float64)
+    g = solver.prox_move(y, prob.row_upper + 1e-3, 1e-9)
+    torch.testing.assert_close(g, torch.full_like(g, 1e-3), rtol=1e-9, atol=0)
+    # where y_r = 0 the prox keeps the row's own bound: a row below it has G_r = 0
+    assert solver.prox_move(torch.zeros_like(y), prob.row_upper - 1.0, 1e-9).abs().max() == 0
 
 
 def test_flat_row_search_leaves_a_progressing_solve_alone():

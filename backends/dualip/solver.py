@@ -386,7 +386,7 @@ class DualAscentSolver:
             status = self.record(run, cert, x, time.perf_counter() - start)
             if status in (None, Status.INTERRUPTED, Status.TIME_LIMIT):  # a run that may go on (or be resumed)
                 if o.flat_rows:
-                    self.flat_row_search(run, grad, cert.stationarity)
+                    self.flat_row_search(run, grad, cert)
                 self.continuation(run, cert)
             if o.checkpoint is not None and run.it - saved_at >= o.checkpoint_every:  # saved as the next step sees it
                 run.elapsed = time.perf_counter() - start
@@ -452,8 +452,9 @@ class DualAscentSolver:
     def prox_move(self, y: torch.Tensor, ax: torch.Tensor, step: float) -> torch.Tensor:
         """(prox(y + s A x) - y) / s with s = ``step``: the prox-gradient step of g_gamma from y, 0 iff y is optimal."""
         p = self.prob
-        z = y + step * ax
-        return (z - step * torch.clamp(z / step, p.row_lower, p.row_upper) - y) / step
+        # = A x - clip(y / s + A x, l, u): y is never subtracted from itself, so a step s G below the rounding of
+        # a large y_r does not read as G = 0 (it did, and ended gamma stages early)
+        return ax - torch.clamp(y / step + ax, p.row_lower, p.row_upper)
 
     def prox_gradient(self, y: torch.Tensor, tau: torch.Tensor, gamma: float) -> torch.Tensor:
         """G(y) = prox_move at x*(y), s = gamma / ||A||^2: the ascent direction of g_gamma at y."""
@@ -461,27 +462,30 @@ class DualAscentSolver:
         x, _ = self.primal(p.At.matvec(y, add=p.c).mul_(-1.0 / gamma), tau, _SEARCH_NEWTON_STEPS)
         return self.prox_move(y, p.comm.sum(self.A_times(x)), gamma / p.norm_sq)
 
-    def flat_row_search(self, run: "Run", g: torch.Tensor, stationarity: float) -> None:
+    def flat_row_search(self, run: "Run", g: torch.Tensor, cert: Certificate) -> None:
         """Move the flat rows of y to where their gradient changes sign (the ``flat_rows`` option).
 
         Flat rows: coefficients spread far within a row leave it with columns at their bounds (or one free column
         with a tiny entry) until y_r passes a far price |c_j| / a_rj, and the ascent creeps there at a nearly
         constant gradient. The search runs once the stage's stationarity has not halved for two checks (a solve
         that progresses is left alone) on the rows whose prox-gradient ``g`` kept its sign, changed by < 10% since
-        the previous check and would alone fail the stationarity test at 1% of tol. They move together along
-        sign(g_r): steps growing 4x from 10 s |g_r| until g_r's sign flips (or the domain's edge stops the row), then
-        15 bisection steps keep the last point of the old sign. Only the moved rows restart their momentum.
-        Costs one gradient evaluation per trial, only at the checks that search.
+        the previous check and would alone fail a term of the stationarity test (``check``) at 1% of tol. They
+        move together along sign(g_r): steps growing 4x from 10 s |g_r| (up to 60 of them: the needed move can be
+        1e12 times the first step) until g_r's sign flips or the domain's edge stops the row, then 15 bisection
+        steps keep the last point of the old sign. Only the moved rows restart their momentum. Costs one gradient evaluation per trial, only at the checks that search.
         """
         p = self.prob
         prev, run.grad_prev = run.grad_prev, g
-        if stationarity < 0.5 * run.stationarity_low:
-            run.stationarity_low, run.stationarity_wait = stationarity, 0
+        if cert.stationarity < 0.5 * run.stationarity_low:
+            run.stationarity_low, run.stationarity_wait = cert.stationarity, 0
         else:
             run.stationarity_wait += 1
         if prev is None or run.stationarity_wait < 2:
             return
-        significant = g.abs() / self.row_scale > 0.01 * self.opts.tol * p.row_size
+        # significant: one of the row's terms of the stationarity (see check) alone is above 1% of tol
+        floor = 0.01 * self.opts.tol
+        significant = (g.abs() / self.row_scale > floor * p.row_size) | (
+            p.sigma * (run.st.y * g).abs() > floor * max(1.0, abs(cert.objective)))
         search = (g * prev > 0) & ((g - prev).abs() <= 0.1 * g.abs()) & significant
         if not bool(search.any()):
             return
@@ -489,10 +493,12 @@ class DualAscentSolver:
         y, tau = st.y, st.tau
         sign, delta = torch.sign(g), 10.0 * run.gamma / p.norm_sq * g.abs()
         lo, hi, found = y.clone(), y.clone(), torch.zeros_like(search)  # lo: old sign, hi: flipped (or the edge)
-        for k in range(30):  # up to 4^29 ~ 3e17 times the first step
+        for k in range(60):  # up to 4^59 ~ 3e35 times the first step (capped at 1e30: finite in float32)
             moving = search & ~found
-            trial = torch.where(moving, self.to_domain(y + sign * delta * 4.0 ** k), hi)
-            flipped = moving & (self.prox_gradient(trial, tau, run.gamma) * sign <= 0)
+            raw = y + sign * torch.clamp(delta * 4.0 ** k, max=1e30)
+            trial = torch.where(moving, self.to_domain(raw), hi)
+            # a flip, or the domain's edge (y_r = 0): the bisection then finds the flip or ends at the edge
+            flipped = moving & ((self.prox_gradient(trial, tau, run.gamma) * sign <= 0) | (trial != raw))
             hi = torch.where(moving, trial, hi)
             lo = torch.where(moving & ~flipped, trial, lo)
             found |= flipped
