@@ -309,6 +309,26 @@ def test_the_compact_storage_on_two_ranks_gives_the_answer(models, tmp_path):
     assert (sf.A @ x[sf.layout.column_order] - sf.row_upper).max() <= 1e-9  # the repaired primal is feasible
 
 
+def test_the_flat_row_search_runs_in_step_on_two_ranks(tmp_path):
+    """Entries spread 1e-6..1e6 within rows, 3,000 iterations (where the plain ascent stops at the limit, see
+    test_dualip.py): the flat-row search's host decisions (on all-reduced gradients) and its gradient
+    evaluations (collective) agree on both ranks, and the certified optimum is the single process's."""
+    from test_parity import scaled_matching
+    m = scaled_matching(0, entries=6)
+    sf = m.compile()
+    sf.save(tmp_path / "spread.npz")
+    exact = m.solve("highs")
+    proc = _launch(2, {"models": {"spread": str(tmp_path / "spread.npz")}, "options": {"tol": TOL, "max_iter": 3000}},
+                   tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    x, parts = _gather(tmp_path / "run", "spread", 2, sf.n_cols)
+    assert str(parts[0]["status"]) == "optimal"
+    assert np.array_equal(parts[0]["y"], parts[1]["y"])
+    assert abs(float(parts[0]["objective"]) - exact.objective) <= 2 * TOL * max(1.0, abs(exact.objective))
+    xc = x if sf.layout.column_order is None else x[sf.layout.column_order]
+    assert (sf.A @ xc - sf.row_upper).max() <= 1e-9 * (1.0 + np.abs(sf.row_upper).max())
+
+
 def test_a_checkpoint_resumes_on_other_rank_counts(models, tmp_path):
     ref = models["repairable"]
     ckpt = tmp_path / "ckpt"
