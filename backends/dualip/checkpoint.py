@@ -25,7 +25,7 @@ import torch
 from dualip_model.errors import ModelError
 from dualip_model.standard_form import StandardForm
 
-FORMAT = "dualip-checkpoint-3"
+FORMAT = "dualip-checkpoint-4"
 TRAJECTORY_OPTIONS = ("gamma", "gamma_decay", "gamma_min", "check_every", "newton_steps", "adaptive_step",
                       "extrapolate", "flat_rows", "tol", "dtype", "storage", "matrix_dtype", "compile", "seed")
 

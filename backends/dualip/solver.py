@@ -7,6 +7,8 @@ curvature (never below gamma / ||A||^2), gamma halved per stage, duals extrapola
 (y(0) ~ 2 y(gamma/2) - y(gamma)). Every
 ``check_every`` iterations the unregularized Lagrangian bound, a repaired feasible primal and Farkas
 tests of two rays are evaluated on the device and copied to the host once: the loop itself never synchronizes.
+Where the stationarity stops falling, the checks also move the rows the ascent creeps along to where their
+gradient changes sign (``flat_row_search``).
 """
 
 from __future__ import annotations
@@ -472,7 +474,8 @@ class DualAscentSolver:
         the previous check and would alone fail a term of the stationarity test (``check``) at 1% of tol. They
         move together along sign(g_r): steps growing 4x from 10 s |g_r| (up to 60 of them: the needed move can be
         1e12 times the first step) until g_r's sign flips or the domain's edge stops the row, then 15 bisection
-        steps keep the last point of the old sign. Only the moved rows restart their momentum. Costs one gradient evaluation per trial, only at the checks that search.
+        steps keep the last point of the old sign. Only the moved rows restart their momentum. Costs one
+        gradient evaluation per trial, only at the checks that search.
         """
         p = self.prob
         prev, run.grad_prev = run.grad_prev, g
