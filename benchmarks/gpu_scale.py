@@ -81,6 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="A's values in 16 bits (compact storage; see DualipOptions.matrix_dtype)")
     parser.add_argument("--compile", action="store_true",
                         help="also solve with compile=True (compact storage; CUDA graphs on CUDA) and report both")
+    parser.add_argument("--fused-cpu", action="store_true",
+                        help="DualipOptions.fused_cpu (the C++ iteration); the torch path runs too, side by side")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch and HiGHS threads")
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--max-iter", type=int, default=DualipOptions().max_iter)
@@ -195,9 +197,11 @@ def history_figures(history: list[dict], levels: list[float]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- solving
-def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype, compiled: bool = False) -> dict:
+def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype, compiled: bool = False,
+                 fused: bool | None = None) -> dict:
     """The measured solve: figures from its result and history, and its peak memory per nonzero. ``compiled``:
-    the compact storage with the steps between checks as one torch.compile graph (CUDA graphs on CUDA)."""
+    the compact storage with the steps between checks as one torch.compile graph (CUDA graphs on CUDA);
+    ``fused``: DualipOptions.fused_cpu (default: --fused-cpu)."""
     def progress(rec):
         print(f"  it {rec['iteration']:6d}  {rec['time']:8.2f} s  gap {rec['gap']:.2e}  "
               f"infeas {rec['infeasibility']:.2e}  gamma {rec['gamma']:.1e}", file=sys.stderr)
@@ -211,7 +215,7 @@ def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype, comp
     start = time.perf_counter()
     res = model.solve("dualip", standard_form=sf, device=args.device, dtype=str(dtype).replace("torch.", ""),
                       storage="compact" if compiled else args.storage, compile=compiled, tol=args.tol,
-                      matrix_dtype=args.matrix_dtype,
+                      matrix_dtype=args.matrix_dtype, fused_cpu=args.fused_cpu if fused is None else fused,
                       max_iter=args.max_iter, time_limit=args.time_limit, check_every=args.check_every,
                       callback=progress)
     wall = time.perf_counter() - start
@@ -301,7 +305,7 @@ def worker(args) -> None:
     dtype = getattr(torch, args.dtype or ("float32" if device.type == "cuda" else "float64"))
     warm_up = matching_model(synthetic_matching(200, 10, 0.5, seed=args.seed))  # code pages, CUDA context
     warm_up.solve("dualip", device=args.device, dtype=str(dtype).replace("torch.", ""), max_iter=2 * args.check_every,
-                  check_every=args.check_every, storage=args.storage)
+                  check_every=args.check_every, storage=args.storage, fused_cpu=args.fused_cpu)  # (builds it)
     users, items, density = matching_shape(args.worker_size, args.items)
     start = time.perf_counter()
     data = synthetic_matching(users, items, density, seed=args.seed)
@@ -318,6 +322,8 @@ def worker(args) -> None:
     dualip["accounted_memory"] = accounted_memory(sf, args, device, dtype)
     if args.compile:  # the same solve with the compiled steady state, side by side (compile time included)
         dualip["compiled"] = dualip_solve(model, sf, args, device, dtype, compiled=True)
+    if args.fused_cpu:  # the torch path on the same model, side by side
+        dualip["torch_path"] = dualip_solve(model, sf, args, device, dtype, fused=False)
     pair = spmv_pair(sf, device, dtype, args.spmv_repeat, storage_for(device, args.storage))
     copy_gbs = copy_bandwidth_gbs(device, args.copy_mib)
     ms_iter = dualip["ms_per_iteration"]
@@ -325,6 +331,9 @@ def worker(args) -> None:
     pair.update({"achieved_gbs": round(pair_gbs, 2), "copy_gbs": round(copy_gbs, 2),
                  "fraction_of_copy_bandwidth": round(pair_gbs / copy_gbs, 3)})
     dualip["iteration_over_spmv_pair"] = None if ms_iter is None else round(ms_iter / pair["mean_ms"], 2)
+    if args.fused_cpu and dualip["torch_path"]["ms_per_iteration"] is not None:
+        dualip["torch_path"]["iteration_over_spmv_pair"] = round(
+            dualip["torch_path"]["ms_per_iteration"] / pair["mean_ms"], 2)
     with native_stdout_to_stderr():  # HiGHS's banner goes to stderr
         highs = highs_solve(model, sf, args, dualip)
     report = {

@@ -11,6 +11,7 @@ fuzz_models.KNOWN_ISSUES is documented by a strict xfail test instead of failing
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from unittest import mock
 
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 import dualip_model as dm
 from dualip_model.backends.dualip import block_order
 from dualip_model.backends.highs import HighsBackend
-from fuzz_models import ALL_FAMILIES, KINDS, KNOWN_ISSUES, DenseLP, Objective, Rows, Spec, run, specs
+from fuzz_models import ALL_FAMILIES, KINDS, KNOWN_ISSUES, DenseLP, Objective, Rows, Spec, build, run, specs
 
 
 
@@ -49,6 +50,22 @@ def test_fuzz_dualip_blocks_by_size(family, data):
     """The fast storage with the blocks sorted by size (per-size row reductions), on models of any size."""
     with mock.patch.object(block_order, "MIN_GROUP_COLUMNS", 0):
         outcome = run(data.draw(specs(family), label="spec"), "dualip")
+    unexpected = outcome.unexpected()
+    assert not unexpected, "\n".join(map(str, unexpected))
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="no C++ compiler")
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+@given(data=st.data())
+def test_fuzz_dualip_fused_cpu(family, data):
+    """The fused C++ iteration (fused_cpu.py) on the same fuzzed models: simplex and box blocks, empty blocks;
+    models with box-cut blocks (simplex plus upper bounds) are refused by name, and only those."""
+    spec = data.draw(specs(family), label="spec")
+    outcome = run(spec, "dualip", extra=dict(fused_cpu=True))
+    if "fused_cpu cannot be used here" in outcome.error:
+        assert "blocks other than simplex and box" in outcome.error
+        assert not set(build(spec).compile().block_kind) <= set(block_order.FAST_KINDS)
+        return
     unexpected = outcome.unexpected()
     assert not unexpected, "\n".join(map(str, unexpected))
 

@@ -27,7 +27,8 @@ from dualip_model.standard_form import StandardForm
 
 FORMAT = "dualip-checkpoint-4"
 TRAJECTORY_OPTIONS = ("gamma", "gamma_decay", "gamma_min", "check_every", "newton_steps", "adaptive_step",
-                      "extrapolate", "flat_rows", "tol", "dtype", "storage", "matrix_dtype", "compile", "seed")
+                      "extrapolate", "flat_rows", "tol", "dtype", "storage", "matrix_dtype", "compile", "fused_cpu",
+                      "seed")
 
 
 LOCAL_KEYS = {"state.tau": "blocks", "best_x": "columns"}  # sharded tensors, and what they are indexed by

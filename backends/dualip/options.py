@@ -29,6 +29,9 @@ class DualipOptions:
     # default compact on CUDA, fast on CPU
     storage: str | None = None
     compile: bool = False  # run the k steps between checks as one torch.compile graph (compact storage only)
+    # CPU, fast storage, simplex/box blocks: each iteration's projection and A x in one C++ pass over the columns
+    # (fused_cpu.py; compiled on first use, ~20 s once per machine)
+    fused_cpu: bool = False
     # "bfloat16" or "float16": A's values stored in 16 bits (compact storage only), products accumulated in dtype;
     # rounded up where the repair applies (A >= 0), so the repaired primal stays feasible for the exact A
     matrix_dtype: str | None = None
