@@ -64,6 +64,7 @@ def run() -> dict:
     parser.add_argument("--storage", default=None, choices=[None, "fast", "compact"],
                         help="dualip storage (default: fast on CPU, compact on CUDA)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--fused-cpu", action="store_true", help="DualipOptions.fused_cpu (the C++ iteration)")
     parser.add_argument("--highs", default="ipm,simplex", help="HiGHS solvers to compare, '' for none")
     parser.add_argument("--highs-time-limit", type=float, default=600.0)
     parser.add_argument("--repeat", type=int, default=3,
@@ -84,12 +85,12 @@ def run() -> dict:
     # warm-up: a tiny solve loads torch's kernels and thread pool (and creates the CUDA context) first, so
     # that the timed solve is the model's own cost, as in benchmarks/gpu_scale.py
     matching_model(synthetic_matching(200, 10, 0.5, seed=args.seed)).solve(
-        "dualip", device=args.device, dtype=args.dtype, storage=args.storage, max_iter=50)
-    report["warm_up"] = "a 200 x 10 matching solved for 50 iterations first, same device, dtype and storage"
+        "dualip", device=args.device, dtype=args.dtype, storage=args.storage, fused_cpu=args.fused_cpu, max_iter=50)
+    report["warm_up"] = "a 200 x 10 matching solved for 50 iterations first, same options (builds fused_cpu's code)"
     times = []
     for _ in range(args.repeat):  # the median of a few solves: one solve on a shared machine varies by ~10%
         res = model.solve("dualip", standard_form=sf, tol=args.tol, device=args.device, dtype=args.dtype,
-                          storage=args.storage)
+                          storage=args.storage, fused_cpu=args.fused_cpu)
         times.append(res.solve_time)
     dualip_seconds = statistics.median(times)
     dtype = torch.float32 if (args.dtype or ("float32" if device.type == "cuda" else "float64")) == "float32" \
@@ -101,7 +102,7 @@ def run() -> dict:
         "iterations": res.iterations, "seconds": round(dualip_seconds, 3),
         "seconds_of_each_solve": [round(t, 3) for t in times], "ms_per_iteration": round(ms_iter, 3),
         "dtype": str(dtype).replace("torch.", ""),
-        "storage": storage_for(device, args.storage), "spmv_pair_ms": round(pair, 3),
+        "storage": storage_for(device, args.storage), "fused_cpu": args.fused_cpu, "spmv_pair_ms": round(pair, 3),
         "iteration_over_spmv_pair": round(ms_iter / pair, 2),
     }
     best = None

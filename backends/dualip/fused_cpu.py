@@ -6,8 +6,9 @@ product A x). Here every block is handled whole while its columns are in cache: 
 w_k) / gamma, the warm-started Newton steps on tau (same rule, same fallback max v - r as
 ``fast_projection.simplex_box_project``), x_j = clip(v_j - tau, l_j, u_j), and x_j's products a_kj x_j
 added to a per-thread copy of A x; the copies are summed in thread order, so a run is deterministic for a
-given thread count. x itself is never stored. The extension is compiled on first use (torch's
-cpp_extension: a C++ compiler and ninja, about 20 s once per machine, cached after).
+given thread count. x itself is never stored; v lives in one column-length scratch vector the step keeps
+(allocated once: a fresh one per iteration cost page faults). The extension is compiled on first use
+(torch's cpp_extension: a C++ compiler and ninja, about 20 s once per machine, cached after).
 """
 
 from __future__ import annotations
@@ -79,11 +80,10 @@ static void fused_step(const T* w, const T* c, const int32_t* col_ptr, const int
 std::vector<torch::Tensor> step(torch::Tensor w, torch::Tensor c, torch::Tensor col_ptr, torch::Tensor row_idx,
                                 torch::Tensor vals, torch::Tensor offsets, torch::Tensor rhs, torch::Tensor is_le,
                                 torch::Tensor is_box, torch::Tensor lower, torch::Tensor upper, torch::Tensor tau,
-                                double gamma, int64_t steps) {
+                                torch::Tensor scratch, double gamma, int64_t steps) {
   const int64_t m = w.size(0), n = c.size(0), nb = rhs.size(0);
   const int64_t threads = at::get_num_threads();
   auto acc = torch::zeros({threads, m}, w.options());
-  auto scratch = torch::empty({n}, w.options());
   auto tau_out = torch::empty({nb}, w.options());
   const bool per_column = lower.numel() == n && n != 1;
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "fused_step", [&] {
@@ -129,6 +129,7 @@ class FusedStep:
         empty = torch.empty(0, dtype=torch.int32)
         self.col_ptr = empty if at.ptr is None else at.ptr
         self.bounds = [torch.as_tensor(b, dtype=prob.dtype).reshape(-1) for b in (blocks.lower, blocks.upper)]
+        self.scratch = torch.empty(prob.n, dtype=prob.dtype)  # v of the current iteration
 
     @staticmethod
     def check_supported(prob) -> None:
@@ -152,4 +153,5 @@ class FusedStep:
     def __call__(self, w: torch.Tensor, gamma: float, tau: torch.Tensor, steps: int):
         p, at, blocks = self.prob, self.prob.At, self.prob.blocks
         return self.module.step(w, p.c, self.col_ptr, at.idx, at.vals, blocks.offsets, blocks.rhs, blocks.is_le,
-                                blocks.is_box, self.bounds[0], self.bounds[1], tau, float(gamma), int(steps))
+                                blocks.is_box, self.bounds[0], self.bounds[1], tau, self.scratch, float(gamma),
+                                int(steps))

@@ -362,6 +362,8 @@ class DualAscentSolver:
                      row_scale=self.row_scale)
         if self._bs is not None:
             state.update({f"exact.{name}": t for name, t in vars(self._bs).items() if isinstance(t, torch.Tensor)})
+        if self._fused is not None:
+            state["fused.scratch"] = self._fused.scratch
         return MemoryReport(nnz=p.sf.nnz,
                             held=held_bytes({**p.tensors(), **state}), iteration_temporaries=loop.peak,
                             check_temporaries=check.peak, iterations=k)
