@@ -8,6 +8,7 @@ duals on every rank, a feasible assembled primal, checkpoints resumed on another
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -327,6 +328,20 @@ def test_the_flat_row_search_runs_in_step_on_two_ranks(tmp_path):
     assert abs(float(parts[0]["objective"]) - exact.objective) <= 2 * TOL * max(1.0, abs(exact.objective))
     xc = x if sf.layout.column_order is None else x[sf.layout.column_order]
     assert (sf.A @ xc - sf.row_upper).max() <= 1e-9 * (1.0 + np.abs(sf.row_upper).max())
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="no C++ compiler")
+def test_the_fused_cpu_iteration_on_two_ranks_gives_the_answer(models, tmp_path):
+    """fused_cpu on each rank's columns, its A x all-reduced: the certified optimum of one process."""
+    ref = models["repairable"]
+    job = {"models": {"repairable": ref["path"]}, "options": {"tol": TOL, "fused_cpu": True}}
+    proc = _launch(2, job, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sf, exact = ref["sf"], ref["exact"]
+    x, parts = _gather(tmp_path, "repairable", 2, sf.n_cols)
+    assert str(parts[0]["status"]) == "optimal" and np.array_equal(parts[0]["y"], parts[1]["y"])
+    assert abs(float(parts[0]["objective"]) - exact.objective) <= 2 * TOL * max(1.0, abs(exact.objective))
+    assert (sf.A @ x[sf.layout.column_order] - sf.row_upper).max() <= 1e-9  # the repaired primal is feasible
 
 
 def test_a_checkpoint_resumes_on_other_rank_counts(models, tmp_path):
