@@ -13,6 +13,9 @@ given thread count. x itself is never stored; v lives in one column-length scrat
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import torch
 
 from dualip_model.errors import ModelError
@@ -107,6 +110,12 @@ def _module():
     global _MODULE
     if _MODULE is None:
         from torch.utils.cpp_extension import load_inline
+        if shutil.which("ninja") is None:  # pip's ninja lives beside the interpreter, maybe not on PATH
+            try:
+                import ninja
+                os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+            except ImportError:
+                pass
         try:
             _MODULE = load_inline(name="dualip_fused_cpu", cpp_sources=[_SOURCE], functions=["step"],
                                   extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
