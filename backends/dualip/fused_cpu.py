@@ -132,6 +132,8 @@ class FusedStep:
     MAX_ACCUMULATORS = 1 << 22
 
     def __init__(self, prob):
+        """ModelError (see check_supported) where the fused step cannot run ``prob``."""
+        FusedStep.check_supported(prob)
         self.prob = prob
         self.module = _module()
         at, blocks = prob.At, prob.blocks

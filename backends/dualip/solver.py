@@ -175,10 +175,7 @@ class DualAscentSolver:
         self.row_scale = torch.as_tensor(prob.row_scale, dtype=prob.dtype, device=prob.device)  # D, on the device
         self._bs = None
         self._compiled = None
-        self._fused = None
-        if options.fused_cpu:
-            FusedStep.check_supported(prob)
-            self._fused = FusedStep(prob)
+        self._fused = FusedStep(prob) if options.fused_cpu else None
         if options.compile:
             if prob.storage != "compact" or prob.comm.world > 1:
                 raise ModelError("DualipOptions.compile needs storage='compact' and one process (torch.compile "
@@ -232,15 +229,7 @@ class DualAscentSolver:
         w_prev, ax_prev = st.w_prev, st.ax_prev
         l_max = 1.0 / step
         for _ in range(k):
-            if self._fused is not None:  # the same three steps in one C++ pass over the columns
-                ax, tau = self._fused(w, gamma, tau, self.opts.newton_steps)
-            else:
-                v = p.At.matvec(w, add=p.c).mul_(-1.0 / gamma)  # -(c + A^T w) / gamma
-                x, tau = self.primal(v, tau, self.opts.newton_steps, overwrite=True)
-                del v
-                ax = p.A.matvec(x, overwrite=True)
-                del x
-            ax = p.comm.sum(ax)  # the one all-reduce of a sharded iteration (m numbers)
+            ax, tau = self.projected_ax(w, gamma, tau, self.opts.newton_steps)
             if self.opts.adaptive_step:
                 local = (ax - ax_prev).norm() / (w - w_prev).norm().clamp(min=1e-30)
                 lip = torch.clamp(torch.maximum(local, 0.95 * lip), min=lip_floor * l_max, max=l_max)
@@ -259,6 +248,21 @@ class DualAscentSolver:
             w = y_new + beta * (y_new - y)
             y = y_new
         return AscentState(y, w, t, tau, lip, w_prev, ax_prev)
+
+    def projected_ax(self, w: torch.Tensor, gamma, tau: torch.Tensor, steps: int):
+        """(A x*(w), tau): x*(w) = P_C(-(c + A^T w) / gamma) by ``steps`` warm-started Newton steps from tau.
+
+        With ``fused_cpu`` the three steps are one C++ pass over the columns. A x is summed over the ranks: the one
+        all-reduce of a sharded iteration (m numbers).
+        """
+        p = self.prob
+        if self._fused is not None:
+            ax, tau = self._fused(w, gamma, tau, steps)
+        else:
+            x, tau = self.primal(p.At.matvec(w, add=p.c).mul_(-1.0 / gamma), tau, steps, overwrite=True)
+            ax = p.A.matvec(x, overwrite=True)
+            del x
+        return p.comm.sum(ax), tau
 
     def A_times(self, x: torch.Tensor) -> torch.Tensor:
         """A x outside the loop: in row groups, so that its temporaries stay small (compact storage)."""
@@ -471,9 +475,7 @@ class DualAscentSolver:
 
     def prox_gradient(self, y: torch.Tensor, tau: torch.Tensor, gamma: float) -> torch.Tensor:
         """G(y) = prox_move at x*(y), s = gamma / ||A||^2: the ascent direction of g_gamma at y."""
-        p = self.prob
-        x, _ = self.primal(p.At.matvec(y, add=p.c).mul_(-1.0 / gamma), tau, _SEARCH_NEWTON_STEPS)
-        return self.prox_move(y, p.comm.sum(self.A_times(x)), gamma / p.norm_sq)
+        return self.prox_move(y, self.projected_ax(y, gamma, tau, _SEARCH_NEWTON_STEPS)[0], gamma / self.prob.norm_sq)
 
     def flat_row_search(self, run: "Run", g: torch.Tensor, cert: Certificate) -> None:
         """Move the flat rows of y to where their gradient changes sign (the ``flat_rows`` option).
