@@ -296,15 +296,24 @@ def test_the_first_iterates_agree_with_one_process_to_rounding(models, runs, nam
     assert np.abs(parts[0]["y_fixed"] - ref).max() <= 1e-10 * max(1.0, np.abs(ref).max())
 
 
-def test_the_compact_storage_on_two_ranks_gives_the_answer(models, tmp_path):
-    """Gathers, segment sums and the chunked repair with the columns split over ranks (the CUDA default)."""
+NO_COMPILER = shutil.which("c++") is None and shutil.which("g++") is None
+
+
+@pytest.mark.parametrize("options", [
+    # gathers, segment sums and the chunked repair with the columns split over ranks (the CUDA default)
+    pytest.param({"storage": "compact"}, id="compact storage"),
+    # fused_cpu on each rank's columns, its A x all-reduced
+    pytest.param({"fused_cpu": True}, id="fused_cpu", marks=pytest.mark.skipif(NO_COMPILER, reason="no C++ compiler")),
+])
+def test_two_ranks_give_the_answer(models, tmp_path, options):
+    """Other iteration paths with the columns split over two ranks: the certified optimum of one process."""
     ref = models["repairable"]
-    job = {"models": {"repairable": ref["path"]}, "options": {"tol": TOL, "storage": "compact"}}
+    job = {"models": {"repairable": ref["path"]}, "options": {"tol": TOL, **options}}
     proc = _launch(2, job, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sf, exact = ref["sf"], ref["exact"]
     x, parts = _gather(tmp_path, "repairable", 2, sf.n_cols)
-    assert str(parts[0]["status"]) == "optimal"
+    assert str(parts[0]["status"]) == "optimal" and np.array_equal(parts[0]["y"], parts[1]["y"])
     assert abs(float(parts[0]["objective"]) - exact.objective) <= 2 * TOL * max(1.0, abs(exact.objective))
     assert float(parts[0]["bound"]) >= exact.objective - 1e-7 * abs(exact.objective)
     assert (sf.A @ x[sf.layout.column_order] - sf.row_upper).max() <= 1e-9  # the repaired primal is feasible
@@ -328,20 +337,6 @@ def test_the_flat_row_search_runs_in_step_on_two_ranks(tmp_path):
     assert abs(float(parts[0]["objective"]) - exact.objective) <= 2 * TOL * max(1.0, abs(exact.objective))
     xc = x if sf.layout.column_order is None else x[sf.layout.column_order]
     assert (sf.A @ xc - sf.row_upper).max() <= 1e-9 * (1.0 + np.abs(sf.row_upper).max())
-
-
-@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="no C++ compiler")
-def test_the_fused_cpu_iteration_on_two_ranks_gives_the_answer(models, tmp_path):
-    """fused_cpu on each rank's columns, its A x all-reduced: the certified optimum of one process."""
-    ref = models["repairable"]
-    job = {"models": {"repairable": ref["path"]}, "options": {"tol": TOL, "fused_cpu": True}}
-    proc = _launch(2, job, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sf, exact = ref["sf"], ref["exact"]
-    x, parts = _gather(tmp_path, "repairable", 2, sf.n_cols)
-    assert str(parts[0]["status"]) == "optimal" and np.array_equal(parts[0]["y"], parts[1]["y"])
-    assert abs(float(parts[0]["objective"]) - exact.objective) <= 2 * TOL * max(1.0, abs(exact.objective))
-    assert (sf.A @ x[sf.layout.column_order] - sf.row_upper).max() <= 1e-9  # the repaired primal is feasible
 
 
 def test_a_checkpoint_resumes_on_other_rank_counts(models, tmp_path):
