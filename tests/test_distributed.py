@@ -8,7 +8,6 @@ duals on every rank, a feasible assembled primal, checkpoints resumed on another
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import torch
 import dualip_model as dm
 from dualip_model.backends.dualip.checkpoint import sharded_fingerprint
 from dualip_model.backends.dualip.comm import LOCAL, Comm
+from dualip_model.backends.dualip.fused_cpu import compiler_found
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.backends.dualip.repair import cut_rows, cut_rows_by_threshold
 from dualip_model.shards import load_shard, plan_shards
@@ -296,14 +296,12 @@ def test_the_first_iterates_agree_with_one_process_to_rounding(models, runs, nam
     assert np.abs(parts[0]["y_fixed"] - ref).max() <= 1e-10 * max(1.0, np.abs(ref).max())
 
 
-NO_COMPILER = shutil.which("c++") is None and shutil.which("g++") is None
-
-
 @pytest.mark.parametrize("options", [
     # gathers, segment sums and the chunked repair with the columns split over ranks (the CUDA default)
     pytest.param({"storage": "compact"}, id="compact storage"),
     # fused_cpu on each rank's columns, its A x all-reduced
-    pytest.param({"fused_cpu": True}, id="fused_cpu", marks=pytest.mark.skipif(NO_COMPILER, reason="no C++ compiler")),
+    pytest.param({"fused_cpu": True}, id="fused_cpu",
+                 marks=pytest.mark.skipif(not compiler_found(), reason="no C++ compiler")),
 ])
 def test_two_ranks_give_the_answer(models, tmp_path, options):
     """Other iteration paths with the columns split over two ranks: the certified optimum of one process."""

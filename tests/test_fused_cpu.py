@@ -10,20 +10,17 @@ the fuzzed families with it too (box-cut blocks are refused by name, and only th
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
 
 import dualip_model as dm
 from dualip_model.backends.dualip.fast_projection import simplex_box_project
-from dualip_model.backends.dualip.fused_cpu import FusedStep
+from dualip_model.backends.dualip.fused_cpu import FusedStep, compiler_found
 from dualip_model.backends.dualip.problem import ScaledProblem
 from test_parity import allocation, box_lp, check_optimal, scaled_matching, small_matching
 
-pytestmark = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
-                                reason="no C++ compiler to build the fused extension with")
+pytestmark = pytest.mark.skipif(not compiler_found(), reason="no C++ compiler to build the fused extension with")
 
 CPU = torch.device("cpu")
 

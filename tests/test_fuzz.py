@@ -11,7 +11,6 @@ fuzz_models.KNOWN_ISSUES is documented by a strict xfail test instead of failing
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from unittest import mock
 
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 
 import dualip_model as dm
 from dualip_model.backends.dualip import block_order
+from dualip_model.backends.dualip.fused_cpu import compiler_found
 from dualip_model.backends.highs import HighsBackend
 from fuzz_models import ALL_FAMILIES, KINDS, KNOWN_ISSUES, DenseLP, Objective, Rows, Spec, build, run, specs
 
@@ -54,7 +54,7 @@ def test_fuzz_dualip_blocks_by_size(family, data):
     assert not unexpected, "\n".join(map(str, unexpected))
 
 
-@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="no C++ compiler")
+@pytest.mark.skipif(not compiler_found(), reason="no C++ compiler")
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 @given(data=st.data())
 def test_fuzz_dualip_fused_cpu(family, data):

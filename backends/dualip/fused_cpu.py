@@ -105,6 +105,11 @@ std::vector<torch::Tensor> step(torch::Tensor w, torch::Tensor c, torch::Tensor 
 _MODULE = None
 
 
+def compiler_found() -> bool:
+    """Whether torch's extension build finds a C++ compiler (``$CXX``, else ``c++``)."""
+    return shutil.which(os.environ.get("CXX", "c++")) is not None
+
+
 def _module():
     """The compiled extension (built on first use, then taken from torch's extension cache)."""
     global _MODULE
