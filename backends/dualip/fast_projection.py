@@ -5,8 +5,9 @@ iteration's tau (f is convex, decreasing, piecewise linear: from the right one s
 root, from the left the steps increase monotonically and are exact once the active set settles; where
 no column is active, tau restarts at max v - r_i, left of the root). Block sums, counts, maxima and spreads
 go through ``Blocks`` (row reductions per block size or membership mat-vecs in the fast storage, segment
-reductions in the compact one). With a fixed number of steps there is no host synchronization; the result is exact whenever the active set
-has settled, which warm starting makes the common case. ``projections.project`` is the exact reference.
+reductions in the compact one). With a fixed number of steps there is no host synchronization; the result
+is exact whenever the active set has settled, which warm starting makes the common case.
+``projections.project`` is the exact reference.
 """
 
 from __future__ import annotations
