@@ -16,9 +16,11 @@ import torch
 
 import dualip_model as dm
 from dualip_model.backends.dualip.fast_projection import simplex_box_project
-from dualip_model.backends.dualip.fused_cpu import FusedStep, compiler_found
+from dualip_model.backends.dualip.fused_cpu import FusedCpu, compiler_found
 from dualip_model.backends.dualip.problem import ScaledProblem
+from dualip_model.backends.dualip.repair import repair
 from test_parity import allocation, box_lp, check_optimal, scaled_matching, small_matching
+from test_repair import random_problem, violation
 
 pytestmark = pytest.mark.skipif(not compiler_found(), reason="no C++ compiler to build the fused extension with")
 
@@ -29,7 +31,7 @@ def one_step_both_ways(prob, seed=0, steps=2, gamma=0.03):
     g = torch.Generator().manual_seed(seed)
     w = torch.rand(prob.m, generator=g, dtype=prob.dtype) * 3
     tau = torch.rand(prob.sf.n_blocks, generator=g, dtype=prob.dtype)
-    ax, tau_fused = FusedStep(prob)(w, gamma, tau, steps)
+    ax, tau_fused = FusedCpu(prob).step(w, gamma, tau, steps)
     v = prob.At.matvec(w, add=prob.c).mul_(-1.0 / gamma)
     x, tau_torch = simplex_box_project(v, tau, prob.blocks, steps)
     return ax, tau_fused, prob.A.matvec(x), tau_torch
@@ -49,6 +51,37 @@ def test_one_fused_step_is_the_torch_step(name, dtype, rtol):
     scale = float(ax_ref.abs().max()) + 1.0
     assert (ax - ax_ref).abs().max() <= rtol * scale
     assert (tau - tau_ref).abs().max() <= rtol * (float(tau_ref.abs().max()) + 1.0)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_checks_projection_is_the_torch_projection(name, dtype, rtol):
+    prob = ScaledProblem.build(MODELS[name](), CPU, dtype)
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(prob.n, generator=g, dtype=dtype) * 2
+    tau = torch.rand(prob.sf.n_blocks, generator=g, dtype=dtype)
+    x, tau_cpp = FusedCpu(prob).project(v, tau, 3)
+    x_ref, tau_ref = simplex_box_project(v, tau, prob.blocks, 3)
+    assert (x - x_ref).abs().max() <= rtol * (float(x_ref.abs().max()) + 1.0)
+    assert (tau_cpp - tau_ref).abs().max() <= rtol * (float(tau_ref.abs().max()) + 1.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("rows_per_col", [1, 2])
+@pytest.mark.parametrize("box_users", [False, True])
+def test_the_cpp_repair_is_the_torch_repair(seed, rows_per_col, box_users):
+    """Cut (rows in parallel with one row per column, else through per-column factors), shrink and fill in C++
+    give repair.repair's point to rounding: feasible, in the blocks, the same objective."""
+    p = random_problem(seed, rows_per_col, box_users)
+    upper = torch.as_tensor(p.blocks.upper, dtype=torch.float64).expand(p.n)
+    x = torch.minimum(torch.as_tensor(np.random.default_rng(seed).uniform(0, 1.5, p.n)), upper)
+    ax = p.A @ x
+    expect = repair(x, ax, p)
+    got = FusedCpu(p).repair(x.clone(), ax)
+    np.testing.assert_allclose(got.numpy(), expect.numpy(), rtol=1e-12, atol=1e-13)
+    assert violation(p, got) <= 1e-12 and float(got.min()) >= 0 and bool((got <= upper).all())
+    sums = torch.segment_reduce(got, "sum", offsets=p.blocks.offsets)
+    assert bool((sums[~p.blocks.is_box] <= p.blocks.rhs[~p.blocks.is_box] + 1e-12).all())
 
 
 @pytest.mark.parametrize("model", [small_matching(1), allocation(1), box_lp(1), scaled_matching(0, entries=6)],
@@ -98,7 +131,7 @@ def test_the_option_names_what_keeps_it_off(options, reason):
 
 def test_too_many_rows_for_per_thread_copies_of_ax_are_refused(monkeypatch):
     """20 rows over 2 columns: with the absolute allowance cut to 1, the rows outnumber the columns."""
-    monkeypatch.setattr(FusedStep, "MAX_ACCUMULATORS", 1)
+    monkeypatch.setattr(FusedCpu, "MAX_ACCUMULATORS", 1)
     m = dm.Model("tall")
     cols, rows = m.entities("col", 2), m.entities("row", 20)
     x = m.variable("x", over=cols, upper=1.0)

@@ -20,88 +20,282 @@ import torch
 
 from dualip_model.errors import ModelError
 
+from .repair import cut_rows_by_threshold, row_slack
+
 _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <vector>
 
+// Columns of A: column j's entries are k in col_ptr[j]..col_ptr[j+1] (row row_idx[k], value vals[k]); without
+// col_ptr column j has at most the one entry j (row_idx[j] == m: none).
 template <typename T>
-static void fused_step(const T* w, const T* c, const int32_t* col_ptr, const int32_t* row_idx, const T* vals,
-                       int64_t m, const int64_t* offsets, int64_t nb, const T* rhs, const bool* is_le,
-                       const bool* is_box, const T* lower, const T* upper, bool per_column_bounds,
-                       const T* tau_in, T* tau_out, T* scratch, T* acc, int64_t stride, double gamma, int64_t steps) {
+struct Columns {
+  const int32_t* col_ptr;
+  const int32_t* row_idx;
+  const T* vals;
+  int64_t m;
+
+  T dot(int64_t j, const T* w) const {  // (A^T w)_j
+    if (col_ptr == nullptr) return row_idx[j] < m ? vals[j] * w[row_idx[j]] : T(0);
+    T g = 0;
+    for (int32_t k = col_ptr[j]; k < col_ptr[j + 1]; ++k) g = g + vals[k] * w[row_idx[k]];
+    return g;
+  }
+  void add_to(int64_t j, T x, T* ax) const {  // ax += A_.j x
+    if (col_ptr == nullptr) {
+      if (row_idx[j] < m) ax[row_idx[j]] += vals[j] * x;
+    } else {
+      for (int32_t k = col_ptr[j]; k < col_ptr[j + 1]; ++k) ax[row_idx[k]] += vals[k] * x;
+    }
+  }
+  T row_min(int64_t j, const T* z) const {  // min over the rows k of column j of z_k (1 for none)
+    if (col_ptr == nullptr) return row_idx[j] < m ? z[row_idx[j]] : T(1);
+    T out = 1;
+    for (int32_t k = col_ptr[j]; k < col_ptr[j + 1]; ++k) out = std::min(out, z[row_idx[k]]);
+    return out;
+  }
+  bool all_rows_positive(int64_t j, const T* z) const {  // branch-free: the answers are random
+    if (col_ptr == nullptr) return (row_idx[j] >= m) | (z[std::min<int64_t>(row_idx[j], m - 1)] > 0);
+    bool out = true;
+    for (int32_t k = col_ptr[j]; k < col_ptr[j + 1]; ++k) out &= z[row_idx[k]] > 0;
+    return out;
+  }
+};
+
+template <typename T>
+Columns<T> columns(const torch::Tensor& col_ptr, const torch::Tensor& row_idx, const torch::Tensor& vals, int64_t m) {
+  return {col_ptr.numel() ? col_ptr.data_ptr<int32_t>() : nullptr, row_idx.data_ptr<int32_t>(),
+          vals.data_ptr<T>(), m};
+}
+
+// The block's tau: `steps` warm-started Newton steps on sum_j (v_j - tau)_+ = r from tau0 (fallback max v - r
+// where no v_j exceeds tau), then >= 0 for sum <= r and 0 for a box: as fast_projection.simplex_box_project.
+template <typename T>
+T block_tau(const T* v, int64_t a, int64_t e, T rhs, bool is_le, bool is_box, T tau, int64_t steps) {
+  T vmax = -std::numeric_limits<T>::infinity();
+  for (int64_t j = a; j < e; ++j) vmax = std::max(vmax, v[j]);
+  const T fallback = vmax - rhs;
+  for (int64_t s = 0; s < steps; ++s) {
+    T sum = 0;
+    int64_t count = 0;
+    for (int64_t j = a; j < e; ++j) {  // branch-free, so that it vectorizes
+      const bool active = v[j] > tau;
+      sum += active ? v[j] : T(0);
+      count += active;
+    }
+    tau = count > 0 ? (sum - rhs) / static_cast<T>(count) : fallback;
+  }
+  if (is_le) tau = std::max(tau, T(0));
+  if (is_box) tau = 0;
+  return tau;
+}
+
+// Blocks as [offsets (int64, nb+1), rhs, is_le, is_box, lower, upper]; the bounds per column or one for all.
+using BlockArgs = std::vector<torch::Tensor>;
+
+template <typename T>
+struct BlockData {
+  const int64_t* offsets;
+  const T* rhs;
+  const bool* is_le;
+  const bool* is_box;
+  const T* lower;
+  const T* upper;
+  bool per_column;
+  int64_t nb;
+  T lo(int64_t j) const { return per_column ? lower[j] : lower[0]; }
+  T hi(int64_t j) const { return per_column ? upper[j] : upper[0]; }
+};
+
+template <typename T>
+BlockData<T> block_data(const BlockArgs& b, int64_t n) {
+  return {b[0].data_ptr<int64_t>(), b[1].data_ptr<T>(), b[2].data_ptr<bool>(), b[3].data_ptr<bool>(),
+          b[4].data_ptr<T>(), b[5].data_ptr<T>(), b[4].numel() == n && n != 1, b[1].size(0)};
+}
+
+// Per-thread copies of an m-vector, summed in thread order at the end: repeatable for a thread count.
+struct Accumulators {
+  torch::Tensor acc;
+  Accumulators(int64_t m, const torch::TensorOptions& options)
+      : acc(torch::zeros({at::get_num_threads(), m}, options)) {}
+  template <typename T> T* mine() { return acc.data_ptr<T>() + at::get_thread_num() * acc.size(1); }
+  torch::Tensor sum() { return acc.sum(0); }
+};
+
+// One iteration: v = -(c + A^T w) / gamma into scratch, tau per block, A x for x = clip(v - tau, l, u).
+template <typename T>
+void fused_step(const T* w, const T* c, const Columns<T>& A, const BlockData<T>& B, const T* tau_in, T* tau_out,
+                T* scratch, Accumulators& acc, double gamma, int64_t steps) {
   const T scale = static_cast<T>(-1.0 / gamma);
-  at::parallel_for(0, nb, 1, [&](int64_t b0, int64_t b1) {
-    T* ax = acc + at::get_thread_num() * stride;
+  at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
+    T* ax = acc.mine<T>();
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t a = offsets[b], e = offsets[b + 1];
-      if (a == e) { tau_out[b] = 0; continue; }
-      T vmax = -std::numeric_limits<T>::infinity();
-      for (int64_t j = a; j < e; ++j) {  // v_j = -(c_j + sum_k a_kj w_k) / gamma
-        T g = c[j];
-        if (col_ptr == nullptr) {
-          if (row_idx[j] < m) g = g + vals[j] * w[row_idx[j]];
-        } else {
-          for (int32_t k = col_ptr[j]; k < col_ptr[j + 1]; ++k) g = g + vals[k] * w[row_idx[k]];
-        }
-        const T v = g * scale;
-        scratch[j] = v;
-        vmax = std::max(vmax, v);
-      }
-      const T fallback = vmax - rhs[b];
-      T tau = tau_in[b];
-      for (int64_t s = 0; s < steps; ++s) {  // Newton steps on sum_j (v_j - tau)_+ = r
-        T sum = 0;
-        int64_t count = 0;
-        for (int64_t j = a; j < e; ++j) {  // branch-free, so that it vectorizes
-          const bool active = scratch[j] > tau;
-          sum += active ? scratch[j] : T(0);
-          count += active;
-        }
-        tau = count > 0 ? (sum - rhs[b]) / static_cast<T>(count) : fallback;
-      }
-      if (is_le[b]) tau = std::max(tau, T(0));
-      if (is_box[b]) tau = 0;
+      const int64_t a = B.offsets[b], e = B.offsets[b + 1];
+      for (int64_t j = a; j < e; ++j) scratch[j] = (c[j] + A.dot(j, w)) * scale;
+      const T tau = a == e ? T(0) : block_tau(scratch, a, e, B.rhs[b], B.is_le[b], B.is_box[b], tau_in[b], steps);
       tau_out[b] = tau;
-      for (int64_t j = a; j < e; ++j) {  // x_j = clip(v_j - tau, l_j, u_j); A x += a_.j x_j
-        const T lo = per_column_bounds ? lower[j] : lower[0];
-        const T hi = per_column_bounds ? upper[j] : upper[0];
-        const T x = std::min(std::max(scratch[j] - tau, lo), hi);
-        if (x == 0) continue;
-        if (col_ptr == nullptr) {
-          if (row_idx[j] < m) ax[row_idx[j]] += vals[j] * x;
-        } else {
-          for (int32_t k = col_ptr[j]; k < col_ptr[j + 1]; ++k) ax[row_idx[k]] += vals[k] * x;
-        }
+      for (int64_t j = a; j < e; ++j) {
+        const T x = std::min(std::max(scratch[j] - tau, B.lo(j)), B.hi(j));
+        if (x != 0) A.add_to(j, x, ax);
       }
     }
   });
 }
 
 std::vector<torch::Tensor> step(torch::Tensor w, torch::Tensor c, torch::Tensor col_ptr, torch::Tensor row_idx,
-                                torch::Tensor vals, torch::Tensor offsets, torch::Tensor rhs, torch::Tensor is_le,
-                                torch::Tensor is_box, torch::Tensor lower, torch::Tensor upper, torch::Tensor tau,
-                                torch::Tensor scratch, double gamma, int64_t steps) {
-  const int64_t m = w.size(0), n = c.size(0), nb = rhs.size(0);
-  const int64_t threads = at::get_num_threads();
-  auto acc = torch::zeros({threads, m}, w.options());
-  auto tau_out = torch::empty({nb}, w.options());
-  const bool per_column = lower.numel() == n && n != 1;
+                                torch::Tensor vals, BlockArgs blocks, torch::Tensor tau, torch::Tensor scratch,
+                                double gamma, int64_t steps) {
+  const int64_t m = w.size(0), n = c.size(0);
+  Accumulators acc(m, w.options());
+  auto tau_out = torch::empty({blocks[1].size(0)}, w.options());
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "fused_step", [&] {
-    fused_step<scalar_t>(w.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
-                         col_ptr.numel() ? col_ptr.data_ptr<int32_t>() : nullptr, row_idx.data_ptr<int32_t>(),
-                         vals.data_ptr<scalar_t>(), m, offsets.data_ptr<int64_t>(), nb, rhs.data_ptr<scalar_t>(),
-                         is_le.data_ptr<bool>(), is_box.data_ptr<bool>(), lower.data_ptr<scalar_t>(),
-                         upper.data_ptr<scalar_t>(), per_column, tau.data_ptr<scalar_t>(),
-                         tau_out.data_ptr<scalar_t>(), scratch.data_ptr<scalar_t>(), acc.data_ptr<scalar_t>(), m,
-                         gamma, steps);
+    fused_step<scalar_t>(w.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), columns<scalar_t>(col_ptr, row_idx, vals, m),
+                         block_data<scalar_t>(blocks, n), tau.data_ptr<scalar_t>(), tau_out.data_ptr<scalar_t>(),
+                         scratch.data_ptr<scalar_t>(), acc, gamma, steps);
   });
-  return {acc.sum(0), tau_out};
+  return {acc.sum(), tau_out};
+}
+
+// x = P_C(v), by `steps` Newton steps per block from tau; returns the blocks' tau.
+torch::Tensor project(torch::Tensor v, torch::Tensor x, BlockArgs blocks, torch::Tensor tau, int64_t steps) {
+  auto tau_out = torch::empty_like(tau);
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "project", [&] {
+    const auto B = block_data<scalar_t>(blocks, v.size(0));
+    const scalar_t *vs = v.data_ptr<scalar_t>(), *tau_in = tau.data_ptr<scalar_t>();
+    scalar_t *xs = x.data_ptr<scalar_t>(), *out = tau_out.data_ptr<scalar_t>();
+    at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t a = B.offsets[b], e = B.offsets[b + 1];
+        const scalar_t t = a == e ? scalar_t(0)
+                                  : block_tau(vs, a, e, B.rhs[b], B.is_le[b], B.is_box[b], tau_in[b], steps);
+        out[b] = t;
+        for (int64_t j = a; j < e; ++j) xs[j] = std::min(std::max(vs[j] - t, B.lo(j)), B.hi(j));
+      }
+    });
+  });
+  return tau_out;
+}
+
+// repair.cut_rows in place: along each violated row's entries (worst cost per unit of row use first), an entry
+// keeps what the row's excess leaves after the entries before it; a column keeps the least its rows leave it.
+// With one row per column (`single`) the rows run in parallel and write x directly; else one thread, through a
+// per-column factor (every row reads the uncut x).
+void cut_rows(torch::Tensor x, torch::Tensor ax, torch::Tensor upper, torch::Tensor ptr, torch::Tensor cols,
+              torch::Tensor vals, bool single) {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cut_rows", [&] {
+    using T = scalar_t;
+    const int64_t m = ax.size(0);
+    T* xs = x.data_ptr<T>();
+    const T *axs = ax.data_ptr<T>(), *us = upper.data_ptr<T>(), *vs = vals.data_ptr<T>();
+    const int32_t *p = ptr.data_ptr<int32_t>(), *cs = cols.data_ptr<int32_t>();
+    torch::Tensor keep_col = single ? torch::Tensor() : torch::ones_like(x);
+    T* keep = single ? nullptr : keep_col.data_ptr<T>();
+    at::parallel_for(0, m, single ? 1 : m, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T over = axs[r] - us[r];
+        if (!(over > 0)) continue;
+        const double excess = over;
+        double before = 0;  // the row's use by the entries before this one
+        for (int32_t k = p[r]; k < p[r + 1] && before < excess; ++k) {
+          const double use = static_cast<T>(vs[k] * xs[cs[k]]);
+          const double removed = std::min(std::max(excess - before, 0.0), use);
+          const T left = static_cast<T>(std::min(std::max(1.0 - removed / std::max(use, 1e-300), 0.0), 1.0));
+          if (single) xs[cs[k]] *= left;
+          else keep[cs[k]] = std::min(keep[cs[k]], left);
+          before += use;
+        }
+      }
+    });
+    if (!single) x.mul_(keep_col);
+  });
+}
+
+// repair.shrink_blocks in place (a block with sum x > r scaled down to sum x = r), returning A x after it.
+torch::Tensor shrink_blocks(torch::Tensor x, torch::Tensor col_ptr, torch::Tensor row_idx, torch::Tensor vals,
+                            int64_t m, BlockArgs blocks) {
+  Accumulators acc(m, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "shrink_blocks", [&] {
+    using T = scalar_t;
+    const auto A = columns<T>(col_ptr, row_idx, vals, m);
+    const auto B = block_data<T>(blocks, x.size(0));
+    T* xs = x.data_ptr<T>();
+    at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
+      T* ax = acc.mine<T>();
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t a = B.offsets[b], e = B.offsets[b + 1];
+        T sum = 0;
+        for (int64_t j = a; j < e; ++j) sum += xs[j];
+        const T factor = !B.is_box[b] && sum > B.rhs[b] ? B.rhs[b] / std::max(sum, T(1e-300)) : T(1);
+        for (int64_t j = a; j < e; ++j) {
+          xs[j] *= factor;
+          if (xs[j] != 0) A.add_to(j, xs[j], ax);
+        }
+      }
+    });
+  });
+  return acc.sum();
+}
+
+// repair.fill_slack's raises into delta: in each block, the columns of least cost < 0 whose rows all have slack
+// share the block's spare capacity (within their bounds); a box block raises every such column to its bound.
+// Returns A delta, the rows' demand.
+torch::Tensor fill_raises(torch::Tensor x, torch::Tensor c, torch::Tensor slack, torch::Tensor delta,
+                          torch::Tensor col_ptr, torch::Tensor row_idx, torch::Tensor vals, BlockArgs blocks) {
+  const int64_t m = slack.size(0);
+  Accumulators acc(m, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fill_raises", [&] {
+    using T = scalar_t;
+    const auto A = columns<T>(col_ptr, row_idx, vals, m);
+    const auto B = block_data<T>(blocks, x.size(0));
+    const T *xs = x.data_ptr<T>(), *cs = c.data_ptr<T>(), *ss = slack.data_ptr<T>();
+    T* ds = delta.data_ptr<T>();
+    at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
+      T* demand = acc.mine<T>();
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t a = B.offsets[b], e = B.offsets[b + 1];
+        T best = 0, sum = 0, count = 0;
+        for (int64_t j = a; j < e; ++j) {  // a candidate: improving, below its bound, all its rows with slack
+          sum += xs[j];
+          const int candidate = (cs[j] < 0) & (B.hi(j) - xs[j] > 0) & A.all_rows_positive(j, ss);
+          ds[j] = static_cast<T>(candidate) * cs[j];  // the candidate's cost for now (a product: no branch)
+          best = std::min(best, ds[j]);
+        }
+        for (int64_t j = a; j < e; ++j) count += (ds[j] < 0) & (ds[j] == best);
+        const T spare = std::max(B.rhs[b] - sum, T(0)) / std::max(count, T(1));
+        for (int64_t j = a; j < e; ++j) {
+          const T room = B.hi(j) - xs[j];
+          const T raise = B.is_box[b] ? (ds[j] < 0 && std::isfinite(room) ? room : T(0))
+                                      : ((ds[j] < 0) & (ds[j] == best) ? std::min(room, spare) : T(0));
+          ds[j] = raise;
+          if (raise != 0) A.add_to(j, raise, demand);
+        }
+      }
+    });
+  });
+  return acc.sum();
+}
+
+// x += delta * clip(min over the rows of each column of factor, 0, 1) (1 for a column without rows).
+void apply_raises(torch::Tensor x, torch::Tensor delta, torch::Tensor factor, torch::Tensor col_ptr,
+                  torch::Tensor row_idx, torch::Tensor vals) {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "apply_raises", [&] {
+    using T = scalar_t;
+    const auto A = columns<T>(col_ptr, row_idx, vals, factor.size(0));
+    T* xs = x.data_ptr<T>();
+    const T *ds = delta.data_ptr<T>(), *fs = factor.data_ptr<T>();
+    at::parallel_for(0, x.size(0), 1 << 14, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j)
+        if (ds[j] != 0) xs[j] += ds[j] * std::min(std::max(A.row_min(j, fs), T(0)), T(1));
+    });
+  });
 }
 """
 
+_FUNCTIONS = ["step", "project", "cut_rows", "shrink_blocks", "fill_raises", "apply_raises"]
 _MODULE = None
 
 
@@ -122,7 +316,7 @@ def _module():
             except ImportError:
                 pass
         try:
-            _MODULE = load_inline(name="dualip_fused_cpu", cpp_sources=[_SOURCE], functions=["step"],
+            _MODULE = load_inline(name="dualip_fused_cpu", cpp_sources=[_SOURCE], functions=_FUNCTIONS,
                                   extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as exc:  # no compiler, no ninja, no headers: say which option needs them
             raise ModelError(f"DualipOptions.fused_cpu: the C++ extension could not be built ({exc}); it needs a "
@@ -130,26 +324,27 @@ def _module():
     return _MODULE
 
 
-class FusedStep:
-    """(A x*(w), tau) of one iteration in one pass over the columns; see the module docstring."""
+class FusedCpu:
+    """The C++ kernels for one problem: the iteration's step, the check's projection and its repair."""
 
-    # threads x m accumulator entries, zeroed every iteration: at most 2^22 of them or one per column
+    # threads x m accumulator entries, zeroed at every call: at most 2^22 of them or one per column
     MAX_ACCUMULATORS = 1 << 22
 
     def __init__(self, prob):
-        """ModelError (see check_supported) where the fused step cannot run ``prob``."""
-        FusedStep.check_supported(prob)
+        """ModelError (see check_supported) where the kernels cannot run ``prob``."""
+        FusedCpu.check_supported(prob)
         self.prob = prob
         self.module = _module()
         at, blocks = prob.At, prob.blocks
-        empty = torch.empty(0, dtype=torch.int32)
-        self.col_ptr = empty if at.ptr is None else at.ptr
-        self.bounds = [torch.as_tensor(b, dtype=prob.dtype).reshape(-1) for b in (blocks.lower, blocks.upper)]
-        self.scratch = torch.empty(prob.n, dtype=prob.dtype)  # v of the current iteration
+        cols = torch.empty(0, dtype=torch.int32) if at.ptr is None else at.ptr
+        self.columns = [cols, at.idx, at.vals]  # A by columns: the CSC arrays, or one entry per column
+        self.blocks = [blocks.offsets, blocks.rhs, blocks.is_le, blocks.is_box,
+                       *(torch.as_tensor(b, dtype=prob.dtype).reshape(-1) for b in (blocks.lower, blocks.upper))]
+        self.scratch = torch.empty(prob.n, dtype=prob.dtype)  # v of the current iteration; the repair's raises
 
     @staticmethod
     def check_supported(prob) -> None:
-        """ModelError naming what keeps ``prob`` off the fused step, if anything does."""
+        """ModelError naming what keeps ``prob`` off the C++ kernels, if anything does."""
         reasons = []
         if prob.device.type != "cpu":
             reasons.append(f"device {prob.device} (CPU only)")
@@ -160,14 +355,36 @@ class FusedStep:
         if prob.At.vals is None or prob.At.vals.dtype != prob.dtype:
             reasons.append("A's values stored in another dtype")
         threads = torch.get_num_threads()
-        if prob.m * threads > max(FusedStep.MAX_ACCUMULATORS, prob.n):
+        if prob.m * threads > max(FusedCpu.MAX_ACCUMULATORS, prob.n):
             reasons.append(f"{prob.m} rows x {threads} threads (a copy of A x per thread, zeroed every iteration: "
                            f"at most max(2^22, {prob.n} columns) entries)")
         if reasons:
             raise ModelError("DualipOptions.fused_cpu cannot be used here: " + "; ".join(reasons))
 
-    def __call__(self, w: torch.Tensor, gamma: float, tau: torch.Tensor, steps: int):
-        p, at, blocks = self.prob, self.prob.At, self.prob.blocks
-        return self.module.step(w, p.c, self.col_ptr, at.idx, at.vals, blocks.offsets, blocks.rhs, blocks.is_le,
-                                blocks.is_box, self.bounds[0], self.bounds[1], tau, self.scratch, float(gamma),
+    def step(self, w: torch.Tensor, gamma: float, tau: torch.Tensor, steps: int):
+        """(A x*(w), tau): x*(w) = P_C(-(c + A^T w) / gamma), never stored."""
+        return self.module.step(w, self.prob.c, *self.columns, self.blocks, tau, self.scratch, float(gamma),
                                 int(steps))
+
+    def project(self, v: torch.Tensor, tau: torch.Tensor, steps: int):
+        """(x, tau): x = P_C(v) by ``steps`` Newton steps per block from tau (fast_projection's rule)."""
+        x = torch.empty_like(v)
+        return x, self.module.project(v, x, self.blocks, tau, int(steps))
+
+    def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
+        """repair.repair in place, its per-column passes in C++: cut violated rows (on several ranks
+        repair.cut_rows_by_threshold), shrink blocks, fill the slack; the rows' sums all-reduced between passes."""
+        p, comm = self.prob, self.prob.comm
+        if p.m and comm.world > 1:
+            x = cut_rows_by_threshold(x, ax, p.row_upper, p.c, p.repair_plan, comm)
+        elif p.m:
+            plan = p.repair_plan
+            self.module.cut_rows(x, ax, p.row_upper, plan.ptr, plan.cols, plan.values(), plan.single)
+        ax = comm.sum(self.module.shrink_blocks(x, *self.columns, p.m, self.blocks))
+        if not p.m:
+            return x
+        slack = row_slack(p.row_upper, ax)
+        demand = comm.sum(self.module.fill_raises(x, p.c, slack, self.scratch, *self.columns, self.blocks))
+        factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), 1.0)
+        self.module.apply_raises(x, self.scratch, factor, *self.columns)
+        return x

@@ -194,6 +194,13 @@ def shrink_blocks(x: torch.Tensor, blocks, overwrite: bool = False) -> torch.Ten
     return x.mul_(shrink) if overwrite else x * shrink
 
 
+def row_slack(upper: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
+    """(u - A x)_+, where a slack below 1024 eps u_r counts as 0: a row left open by rounding alone is tight (the
+    rounding of a sum of k >= 0 terms is about sqrt(k) eps times the sum, so this covers rows of 10^6 entries)."""
+    slack = (upper - ax).clamp(min=0)
+    return torch.where(slack > 1024 * torch.finfo(slack.dtype).eps * upper, slack, 0.0)
+
+
 def fill_slack(x: torch.Tensor, c: torch.Tensor, A, At, upper: torch.Tensor, blocks, comm=LOCAL,
                chunk: int | None = None, overwrite: bool = False) -> torch.Tensor:
     """Raise, in each block with spare capacity, the best improving column whose rows all have slack.
@@ -203,7 +210,7 @@ def fill_slack(x: torch.Tensor, c: torch.Tensor, A, At, upper: torch.Tensor, blo
     Masks enter as products (costs and raises are finite), not torch.where: several times faster on CPU.
     """
     entries = None if chunk is None else chunk_size(A.idx.numel())
-    slack = (upper - comm.sum(A.matvec(x, chunk=entries))).clamp(min=0)
+    slack = row_slack(upper, comm.sum(A.matvec(x, chunk=entries)))
     open_col = At.row_min((slack > 0).to(x.dtype), empty=1.0) > 0  # no tight row among the column's rows
     delta = torch.zeros_like(x)
     chunks = blocks.chunks(chunk or max(x.shape[0], 1))

@@ -27,7 +27,7 @@ from dualip_model.status import Status
 
 from . import checkpoint
 from .fast_projection import simplex_box_linear_minimize, simplex_box_project
-from .fused_cpu import FusedStep
+from .fused_cpu import FusedCpu
 from .memory import MemoryReport, TemporaryTracker, held_bytes
 from .problem import ScaledProblem
 from .projections import BlockStructure, linear_minimize, project
@@ -175,7 +175,7 @@ class DualAscentSolver:
         self.row_scale = torch.as_tensor(prob.row_scale, dtype=prob.dtype, device=prob.device)  # D, on the device
         self._bs = None
         self._compiled = None
-        self._fused = FusedStep(prob) if options.fused_cpu else None
+        self._fused = FusedCpu(prob) if options.fused_cpu else None
         if options.compile:
             if prob.storage != "compact" or prob.comm.world > 1:
                 raise ModelError("DualipOptions.compile needs storage='compact' and one process (torch.compile "
@@ -257,7 +257,7 @@ class DualAscentSolver:
         """
         p = self.prob
         if self._fused is not None:
-            ax, tau = self._fused(w, gamma, tau, steps)
+            ax, tau = self._fused.step(w, gamma, tau, steps)
         else:
             x, tau = self.primal(p.At.matvec(w, add=p.c).mul_(-1.0 / gamma), tau, steps, overwrite=True)
             ax = p.A.matvec(x, overwrite=True)
@@ -298,7 +298,8 @@ class DualAscentSolver:
         block_value = values.sum()
         v.mul_(-1.0 / gamma)  # -g / gamma, in g's memory: g^T x = -gamma v^T x below
         if p.fast_projection and p.repairable:  # the repair restores block sums an unsettled Newton step misses
-            x, _ = self.primal(v, tau, 2 * self.opts.newton_steps)
+            project_fast = self.primal if self._fused is None else self._fused.project
+            x, _ = project_fast(v, tau, 2 * self.opts.newton_steps)
         else:
             x = project(v, self.bs)
         size = p.chunk(p.n)
@@ -309,7 +310,7 @@ class DualAscentSolver:
         grad = self.prox_move(y, ax, gamma / p.norm_sq)  # scaled: the flat-row search compares it across checks
         moved = grad / self.row_scale
         if p.repairable:
-            xr = repair(x, ax, p, overwrite=True)
+            xr = repair(x, ax, p, overwrite=True) if self._fused is None else self._fused.repair(x, ax)
             del x
             viol = self.violation(p.comm.sum(self.A_times(xr)))
         else:
