@@ -28,6 +28,8 @@ on CUDA, creates the context), so that its peak memory is its own. Per size:
   A^T), as a fraction of a large torch copy's bandwidth (bytes read + written) on the same device;
 - HiGHS interior point (threads = cores) up to --highs-max-nnz nonzeros, within --highs-time-limit: seconds
   and dualip's relative objective error against its optimum;
+- HiGHS's PDLP (first-order, CPU: the peer where cuPDLPx cannot run) to --tol, its own stopping rule
+  (relative residuals and gap, not a certified gap), up to --pdlp-max-nnz nonzeros, within --pdlp-time-limit;
 - cuPDLPx (backend "cupdlpx", GPU only, optional package) to the same tol on CUDA when importable.
 """
 
@@ -45,6 +47,7 @@ import tempfile
 import time
 import warnings
 
+import numpy as np
 import torch
 
 from dualip_model import registry
@@ -90,6 +93,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--check-every", type=int, default=DualipOptions().check_every)
     parser.add_argument("--highs-max-nnz", type=float, default=1e6, help="HiGHS only up to this many nonzeros")
     parser.add_argument("--highs-time-limit", type=float, default=600.0)
+    parser.add_argument("--pdlp-max-nnz", type=float, default=1e6,
+                        help="HiGHS's PDLP (the first-order CPU peer) only up to this many nonzeros")
+    parser.add_argument("--pdlp-time-limit", type=float, default=600.0)
     parser.add_argument("--spmv-repeat", type=int, default=20, help="timed SpMV pairs")
     parser.add_argument("--copy-mib", type=int, default=1024, help="buffer of the bandwidth reference copy")
     parser.add_argument("--out", help="also write the JSON here")
@@ -270,6 +276,26 @@ def highs_solve(model, sf, args, dualip: dict) -> dict:
     return out
 
 
+def highs_pdlp_solve(model, sf, args, dualip: dict, highs: dict) -> dict:
+    """HiGHS's PDLP (first-order, CPU) to --tol: the issue's peer where cuPDLPx cannot run."""
+    if sf.nnz > args.pdlp_max_nnz:
+        return {"not_run": f"{sf.nnz} nonzeros > --pdlp-max-nnz {args.pdlp_max_nnz:g}"}
+    start = time.perf_counter()
+    r = model.solve("highs", standard_form=sf, solver="pdlp", threads=args.threads, time_limit=args.pdlp_time_limit,
+                    pdlp_optimality_tolerance=args.tol, primal_feasibility_tolerance=args.tol,
+                    dual_feasibility_tolerance=args.tol)
+    wall = time.perf_counter() - start
+    out = {"status": r.status.value, "highs_model_status": r.message, "seconds": round(r.solve_time, 3),
+           "wall_seconds": round(wall, 3), "iterations": r.iterations, "threads": args.threads,
+           "time_limit": args.pdlp_time_limit}
+    if r.objective is not None and np.isfinite(r.objective):
+        out["objective"] = r.objective
+        if "objective" in highs:
+            out["rel_objective_error"] = abs(r.objective - highs["objective"]) / abs(highs["objective"])
+    out["dualip_speedup"] = round(wall / dualip["wall_seconds"], 2)
+    return out
+
+
 def cupdlpx_solve(model, sf, args, device: torch.device, dualip: dict) -> dict:
     if device.type != "cuda":
         return {"not_run": "cuPDLPx runs on a GPU only; this run's device is cpu"}
@@ -336,6 +362,7 @@ def worker(args) -> None:
             dualip["torch_path"]["ms_per_iteration"] / pair["mean_ms"], 2)
     with native_stdout_to_stderr():  # HiGHS's banner goes to stderr
         highs = highs_solve(model, sf, args, dualip)
+        pdlp = highs_pdlp_solve(model, sf, args, dualip, highs)
     report = {
         "size": args.worker_size, "nnz": sf.nnz, "users": users, "items": items, "density": density,
         "rows_m": sf.n_rows, "columns_n": sf.n_cols, "blocks": sf.n_blocks,
@@ -343,7 +370,7 @@ def worker(args) -> None:
         "setup_seconds": {"generate_data": round(generate, 3), "build_and_compile": round(build, 3),
                           "solve_outside_loop": dualip["outside_loop_seconds"],
                           "scaled_problem_build": pair["scaled_problem_build_seconds"]},
-        "dualip": dualip, "spmv_pair": pair, "highs_ipm": highs,
+        "dualip": dualip, "spmv_pair": pair, "highs_ipm": highs, "highs_pdlp": pdlp,
         "cupdlpx": cupdlpx_solve(model, sf, args, device, dualip),
     }
     report["targets"] = targets(report, device)
@@ -417,6 +444,8 @@ def summary(runs: list[dict], tol: float) -> list[dict]:
             "dualip_wall_seconds": d["wall_seconds"], "setup_seconds": r["setup_seconds"],
             "highs_ipm_seconds": h.get("seconds"), "highs_ipm_status": h.get("status", h.get("not_run")),
             "dualip_rel_objective_error_vs_highs": h.get("dualip_rel_objective_error"),
+            "highs_pdlp_wall_seconds": r["highs_pdlp"].get("wall_seconds"),
+            "highs_pdlp_status": r["highs_pdlp"].get("status", r["highs_pdlp"].get("not_run")),
             "cupdlpx_wall_seconds": r["cupdlpx"].get("wall_seconds"),
         })
     return rows
@@ -467,6 +496,13 @@ def main() -> None:
                          "A and A^T), not the vectors; copy_gbs is the best of 12 torch copies of --copy-mib MiB, "
                          "bytes read + written",
             "highs": "interior point, threads = --threads, only up to --highs-max-nnz nonzeros",
+            "highs_pdlp": "HiGHS's PDLP (first-order, CPU; the issue's fallback peer for cuPDLPx) with "
+                          "pdlp_optimality_tolerance = primal_ and dual_feasibility_tolerance = tol: its relative "
+                          "residuals and gap, not a certified gap. HiGHS 1.16 then reports model status Unknown "
+                          "(status error, no objective) where PDLP itself printed 'Optimal average solution': "
+                          "its check of the result against these tolerances fails, and with its default 1e-7 "
+                          "feasibility tolerances PDLP takes about 10x the iterations (13,880 vs 1,440 at 1e5). "
+                          "dualip_speedup = its wall seconds over dualip's; only up to --pdlp-max-nnz nonzeros",
             "cupdlpx": "same tol as cuPDLPx's relative optimality and feasibility tolerances (not a certified "
                        "gap); wall_seconds includes flattening the blocks into rows and the upload",
             "load_average": "1-minute load before the first and after the last size: another process on the "

@@ -14,6 +14,7 @@ with an improving cost, no upper bound and no row holding it).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -44,22 +45,32 @@ class Config:
     precisions: dict = field(default_factory=dict)  # name -> Config of another working precision
 
 
+# The device of the dualip solves: DUALIP_TEST_DEVICE=cuda runs the suite on a GPU, in float64 as on the CPU unless
+# a precision below says otherwise (the fused C++ iteration's tests need the CPU and skip elsewhere)
+DUALIP_DEVICE = os.environ.get("DUALIP_TEST_DEVICE", "cpu")
+
+
+def _on_device(**options) -> dict:
+    return dict(options, device=DUALIP_DEVICE)
+
+
 CONFIG = {
     "highs": Config(options={}, objective_rtol=1e-7),
-    "dualip": Config(options=dict(tol=1e-4, max_iter=20_000), objective_rtol=2e-4, infeasibility_tol=1e-4,
-                     fuzz_options=dict(tol=1e-4, max_iter=400, time_limit=5.0),
-                     precisions={"float32": Config(options=dict(dtype="float32", tol=1e-3, max_iter=20_000),
+    "dualip": Config(options=_on_device(tol=1e-4, max_iter=20_000, dtype="float64"), objective_rtol=2e-4,
+                     infeasibility_tol=1e-4,
+                     fuzz_options=_on_device(tol=1e-4, max_iter=400, time_limit=5.0, dtype="float64"),
+                     precisions={"float32": Config(options=_on_device(dtype="float32", tol=1e-3, max_iter=20_000),
                                                    objective_rtol=2e-3, infeasibility_tol=1e-3),
                                  # the compact storage (gathers and segment sums), alone and as on a GPU
-                                 "compact": Config(options=dict(storage="compact", tol=1e-4, max_iter=20_000),
+                                 "compact": Config(options=_on_device(storage="compact", tol=1e-4, max_iter=20_000),
                                                    objective_rtol=2e-4, infeasibility_tol=1e-4),
-                                 "float32 compact": Config(options=dict(dtype="float32", storage="compact", tol=1e-3,
-                                                                        max_iter=20_000),
+                                 "float32 compact": Config(options=_on_device(dtype="float32", storage="compact",
+                                                                              tol=1e-3, max_iter=20_000),
                                                            objective_rtol=2e-3, infeasibility_tol=1e-3),
                                  # A's values in 16 bits (about 3 significant digits): a 1e-2 answer
-                                 "bfloat16 values": Config(options=dict(dtype="float32", storage="compact",
-                                                                        matrix_dtype="bfloat16", tol=1e-2,
-                                                                        max_iter=20_000),
+                                 "bfloat16 values": Config(options=_on_device(dtype="float32", storage="compact",
+                                                                              matrix_dtype="bfloat16", tol=1e-2,
+                                                                              max_iter=20_000),
                                                            objective_rtol=2e-2, infeasibility_tol=1e-2)}),
     "cupdlpx": Config(options=dict(tol=1e-6), objective_rtol=1e-4, infeasibility_tol=1e-4,
                       fuzz_options=dict(tol=1e-6, time_limit=5.0)),

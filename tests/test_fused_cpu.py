@@ -19,10 +19,12 @@ from dualip_model.backends.dualip.fast_projection import simplex_box_project
 from dualip_model.backends.dualip.fused_cpu import FusedCpu, compiler_found
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.backends.dualip.repair import repair
+from fuzz_models import DUALIP_DEVICE
 from test_parity import allocation, box_lp, check_optimal, scaled_matching, small_matching
 from test_repair import random_problem, violation
 
-pytestmark = pytest.mark.skipif(not compiler_found(), reason="no C++ compiler to build the fused extension with")
+pytestmark = [pytest.mark.skipif(not compiler_found(), reason="no C++ compiler to build the fused extension with"),
+              pytest.mark.skipif(DUALIP_DEVICE != "cpu", reason=f"fused_cpu runs on the CPU, not {DUALIP_DEVICE}")]
 
 CPU = torch.device("cpu")
 

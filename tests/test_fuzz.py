@@ -23,7 +23,8 @@ import dualip_model as dm
 from dualip_model.backends.dualip import block_order
 from dualip_model.backends.dualip.fused_cpu import compiler_found
 from dualip_model.backends.highs import HighsBackend
-from fuzz_models import ALL_FAMILIES, KINDS, KNOWN_ISSUES, DenseLP, Objective, Rows, Spec, build, run, specs
+from fuzz_models import (ALL_FAMILIES, DUALIP_DEVICE, KINDS, KNOWN_ISSUES, DenseLP, Objective, Rows, Spec, build,
+                         run, specs)
 
 
 
@@ -54,7 +55,7 @@ def test_fuzz_dualip_blocks_by_size(family, data):
     assert not unexpected, "\n".join(map(str, unexpected))
 
 
-@pytest.mark.skipif(not compiler_found(), reason="no C++ compiler")
+@pytest.mark.skipif(not compiler_found() or DUALIP_DEVICE != "cpu", reason="no C++ compiler, or not the CPU")
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 @given(data=st.data())
 def test_fuzz_dualip_fused_cpu(family, data):

@@ -7,8 +7,11 @@ w_k) / gamma, the warm-started Newton steps on tau (same rule, same fallback max
 ``fast_projection.simplex_box_project``), x_j = clip(v_j - tau, l_j, u_j), and x_j's products a_kj x_j
 added to a per-thread copy of A x; the copies are summed in thread order, so a run is deterministic for a
 given thread count. x itself is never stored; v lives in one column-length scratch vector the step keeps
-(allocated once: a fresh one per iteration cost page faults). The extension is compiled on first use
-(torch's cpp_extension: a C++ compiler and ninja, about 20 s once per machine, cached after).
+(allocated once: a fresh one per iteration cost page faults). The check's per-column passes are C++ too:
+the primal candidate's projection and ``repair.repair``'s cut, shrink and fill (same rules, same result to
+rounding; a check at 1e6 nonzeros went from ~40 to ~15 ms, the repair from ~25 to ~8). The extension is
+compiled on first use (torch's cpp_extension: a C++ compiler and ninja, about 20 s once per machine, cached
+after).
 """
 
 from __future__ import annotations

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Issue 9's GPU checks and measurements, prepared to fit a lent GPU machine's short lease (two commands of at most
+# 9 minutes; fill wheels/ first with scripts/gpu_wheels.sh and carry it):
+#   bash scripts/gpu_session.sh checks  # setup; cuPDLPx built for this GPU (background); the parity suite's dualip
+#                                       # tests on CUDA; gpu_scale.py at 1e6 and 1e7 with --compile, HiGHS, cuPDLPx
+#   bash scripts/gpu_session.sh scale   # setup; gpu_scale.py at 1e8, then 2.5e8 while time is left
+# Every step has its own time limit and leaves its output under $OUT (default gpu_out/) whatever the later steps
+# do; $OUT/steps.txt lists each step's exit status and seconds. The machine has torch, numpy, scipy, sympy,
+# pandas, pyarrow, pytest and nvcc; highspy comes from wheels/, and cuPDLPx is built there from its source (its
+# wheel lands in $OUT: put it into wheels/ to skip the build next time).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+part=${1:?usage: gpu_session.sh checks|scale}
+export OUT=${OUT:-gpu_out} PY=${PYTHON:-python3} DEVICE=${DEVICE:-cuda}  # DEVICE=cpu: a dry run of the script
+mkdir -p "$OUT"
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, output to $OUT/NAME.log, status to steps.txt
+  local name=$1 limit=$2 start=$SECONDS
+  shift 2
+  timeout --kill-after=10 "$limit" bash -c '"$@"' "$name" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$part $name rc=$rc seconds=$((SECONDS - start)) limit=$limit" | tee -a "$OUT/steps.txt"
+}
+
+setup() {
+  "$PY" -m pip install --quiet --no-index --find-links wheels highspy &&
+    "$PY" -m pip install --quiet --no-deps --no-build-isolation -e . &&
+    "$PY" -c "import torch, highspy, dualip_model; print(torch.__version__, torch.cuda.is_available())" &&
+    { [ "$DEVICE" != cuda ] || nvidia-smi; }
+}
+
+build_cupdlpx() {  # a wheel for this GPU's architecture only ("all" takes far longer), then installed
+  if "$PY" -c "import cupdlpx" 2>/dev/null; then echo "cupdlpx already imports"; return 0; fi
+  local wheel
+  wheel=$(ls wheels/cupdlpx-*.whl 2>/dev/null | head -1)
+  if [ -z "$wheel" ]; then
+    local arch
+    arch=$("$PY" -c "import torch; print(''.join(map(str, torch.cuda.get_device_capability(0))))")
+    "$PY" -m pip wheel --no-deps --no-build-isolation --no-index -w "$OUT" \
+      -C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$arch" wheels/cupdlpx-*.tar.gz || return 1
+    wheel=$(ls "$OUT"/cupdlpx-*.whl | head -1)
+  fi
+  "$PY" -m pip install --quiet --no-deps --no-index "$wheel"
+}
+export -f setup build_cupdlpx
+
+step setup 120 setup
+case $part in
+  checks)
+    step build_cupdlpx 300 build_cupdlpx &
+    build=$!
+    step "parity_$DEVICE" 150 env DUALIP_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -rf -p no:cacheprovider \
+      tests/test_parity.py -k dualip
+    wait "$build"
+    step gpu_scale_1e6_1e7 240 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${SIZES:-1e6,1e7}" \
+      --compile --time-limit 60 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_gpu.json"
+    ;;
+  scale)
+    step gpu_scale_1e8 300 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${SIZES:-1e8}" --compile \
+      --time-limit 60 --highs-max-nnz 0 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_gpu_1e8.json"
+    step gpu_scale_2.5e8 180 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${LARGE_SIZES:-2.5e8}" \
+      --time-limit 60 --highs-max-nnz 0 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_gpu_2.5e8.json"
+    ;;
+  *)
+    echo "unknown part $part (checks or scale)" >&2
+    exit 2
+    ;;
+esac
