@@ -21,7 +21,7 @@ from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.backends.dualip.repair import repair
 from fuzz_models import DUALIP_DEVICE
 from test_parity import allocation, box_lp, check_optimal, scaled_matching, small_matching
-from test_repair import random_problem, violation
+from test_repair import random_problem, unbounded_row_problem, violation
 
 pytestmark = [pytest.mark.skipif(not compiler_found(), reason="no C++ compiler to build the fused extension with"),
               pytest.mark.skipif(DUALIP_DEVICE != "cpu", reason=f"fused_cpu runs on the CPU, not {DUALIP_DEVICE}")]
@@ -84,6 +84,12 @@ def test_the_cpp_repair_is_the_torch_repair(seed, rows_per_col, box_users):
     assert violation(p, got) <= 1e-12 and float(got.min()) >= 0 and bool((got <= upper).all())
     sums = torch.segment_reduce(got, "sum", offsets=p.blocks.offsets)
     assert bool((sums[~p.blocks.is_box] <= p.blocks.rhs[~p.blocks.is_box] + 1e-12).all())
+
+
+def test_the_cpp_fill_ignores_rows_without_upper_bound():
+    p = unbounded_row_problem()
+    x = FusedCpu(p).repair(torch.zeros(p.n, dtype=torch.float64), torch.zeros(p.m, dtype=torch.float64))
+    np.testing.assert_allclose(x.numpy(), [0.0, 0.5, 1.0, 0.5, 0.0, 0.5], rtol=1e-15)
 
 
 @pytest.mark.parametrize("model", [small_matching(1), allocation(1), box_lp(1), scaled_matching(0, entries=6)],

@@ -108,6 +108,25 @@ def test_fill_shares_the_spare_capacity_among_tied_columns():
     np.testing.assert_allclose(filled.numpy(), [1 / 3] * 3, rtol=1e-15)
 
 
+def unbounded_row_problem() -> ScaledProblem:
+    """4 users (sum <= 1) x 2 items; item 0's row has no upper bound, item 1's is <= 1.5."""
+    m = dm.Model("free row")
+    users, items = m.entities("user", 4), m.entities("item", 2)
+    e = m.edges("e", users, items, src=[0, 0, 1, 2, 3, 3], dst=[0, 1, 0, 1, 0, 1])
+    x = m.variable("x", over=e)
+    m.minimize((-np.arange(1.0, 7.0) * x).sum())
+    m.subject_to(x.sum(by=users) <= 1.0, name="cap")
+    m.subject_to(x.sum(by=items) <= np.array([np.inf, 1.5]), name="budget")
+    return ScaledProblem.build(m.compile(), torch.device("cpu"), torch.float64)
+
+
+def test_a_row_without_upper_bound_never_blocks_the_fill():
+    """Each user raises its best column; item 1's three raises share its 1.5, item 0's (no bound) stays whole."""
+    p = unbounded_row_problem()
+    filled = repair(torch.zeros(p.n, dtype=torch.float64), torch.zeros(p.m, dtype=torch.float64), p)
+    np.testing.assert_allclose(filled.numpy(), [0.0, 0.5, 1.0, 0.5, 0.0, 0.5], rtol=1e-15)
+
+
 @pytest.mark.parametrize("shape", ["balanced", "one long row"])
 @pytest.mark.parametrize("group", [1 << 22, 3])
 def test_repair_order_sorts_each_row_by_density_stably(shape, group):

@@ -250,6 +250,7 @@ torch::Tensor fill_raises(torch::Tensor x, torch::Tensor c, torch::Tensor slack,
                           torch::Tensor col_ptr, torch::Tensor row_idx, torch::Tensor vals, BlockArgs blocks) {
   const int64_t m = slack.size(0);
   Accumulators acc(m, x.options());
+  if (m == 0) return acc.sum();  // no rows: nothing to fill (all_rows_positive reads z[m - 1])
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fill_raises", [&] {
     using T = scalar_t;
     const auto A = columns<T>(col_ptr, row_idx, vals, m);

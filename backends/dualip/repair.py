@@ -198,7 +198,8 @@ def row_slack(upper: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
     """(u - A x)_+, where a slack below 1024 eps u_r counts as 0: a row left open by rounding alone is tight (the
     rounding of a sum of k >= 0 terms is about sqrt(k) eps times the sum, so this covers rows of 10^6 entries)."""
     slack = (upper - ax).clamp(min=0)
-    return torch.where(slack > 1024 * torch.finfo(slack.dtype).eps * upper, slack, 0.0)
+    noise = torch.where(torch.isfinite(upper), 1024 * torch.finfo(slack.dtype).eps * upper, 0.0)
+    return torch.where(slack > noise, slack, 0.0)
 
 
 def fill_slack(x: torch.Tensor, c: torch.Tensor, A, At, upper: torch.Tensor, blocks, comm=LOCAL,

@@ -1,0 +1,122 @@
+"""Where a dualip solve's time goes, op by op: torch.profiler over the iterations between two checks and over one
+check, on gpu_scale.py's synthetic matching; prints JSON.
+
+    python benchmarks/profile_dualip.py --size 1e6                      # CPU: float64, fast storage
+    python benchmarks/profile_dualip.py --size 1e6 --fused-cpu          # the C++ iteration and check
+    python benchmarks/profile_dualip.py --device cuda --size 1e7        # GPU: float32, compact storage
+
+The solver first runs two stages of --check-every iterations and a check untimed (first-call costs, the
+extension build, torch.compile's), then the profiled ones. Per phase ("iterations": --check-every steps,
+"check": one check): synchronized wall milliseconds, per iteration for the first, and the ops with the most
+self time on the device that does the work (CUDA kernels on a GPU, CPU ops on the CPU) with their call counts;
+"launches_per_iteration" (GPU) counts the kernels an iteration starts. A check's cost in iterations is
+check_ms / iteration_ms: what --check-every amortizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from dualip_model.backends.dualip.backend import _scaled_problem
+from dualip_model.backends.dualip.options import DualipOptions
+from dualip_model.backends.dualip.solver import AscentState, DualAscentSolver
+from dualip_model.synthetic import matching_model, synthetic_matching
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from gpu_scale import matching_shape  # noqa: E402  (the same models as the scale benchmark)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=float, default=1e6, help="nonzeros (edges), as in gpu_scale.py")
+    parser.add_argument("--items", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", choices=["float32", "float64"], help="default: the solver's for the device")
+    parser.add_argument("--storage", choices=["fast", "compact"], help="default: the solver's for the device")
+    parser.add_argument("--fused-cpu", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="the steps between checks as one torch.compile graph")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--check-every", type=int, default=DualipOptions().check_every)
+    parser.add_argument("--top", type=int, default=15, help="ops listed per phase")
+    return parser.parse_args()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def profiled(work, device: torch.device, top: int) -> tuple[float, list[dict], int]:
+    """(wall ms, the ``top`` ops by self device time, kernel launches) of one synchronized call of ``work``."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    synchronize(device)
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        work()
+        synchronize(device)
+        wall = (time.perf_counter() - start) * 1e3
+    events = prof.key_averages()
+    on_gpu = device.type == "cuda"
+
+    def self_us(e):
+        return e.self_device_time_total if on_gpu else e.self_cpu_time_total
+    kernels = [e for e in events if self_us(e) > 0]
+    kernels.sort(key=self_us, reverse=True)
+    launches = sum(e.count for e in events if on_gpu and e.device_type == torch.autograd.DeviceType.CUDA)
+    ops = [{"op": e.key[:100], "self_ms": round(self_us(e) / 1e3, 3), "calls": e.count} for e in kernels[:top]]
+    return wall, ops, launches
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    users, items, density = matching_shape(int(args.size), args.items)
+    sf = matching_model(synthetic_matching(users, items, density, seed=args.seed)).compile()
+    options = DualipOptions(device=args.device, dtype=args.dtype, storage=args.storage, fused_cpu=args.fused_cpu,
+                            compile=args.compile, check_every=args.check_every)
+    prob, _ = _scaled_problem(sf, options)
+    solver = DualAscentSolver(prob, options)
+    gamma, k = 3e-2, args.check_every
+    step = gamma / prob.norm_sq
+    st = AscentState.start(torch.zeros(prob.m, dtype=prob.dtype, device=prob.device), sf.n_blocks, 1.0 / step)
+    for _ in range(2):  # warm-up: first calls, the extension build, compilation
+        st = solver.iterate(st, gamma, step, k)
+        solver.check(st.y, st.tau, gamma, [st.y, st.w])
+    state = {}
+
+    def iterations():
+        state["st"] = solver.iterate(st, gamma, step, k)
+
+    def check():
+        solver.check(st.y, st.tau, gamma, [st.y, st.w])
+
+    it_ms, it_ops, it_launches = profiled(iterations, device, args.top)
+    check_ms, check_ops, check_launches = profiled(check, device, args.top)
+    report = {
+        "benchmark": "profile_dualip", "command": "python " + " ".join(sys.argv),
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads,
+                    "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
+        "model": {"nnz": sf.nnz, "users": users, "items": items, "rows_m": sf.n_rows, "columns_n": sf.n_cols},
+        "options": {"device": args.device, "dtype": str(prob.dtype).replace("torch.", ""), "storage": prob.storage,
+                    "fused_cpu": args.fused_cpu, "compile": args.compile, "check_every": k},
+        "iterations": {"count": k, "ms_per_iteration": round(it_ms / k, 3), "top_ops": it_ops,
+                       "launches_per_iteration": round(it_launches / k, 1) if device.type == "cuda" else None},
+        "check": {"ms": round(check_ms, 3), "in_iterations": round(check_ms / (it_ms / k), 2), "top_ops": check_ops,
+                  "launches": check_launches if device.type == "cuda" else None},
+        "notes": "wall times include the profiler's overhead (a few microseconds per op); compare phases within a "
+                 "run. self_ms: time in the op itself, children excluded, summed over its calls",
+    }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
