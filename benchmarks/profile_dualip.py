@@ -9,8 +9,9 @@ The solver first runs two stages of --check-every iterations and a check untimed
 extension build, torch.compile's), then the profiled ones. Per phase ("iterations": --check-every steps,
 "check": one check): synchronized wall milliseconds, per iteration for the first, and the ops with the most
 self time on the device that does the work (CUDA kernels on a GPU, CPU ops on the CPU) with their call counts;
-"launches_per_iteration" (GPU) counts the kernels an iteration starts. A check's cost in iterations is
-check_ms / iteration_ms: what --check-every amortizes.
+"aten_ops" counts the ops that compute (views and metadata left out: each is a kernel launch on a GPU), and
+"launches" (GPU) the kernels started. A check's cost in iterations ("in_iterations") is what --check-every
+amortizes.
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dtype", choices=["float32", "float64"], help="default: the solver's for the device")
     parser.add_argument("--storage", choices=["fast", "compact"], help="default: the solver's for the device")
     parser.add_argument("--fused-cpu", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="the steps between checks as one torch.compile graph")
+    parser.add_argument("--compile", action="store_true",
+                        help="the steps between checks as one torch.compile graph (compact storage by default)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--check-every", type=int, default=DualipOptions().check_every)
     parser.add_argument("--top", type=int, default=15, help="ops listed per phase")
+    parser.add_argument("--out", help="also write the JSON here")
     return parser.parse_args()
 
 
@@ -54,8 +57,18 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def profiled(work, device: torch.device, top: int) -> tuple[float, list[dict], int]:
-    """(wall ms, the ``top`` ops by self device time, kernel launches) of one synchronized call of ``work``."""
+# aten ops that only make views or read metadata, left out of the op counts (no kernel on a GPU)
+_METADATA_OPS = {"aten::slice", "aten::as_strided", "aten::view", "aten::empty", "aten::empty_strided", "aten::to",
+                 "aten::_to_copy", "aten::select", "aten::alias", "aten::result_type", "aten::expand",
+                 "aten::lift_fresh", "aten::detach", "aten::detach_", "aten::resolve_conj", "aten::resolve_neg",
+                 "aten::_reshape_alias", "aten::reshape", "aten::unsqueeze", "aten::squeeze", "aten::t",
+                 "aten::transpose", "aten::permute", "aten::contiguous", "aten::item", "aten::_local_scalar_dense",
+                 "aten::scalar_tensor", "aten::is_nonzero", "aten::empty_like", "aten::split", "aten::chunk"}
+
+
+def profiled(work, device: torch.device, top: int) -> tuple[float, list[dict], int, int]:
+    """(wall ms, the ``top`` ops by self device time, aten ops that compute (views and metadata left out),
+    kernel launches) of one synchronized call of ``work``."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     synchronize(device)
     with profile(activities=activities) as prof:
@@ -71,8 +84,9 @@ def profiled(work, device: torch.device, top: int) -> tuple[float, list[dict], i
     kernels = [e for e in events if self_us(e) > 0]
     kernels.sort(key=self_us, reverse=True)
     launches = sum(e.count for e in events if on_gpu and e.device_type == torch.autograd.DeviceType.CUDA)
+    computing = sum(e.count for e in events if e.key.startswith("aten::") and e.key not in _METADATA_OPS)
     ops = [{"op": e.key[:100], "self_ms": round(self_us(e) / 1e3, 3), "calls": e.count} for e in kernels[:top]]
-    return wall, ops, launches
+    return wall, ops, computing, launches
 
 
 def main() -> None:
@@ -81,7 +95,8 @@ def main() -> None:
     device = torch.device(args.device)
     users, items, density = matching_shape(int(args.size), args.items)
     sf = matching_model(synthetic_matching(users, items, density, seed=args.seed)).compile()
-    options = DualipOptions(device=args.device, dtype=args.dtype, storage=args.storage, fused_cpu=args.fused_cpu,
+    storage = args.storage or ("compact" if args.compile else None)
+    options = DualipOptions(device=args.device, dtype=args.dtype, storage=storage, fused_cpu=args.fused_cpu,
                             compile=args.compile, check_every=args.check_every)
     prob, _ = _scaled_problem(sf, options)
     solver = DualAscentSolver(prob, options)
@@ -99,8 +114,8 @@ def main() -> None:
     def check():
         solver.check(st.y, st.tau, gamma, [st.y, st.w])
 
-    it_ms, it_ops, it_launches = profiled(iterations, device, args.top)
-    check_ms, check_ops, check_launches = profiled(check, device, args.top)
+    it_ms, it_ops, it_count, it_launches = profiled(iterations, device, args.top)
+    check_ms, check_ops, check_count, check_launches = profiled(check, device, args.top)
     report = {
         "benchmark": "profile_dualip", "command": "python " + " ".join(sys.argv),
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads,
@@ -108,14 +123,21 @@ def main() -> None:
         "model": {"nnz": sf.nnz, "users": users, "items": items, "rows_m": sf.n_rows, "columns_n": sf.n_cols},
         "options": {"device": args.device, "dtype": str(prob.dtype).replace("torch.", ""), "storage": prob.storage,
                     "fused_cpu": args.fused_cpu, "compile": args.compile, "check_every": k},
-        "iterations": {"count": k, "ms_per_iteration": round(it_ms / k, 3), "top_ops": it_ops,
-                       "launches_per_iteration": round(it_launches / k, 1) if device.type == "cuda" else None},
-        "check": {"ms": round(check_ms, 3), "in_iterations": round(check_ms / (it_ms / k), 2), "top_ops": check_ops,
-                  "launches": check_launches if device.type == "cuda" else None},
+        "iterations": {"count": k, "ms_per_iteration": round(it_ms / k, 3),
+                       "aten_ops_per_iteration": round(it_count / k, 1),
+                       "launches_per_iteration": round(it_launches / k, 1) if device.type == "cuda" else None,
+                       "top_ops": it_ops},
+        "check": {"ms": round(check_ms, 3), "in_iterations": round(check_ms / (it_ms / k), 2),
+                  "aten_ops": check_count, "launches": check_launches if device.type == "cuda" else None,
+                  "top_ops": check_ops},
         "notes": "wall times include the profiler's overhead (a few microseconds per op); compare phases within a "
                  "run. self_ms: time in the op itself, children excluded, summed over its calls",
     }
-    print(json.dumps(report, indent=1))
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
 
 
 if __name__ == "__main__":

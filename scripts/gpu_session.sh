@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Issue 9's GPU checks and measurements, prepared to fit a lent GPU machine's short lease (two commands of at most
-# 9 minutes; fill wheels/ first with scripts/gpu_wheels.sh and carry it):
-#   bash scripts/gpu_session.sh checks  # setup; cuPDLPx built for this GPU (background); the parity suite's dualip
-#                                       # tests on CUDA; gpu_scale.py at 1e6 and 1e7 with --compile, HiGHS, cuPDLPx
-#   bash scripts/gpu_session.sh scale   # setup; gpu_scale.py at 1e8, then 2.5e8 while time is left
-# Every step has its own time limit and leaves its output under $OUT (default gpu_out/) whatever the later steps
-# do; $OUT/steps.txt lists each step's exit status and seconds. The machine has torch, numpy, scipy, sympy,
-# pandas, pyarrow, pytest and nvcc; highspy comes from wheels/, and cuPDLPx is built there from its source (its
-# wheel lands in $OUT: put it into wheels/ to skip the build next time).
+# Issue 9's GPU checks and measurements, prepared to fit a lent GPU machine's short lease: two commands of at most
+# 9 minutes each (fill wheels/ first with scripts/gpu_wheels.sh, and carry it):
+#   bash scripts/gpu_session.sh checks  # setup; cuPDLPx built for this GPU (in the background); the parity suite's
+#                                       # dualip tests on CUDA; profile_dualip.py at 1e7 (plain and --compile);
+#                                       # gpu_scale.py at 1e6 and 1e7 with --compile, HiGHS and cuPDLPx
+#   bash scripts/gpu_session.sh scale   # setup; gpu_scale.py at 1e8, then 2.5e8
+# Every step has its own time limit (the limits of a part add up to under 9 minutes) and keeps its result whatever
+# the later steps do. What comes back in $OUT (default gpu_out/; the device tool returns at most 8 files): the
+# JSON results, steps.txt (each step's exit status and seconds), logs.tgz (each step's output) and, after a
+# cuPDLPx build, its wheel (put it into wheels/ to skip the build next time). The machine has torch, numpy,
+# scipy, sympy, pandas, pyarrow, pytest and nvcc; highspy comes from wheels/.
+# A dry run on a CPU: DEVICE=cpu PYTHON=.venv/bin/python SIZES=1e5 PROFILE_SIZE=1e5 bash scripts/gpu_session.sh checks
 set -uo pipefail
 cd "$(dirname "$0")/.."
 part=${1:?usage: gpu_session.sh checks|scale}
-export OUT=${OUT:-gpu_out} PY=${PYTHON:-python3} DEVICE=${DEVICE:-cuda}  # DEVICE=cpu: a dry run of the script
-mkdir -p "$OUT"
+export OUT=${OUT:-gpu_out} PY=${PYTHON:-python3} DEVICE=${DEVICE:-cuda}
+mkdir -p "$OUT/logs"
 
-step() {  # step NAME SECONDS COMMAND...: run with a time limit, output to $OUT/NAME.log, status to steps.txt
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, output to $OUT/logs/NAME.log, status to steps.txt
   local name=$1 limit=$2 start=$SECONDS
   shift 2
-  timeout --kill-after=10 "$limit" bash -c '"$@"' "$name" "$@" >"$OUT/$name.log" 2>&1
+  timeout --kill-after=10 "$limit" bash -c '"$@"' "$name" "$@" >"$OUT/logs/$name.log" 2>&1
   local rc=$?
   echo "$part $name rc=$rc seconds=$((SECONDS - start)) limit=$limit" | tee -a "$OUT/steps.txt"
 }
@@ -44,25 +47,31 @@ build_cupdlpx() {  # a wheel for this GPU's architecture only ("all" takes far l
 }
 export -f setup build_cupdlpx
 
-step setup 120 setup
+step setup 60 setup
 case $part in
-  checks)
-    step build_cupdlpx 300 build_cupdlpx &
+  checks)  # at most 60 + max(240, 120 + 2 x 60) + 240 = 540 s
+    step build_cupdlpx 240 build_cupdlpx &
     build=$!
-    step "parity_$DEVICE" 150 env DUALIP_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -rf -p no:cacheprovider \
+    step "parity_$DEVICE" 120 env DUALIP_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -rf -p no:cacheprovider \
       tests/test_parity.py -k dualip
+    size=${PROFILE_SIZE:-1e7}
+    step profile 60 "$PY" benchmarks/profile_dualip.py --device "$DEVICE" --size "$size" \
+      --out "$OUT/profile_$DEVICE.json"
+    step profile_compiled 60 "$PY" benchmarks/profile_dualip.py --device "$DEVICE" --size "$size" --compile \
+      --out "$OUT/profile_${DEVICE}_compiled.json"
     wait "$build"
-    step gpu_scale_1e6_1e7 240 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${SIZES:-1e6,1e7}" \
-      --compile --time-limit 60 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_gpu.json"
+    step gpu_scale 240 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${SIZES:-1e6,1e7}" --compile \
+      --time-limit 60 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_$DEVICE.json"
     ;;
-  scale)
+  scale)  # at most 60 + 300 + 180 = 540 s
     step gpu_scale_1e8 300 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${SIZES:-1e8}" --compile \
-      --time-limit 60 --highs-max-nnz 0 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_gpu_1e8.json"
+      --time-limit 60 --highs-max-nnz 0 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_${DEVICE}_1e8.json"
     step gpu_scale_2.5e8 180 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${LARGE_SIZES:-2.5e8}" \
-      --time-limit 60 --highs-max-nnz 0 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_gpu_2.5e8.json"
+      --time-limit 60 --highs-max-nnz 0 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_${DEVICE}_2.5e8.json"
     ;;
   *)
     echo "unknown part $part (checks or scale)" >&2
     exit 2
     ;;
 esac
+tar -czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$OUT/logs"
