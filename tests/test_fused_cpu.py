@@ -3,9 +3,10 @@
 One step: A x*(w) and the Newton multipliers tau agree with ``fast_projection.simplex_box_project`` plus
 ``A.matvec`` to rounding on a matching (SIMPLEX_LE blocks, two of them empty, one row per column of A), an
 allocation (SIMPLEX_EQ blocks, one empty, global rows: CSR A^T) and a box LP with per-column bounds, in
-float32 and float64. Whole solves: certified optima equal to HiGHS's, runs repeatable bit for bit,
-checkpoints resumed bit for bit, and a clear error where the option cannot apply. tests/test_fuzz.py runs
-the fuzzed families with it too (box-cut blocks are refused by name, and only they).
+float32 and float64, in both storages; the same for the check's projection and repair. Whole solves: certified
+optima equal to HiGHS's, runs repeatable bit for bit, checkpoints resumed bit for bit, the compact storage
+within 40 B per nonzero, and a clear error where the option cannot apply. tests/test_fuzz.py runs the fuzzed
+families with it too (box-cut blocks are refused by name, and only they).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import pytest
 import torch
 
 import dualip_model as dm
+from dualip_model.backends.dualip import DualipOptions, memory_report
 from dualip_model.backends.dualip.fast_projection import simplex_box_project
 from dualip_model.backends.dualip.fused_cpu import FusedCpu, compiler_found
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.backends.dualip.repair import repair
+from dualip_model.synthetic import matching_model, synthetic_matching
 from fuzz_models import DUALIP_DEVICE
 from test_parity import allocation, box_lp, check_optimal, scaled_matching, small_matching
 from test_repair import random_problem, unbounded_row_problem, violation
@@ -43,22 +46,24 @@ MODELS = {"matching": lambda: small_matching(0).compile(), "allocation": lambda:
           "box LP": lambda: box_lp(0).compile()}
 
 
+@pytest.mark.parametrize("storage", ["fast", "compact"])
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_one_fused_step_is_the_torch_step(name, dtype, rtol):
+def test_one_fused_step_is_the_torch_step(name, dtype, rtol, storage):
     sf = MODELS[name]()
     assert name == "box LP" or (np.diff(sf.block_ptr) == 0).any()  # empty blocks are covered
-    prob = ScaledProblem.build(sf, CPU, dtype)
+    prob = ScaledProblem.build(sf, CPU, dtype, storage=storage)
     ax, tau, ax_ref, tau_ref = one_step_both_ways(prob)
     scale = float(ax_ref.abs().max()) + 1.0
     assert (ax - ax_ref).abs().max() <= rtol * scale
     assert (tau - tau_ref).abs().max() <= rtol * (float(tau_ref.abs().max()) + 1.0)
 
 
+@pytest.mark.parametrize("storage", ["fast", "compact"])
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_the_checks_projection_is_the_torch_projection(name, dtype, rtol):
-    prob = ScaledProblem.build(MODELS[name](), CPU, dtype)
+def test_the_checks_projection_is_the_torch_projection(name, dtype, rtol, storage):
+    prob = ScaledProblem.build(MODELS[name](), CPU, dtype, storage=storage)
     g = torch.Generator().manual_seed(1)
     v = torch.randn(prob.n, generator=g, dtype=dtype) * 2
     tau = torch.rand(prob.sf.n_blocks, generator=g, dtype=dtype)
@@ -68,13 +73,15 @@ def test_the_checks_projection_is_the_torch_projection(name, dtype, rtol):
     assert (tau_cpp - tau_ref).abs().max() <= rtol * (float(tau_ref.abs().max()) + 1.0)
 
 
+@pytest.mark.parametrize("storage", ["fast", "compact"])
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("rows_per_col", [1, 2])
 @pytest.mark.parametrize("box_users", [False, True])
-def test_the_cpp_repair_is_the_torch_repair(seed, rows_per_col, box_users):
+def test_the_cpp_repair_is_the_torch_repair(seed, rows_per_col, box_users, storage):
     """Cut (rows in parallel with one row per column, else through per-column factors), shrink and fill in C++
-    give repair.repair's point to rounding: feasible, in the blocks, the same objective."""
-    p = random_problem(seed, rows_per_col, box_users)
+    give repair.repair's point to rounding: feasible, in the blocks, the same objective. In the compact storage
+    the cut reads A's values by column where A^T holds them (one row per column)."""
+    p = random_problem(seed, rows_per_col, box_users, storage)
     upper = torch.as_tensor(p.blocks.upper, dtype=torch.float64).expand(p.n)
     x = torch.minimum(torch.as_tensor(np.random.default_rng(seed).uniform(0, 1.5, p.n)), upper)
     ax = p.A @ x
@@ -92,10 +99,11 @@ def test_the_cpp_fill_ignores_rows_without_upper_bound():
     np.testing.assert_allclose(x.numpy(), [0.0, 0.5, 1.0, 0.5, 0.0, 0.5], rtol=1e-15)
 
 
+@pytest.mark.parametrize("storage", ["fast", "compact"])
 @pytest.mark.parametrize("model", [small_matching(1), allocation(1), box_lp(1), scaled_matching(0, entries=6)],
                          ids=["matching", "allocation", "box LP", "entries 1e-6..1e6"])
-def test_fused_solves_reach_the_highs_optimum(model):
-    res, _ = check_optimal(model, "dualip", fused_cpu=True)
+def test_fused_solves_reach_the_highs_optimum(model, storage):
+    res, _ = check_optimal(model, "dualip", fused_cpu=True, storage=storage)
     assert res.status == dm.Status.OPTIMAL
 
 
@@ -128,12 +136,23 @@ def test_one_thread_and_two_give_the_same_answer():
     assert abs(one.objective - two.objective) <= 1e-4 * abs(two.objective)
 
 
+def test_fused_compact_float32_stays_within_40_bytes_per_nonzero():
+    """The 1e6-nonzero benchmark matching: the fused step keeps one column vector (its scratch) and per-thread
+    copies of A x instead of the torch path's temporaries; the check's gradient reuses that scratch."""
+    sf = matching_model(synthetic_matching(100_000, 1000, 0.01, seed=0)).compile()
+    report = memory_report(sf, DualipOptions(dtype="float32", storage="compact", fused_cpu=True))
+    assert report.bytes_per_nnz <= 40.0, report.as_dict()
+    assert report.held["fused.scratch"] == 4 * sf.n_cols
+    assert report.iteration_temporaries / report.nnz <= 1.0  # a tau per block and the accumulators
+    assert report.check_temporaries / report.nnz <= 6.0  # the candidate x and per-block vectors
+
+
 @pytest.mark.parametrize("options, reason", [
-    (dict(storage="compact"), "storage 'compact'"),
-    (dict(storage="compact", matrix_dtype="bfloat16"), "storage 'compact'"),
+    (dict(storage="compact", matrix_dtype="bfloat16"), "fused_cpu cannot be used here: A's values stored in another"),
+    (dict(storage="compact", compile=True), "compile and fused_cpu are two ways"),
 ])
 def test_the_option_names_what_keeps_it_off(options, reason):
-    with pytest.raises(dm.ModelError, match=f"fused_cpu cannot be used here: .*{reason}"):
+    with pytest.raises(dm.ModelError, match=reason):
         small_matching(0).solve("dualip", fused_cpu=True, **options)
 
 

@@ -97,12 +97,14 @@ T block_tau(const T* v, int64_t a, int64_t e, T rhs, bool is_le, bool is_box, T 
   return tau;
 }
 
-// Blocks as [offsets (int64, nb+1), rhs, is_le, is_box, lower, upper]; the bounds per column or one for all.
+// Blocks as [offsets (nb+1; int64, or int32 in the compact storage), rhs, is_le, is_box, lower, upper]; the bounds
+// per column or one for all.
 using BlockArgs = std::vector<torch::Tensor>;
 
 template <typename T>
 struct BlockData {
-  const int64_t* offsets;
+  const int64_t* offsets64;
+  const int32_t* offsets32;
   const T* rhs;
   const bool* is_le;
   const bool* is_box;
@@ -110,13 +112,15 @@ struct BlockData {
   const T* upper;
   bool per_column;
   int64_t nb;
+  int64_t start(int64_t b) const { return offsets64 != nullptr ? offsets64[b] : offsets32[b]; }
   T lo(int64_t j) const { return per_column ? lower[j] : lower[0]; }
   T hi(int64_t j) const { return per_column ? upper[j] : upper[0]; }
 };
 
 template <typename T>
 BlockData<T> block_data(const BlockArgs& b, int64_t n) {
-  return {b[0].data_ptr<int64_t>(), b[1].data_ptr<T>(), b[2].data_ptr<bool>(), b[3].data_ptr<bool>(),
+  const bool wide = b[0].scalar_type() == torch::kInt64;
+  return {wide ? b[0].data_ptr<int64_t>() : nullptr, wide ? nullptr : b[0].data_ptr<int32_t>(), b[1].data_ptr<T>(), b[2].data_ptr<bool>(), b[3].data_ptr<bool>(),
           b[4].data_ptr<T>(), b[5].data_ptr<T>(), b[4].numel() == n && n != 1, b[1].size(0)};
 }
 
@@ -137,7 +141,7 @@ void fused_step(const T* w, const T* c, const Columns<T>& A, const BlockData<T>&
   at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
     T* ax = acc.mine<T>();
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t a = B.offsets[b], e = B.offsets[b + 1];
+      const int64_t a = B.start(b), e = B.start(b + 1);
       for (int64_t j = a; j < e; ++j) scratch[j] = (c[j] + A.dot(j, w)) * scale;
       const T tau = a == e ? T(0) : block_tau(scratch, a, e, B.rhs[b], B.is_le[b], B.is_box[b], tau_in[b], steps);
       tau_out[b] = tau;
@@ -163,6 +167,19 @@ std::vector<torch::Tensor> step(torch::Tensor w, torch::Tensor c, torch::Tensor 
   return {acc.sum(), tau_out};
 }
 
+// out = c + A^T w, the check's gradient, into `out` (the step's scratch: the check needs no other column vector).
+void gradient(torch::Tensor w, torch::Tensor c, torch::Tensor col_ptr, torch::Tensor row_idx, torch::Tensor vals,
+              torch::Tensor out) {
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "gradient", [&] {
+    const auto A = columns<scalar_t>(col_ptr, row_idx, vals, w.size(0));
+    const scalar_t *ws = w.data_ptr<scalar_t>(), *cs = c.data_ptr<scalar_t>();
+    scalar_t* os = out.data_ptr<scalar_t>();
+    at::parallel_for(0, c.size(0), 1 << 14, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) os[j] = cs[j] + A.dot(j, ws);
+    });
+  });
+}
+
 // x = P_C(v), by `steps` Newton steps per block from tau; returns the blocks' tau.
 torch::Tensor project(torch::Tensor v, torch::Tensor x, BlockArgs blocks, torch::Tensor tau, int64_t steps) {
   auto tau_out = torch::empty_like(tau);
@@ -172,7 +189,7 @@ torch::Tensor project(torch::Tensor v, torch::Tensor x, BlockArgs blocks, torch:
     scalar_t *xs = x.data_ptr<scalar_t>(), *out = tau_out.data_ptr<scalar_t>();
     at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
-        const int64_t a = B.offsets[b], e = B.offsets[b + 1];
+        const int64_t a = B.start(b), e = B.start(b + 1);
         const scalar_t t = a == e ? scalar_t(0)
                                   : block_tau(vs, a, e, B.rhs[b], B.is_le[b], B.is_box[b], tau_in[b], steps);
         out[b] = t;
@@ -186,9 +203,10 @@ torch::Tensor project(torch::Tensor v, torch::Tensor x, BlockArgs blocks, torch:
 // repair.cut_rows in place: along each violated row's entries (worst cost per unit of row use first), an entry
 // keeps what the row's excess leaves after the entries before it; a column keeps the least its rows leave it.
 // With one row per column (`single`) the rows run in parallel and write x directly; else one thread, through a
-// per-column factor (every row reads the uncut x).
+// per-column factor (every row reads the uncut x). `vals` holds a value per entry, or with `column_values` one
+// per column (the compact storage's A of a matching).
 void cut_rows(torch::Tensor x, torch::Tensor ax, torch::Tensor upper, torch::Tensor ptr, torch::Tensor cols,
-              torch::Tensor vals, bool single) {
+              torch::Tensor vals, bool column_values, bool single) {
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cut_rows", [&] {
     using T = scalar_t;
     const int64_t m = ax.size(0);
@@ -204,7 +222,7 @@ void cut_rows(torch::Tensor x, torch::Tensor ax, torch::Tensor upper, torch::Ten
         const double excess = over;
         double before = 0;  // the row's use by the entries before this one
         for (int32_t k = p[r]; k < p[r + 1] && before < excess; ++k) {
-          const double use = static_cast<T>(vs[k] * xs[cs[k]]);
+          const double use = static_cast<T>(vs[column_values ? cs[k] : k] * xs[cs[k]]);
           const double removed = std::min(std::max(excess - before, 0.0), use);
           const T left = static_cast<T>(std::min(std::max(1.0 - removed / std::max(use, 1e-300), 0.0), 1.0));
           if (single) xs[cs[k]] *= left;
@@ -229,7 +247,7 @@ torch::Tensor shrink_blocks(torch::Tensor x, torch::Tensor col_ptr, torch::Tenso
     at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
       T* ax = acc.mine<T>();
       for (int64_t b = b0; b < b1; ++b) {
-        const int64_t a = B.offsets[b], e = B.offsets[b + 1];
+        const int64_t a = B.start(b), e = B.start(b + 1);
         T sum = 0;
         for (int64_t j = a; j < e; ++j) sum += xs[j];
         const T factor = !B.is_box[b] && sum > B.rhs[b] ? B.rhs[b] / std::max(sum, T(1e-300)) : T(1);
@@ -260,7 +278,7 @@ torch::Tensor fill_raises(torch::Tensor x, torch::Tensor c, torch::Tensor slack,
     at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
       T* demand = acc.mine<T>();
       for (int64_t b = b0; b < b1; ++b) {
-        const int64_t a = B.offsets[b], e = B.offsets[b + 1];
+        const int64_t a = B.start(b), e = B.start(b + 1);
         T best = 0, sum = 0, count = 0;
         for (int64_t j = a; j < e; ++j) {  // a candidate: improving, below its bound, all its rows with slack
           sum += xs[j];
@@ -299,7 +317,7 @@ void apply_raises(torch::Tensor x, torch::Tensor delta, torch::Tensor factor, to
 }
 """
 
-_FUNCTIONS = ["step", "project", "cut_rows", "shrink_blocks", "fill_raises", "apply_raises"]
+_FUNCTIONS = ["step", "gradient", "project", "cut_rows", "shrink_blocks", "fill_raises", "apply_raises"]
 _MODULE = None
 
 
@@ -344,7 +362,7 @@ class FusedCpu:
         self.columns = [cols, at.idx, at.vals]  # A by columns: the CSC arrays, or one entry per column
         self.blocks = [blocks.offsets, blocks.rhs, blocks.is_le, blocks.is_box,
                        *(torch.as_tensor(b, dtype=prob.dtype).reshape(-1) for b in (blocks.lower, blocks.upper))]
-        self.scratch = torch.empty(prob.n, dtype=prob.dtype)  # v of the current iteration; the repair's raises
+        self.scratch = torch.empty(prob.n, dtype=prob.dtype)  # the step's v; the check's gradient; the raises
 
     @staticmethod
     def check_supported(prob) -> None:
@@ -352,8 +370,6 @@ class FusedCpu:
         reasons = []
         if prob.device.type != "cpu":
             reasons.append(f"device {prob.device} (CPU only)")
-        if prob.storage != "fast":
-            reasons.append(f"storage {prob.storage!r} (needs 'fast')")
         if not prob.fast_projection:
             reasons.append("blocks other than simplex and box")
         if prob.At.vals is None or prob.At.vals.dtype != prob.dtype:
@@ -370,6 +386,11 @@ class FusedCpu:
         return self.module.step(w, self.prob.c, *self.columns, self.blocks, tau, self.scratch, float(gamma),
                                 int(steps))
 
+    def gradient(self, y: torch.Tensor) -> torch.Tensor:
+        """c + A^T y in the step's scratch vector (valid until the next step or repair)."""
+        self.module.gradient(y, self.prob.c, *self.columns, self.scratch)
+        return self.scratch
+
     def project(self, v: torch.Tensor, tau: torch.Tensor, steps: int):
         """(x, tau): x = P_C(v) by ``steps`` Newton steps per block from tau (fast_projection's rule)."""
         x = torch.empty_like(v)
@@ -382,8 +403,10 @@ class FusedCpu:
         if p.m and comm.world > 1:
             x = cut_rows_by_threshold(x, ax, p.row_upper, p.c, p.repair_plan, comm)
         elif p.m:
-            plan = p.repair_plan
-            self.module.cut_rows(x, ax, p.row_upper, plan.ptr, plan.cols, plan.values(), plan.single)
+            rows = p.repair_plan.rows  # A's rows sorted; in the compact storage of a matching, A's values by column
+            values = rows.vals if rows.vals is not None else rows.col_vals
+            self.module.cut_rows(x, ax, p.row_upper, rows.ptr, rows.idx, values, rows.vals is None,
+                                 p.repair_plan.single)
         ax = comm.sum(self.module.shrink_blocks(x, *self.columns, p.m, self.blocks))
         if not p.m:
             return x

@@ -29,8 +29,8 @@ class DualipOptions:
     # default compact on CUDA, fast on CPU
     storage: str | None = None
     compile: bool = False  # run the k steps between checks as one torch.compile graph (compact storage only)
-    # CPU, fast storage, simplex/box blocks: each iteration's projection and A x in one C++ pass over the columns
-    # (fused_cpu.py; compiled on first use, ~20 s once per machine)
+    # CPU, simplex/box blocks: each iteration's projection and A x in one C++ pass over the columns, and the check's
+    # projection and repair in C++ too (fused_cpu.py; compiled on first use, ~20 s once per machine)
     fused_cpu: bool = False
     # "bfloat16" or "float16": A's values stored in 16 bits (compact storage only), products accumulated in dtype;
     # rounded up where the repair applies (A >= 0), so the repaired primal stays feasible for the exact A
@@ -70,6 +70,9 @@ class DualipOptions:
         for name, ok in checks.items():
             if not ok:
                 raise ModelError(f"DualipOptions.{name}: invalid value {getattr(self, name)!r}")
+        if self.compile and self.fused_cpu:
+            raise ModelError("DualipOptions.compile and fused_cpu are two ways to fuse the iteration (torch.compile "
+                             "cannot trace the C++ step): choose one")
 
 
 def storage_for(device: torch.device, storage: str | None = None) -> str:

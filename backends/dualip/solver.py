@@ -293,7 +293,7 @@ class DualAscentSolver:
         """Certificate numbers at y (one host copy), the primal candidate, the ray with the largest Farkas value and
         the prox-gradient of g_gamma at y (``prox_move``, scaled units)."""
         p = self.prob
-        v = p.At.matvec(y, add=p.c)  # g = c + A^T y
+        v = p.At.matvec(y, add=p.c) if self._fused is None else self._fused.gradient(y)  # g = c + A^T y
         values, _, _ = self.linear_minimize(v, need_x=False)
         block_value = values.sum()
         v.mul_(-1.0 / gamma)  # -g / gamma, in g's memory: g^T x = -gamma v^T x below
