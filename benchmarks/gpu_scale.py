@@ -259,6 +259,12 @@ def accounted_memory(sf, args, device: torch.device, dtype: torch.dtype) -> dict
         options = DualipOptions(device=args.device, dtype=str(dtype).replace("torch.", ""), storage="compact",
                                 check_every=args.check_every, matrix_dtype=args.matrix_dtype)
         out[f"compact, {args.matrix_dtype} values"] = memory_report(sf, options).as_dict()
+    if args.fused_cpu:
+        for storage in ("compact", "fast"):
+            options = DualipOptions(device=args.device, dtype=str(dtype).replace("torch.", ""), storage=storage,
+                                    check_every=args.check_every, fused_cpu=True)
+            out[f"{storage}, fused_cpu"] = memory_report(sf, options).as_dict()
+            gc.collect()
     out["storage_of_the_solve"] = storage_for(device, args.storage)
     return out
 

@@ -347,7 +347,7 @@ def _module():
 
 
 class FusedCpu:
-    """The C++ kernels for one problem: the iteration's step, the check's projection and its repair."""
+    """The C++ kernels for one problem: the iteration's step; the check's gradient, projection and repair."""
 
     # threads x m accumulator entries, zeroed at every call: at most 2^22 of them or one per column
     MAX_ACCUMULATORS = 1 << 22
