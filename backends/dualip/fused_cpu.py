@@ -180,6 +180,38 @@ void gradient(torch::Tensor w, torch::Tensor c, torch::Tensor col_ptr, torch::Te
   });
 }
 
+// A x, by columns into per-thread copies of A x (the check's products: no temporaries).
+torch::Tensor times(torch::Tensor x, torch::Tensor col_ptr, torch::Tensor row_idx, torch::Tensor vals, int64_t m) {
+  Accumulators acc(m, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "times", [&] {
+    const auto A = columns<scalar_t>(col_ptr, row_idx, vals, m);
+    const scalar_t* xs = x.data_ptr<scalar_t>();
+    at::parallel_for(0, x.size(0), 1 << 14, [&](int64_t j0, int64_t j1) {
+      scalar_t* ax = acc.mine<scalar_t>();
+      for (int64_t j = j0; j < j1; ++j)
+        if (xs[j] != 0) A.add_to(j, xs[j], ax);
+    });
+  });
+  return acc.sum();
+}
+
+// sum_j a_j b_j with a float64 accumulator per thread, the threads' sums added in order; in a's dtype.
+torch::Tensor dot(torch::Tensor a, torch::Tensor b) {
+  const int64_t threads = at::get_num_threads();
+  std::vector<double> partial(threads, 0.0);
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "dot", [&] {
+    const scalar_t *as = a.data_ptr<scalar_t>(), *bs = b.data_ptr<scalar_t>();
+    at::parallel_for(0, a.size(0), 1 << 14, [&](int64_t j0, int64_t j1) {
+      double sum = 0;
+      for (int64_t j = j0; j < j1; ++j) sum += static_cast<double>(as[j]) * static_cast<double>(bs[j]);
+      partial[at::get_thread_num()] += sum;
+    });
+  });
+  double total = 0;
+  for (double p : partial) total += p;
+  return torch::tensor(total, torch::TensorOptions().dtype(torch::kFloat64)).to(a.scalar_type());
+}
+
 // x = P_C(v), by `steps` Newton steps per block from tau; returns the blocks' tau.
 torch::Tensor project(torch::Tensor v, torch::Tensor x, BlockArgs blocks, torch::Tensor tau, int64_t steps) {
   auto tau_out = torch::empty_like(tau);
@@ -317,7 +349,7 @@ void apply_raises(torch::Tensor x, torch::Tensor delta, torch::Tensor factor, to
 }
 """
 
-_FUNCTIONS = ["step", "gradient", "project", "cut_rows", "shrink_blocks", "fill_raises", "apply_raises"]
+_FUNCTIONS = ["step", "gradient", "times", "dot", "project", "cut_rows", "shrink_blocks", "fill_raises", "apply_raises"]
 _MODULE = None
 
 
@@ -347,7 +379,8 @@ def _module():
 
 
 class FusedCpu:
-    """The C++ kernels for one problem: the iteration's step; the check's gradient, projection and repair."""
+    """The C++ kernels for one problem: the iteration's step; the check's gradient, projection, products, dot
+    products and repair."""
 
     # threads x m accumulator entries, zeroed at every call: at most 2^22 of them or one per column
     MAX_ACCUMULATORS = 1 << 22
@@ -390,6 +423,14 @@ class FusedCpu:
         """c + A^T y in the step's scratch vector (valid until the next step or repair)."""
         self.module.gradient(y, self.prob.c, *self.columns, self.scratch)
         return self.scratch
+
+    def times(self, x: torch.Tensor) -> torch.Tensor:
+        """A x (this rank's columns), by columns into per-thread copies."""
+        return self.module.times(x, *self.columns, self.prob.m)
+
+    def dot(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """sum_j a_j b_j, accumulated in float64 (0-d, a's dtype)."""
+        return self.module.dot(a, b)
 
     def project(self, v: torch.Tensor, tau: torch.Tensor, steps: int):
         """(x, tau): x = P_C(v) by ``steps`` Newton steps per block from tau (fast_projection's rule)."""

@@ -265,8 +265,17 @@ class DualAscentSolver:
         return p.comm.sum(ax), tau
 
     def A_times(self, x: torch.Tensor) -> torch.Tensor:
-        """A x outside the loop: in row groups, so that its temporaries stay small (compact storage)."""
+        """A x outside the loop: in row groups, so that its temporaries stay small (compact storage); with
+        ``fused_cpu`` one C++ pass by columns."""
+        if self._fused is not None:
+            return self._fused.times(x)
         return self.prob.A.matvec(x, chunk=self.prob.chunk(self.prob.A.idx.numel()))
+
+    def dot(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """sum_j a_j b_j over this rank's columns: cascaded sums of chunks, or in C++ with ``fused_cpu``."""
+        if self._fused is not None:
+            return self._fused.dot(a, b)
+        return _dot(a, b, self.prob.chunk(self.prob.n))
 
     def support(self, y: torch.Tensor) -> torch.Tensor:
         """h(y) = sum_r u_r y_r^+ - l_r y_r^- (finite on the dual domain)."""
@@ -302,8 +311,7 @@ class DualAscentSolver:
             x, _ = project_fast(v, tau, 2 * self.opts.newton_steps)
         else:
             x = project(v, self.bs)
-        size = p.chunk(p.n)
-        reg_value = gamma * (0.5 * _dot(x, x, size) - _dot(v, x, size))  # g^T x + gamma/2 ||x||^2
+        reg_value = gamma * (0.5 * self.dot(x, x) - self.dot(v, x))  # g^T x + gamma/2 ||x||^2
         del v
         ax = p.comm.sum(self.A_times(x))
         raw_viol = self.violation(ax)
@@ -320,7 +328,7 @@ class DualAscentSolver:
         no_ray = p.repairable or not p.m
         farkas = [torch.zeros((), dtype=p.dtype, device=p.device) if no_ray else self.farkas(d) for d in rays]
         # sums over columns: one all-reduce for the three of them
-        objective = _dot(p.c, xr, size)
+        objective = self.dot(p.c, xr)
         block_values, objective, reg_value = p.comm.sum(torch.stack([block_value, objective, reg_value]))
         stats = torch.stack([
             block_values - h,  # unregularized bound (scaled)
