@@ -525,10 +525,15 @@ def main() -> None:
     report["load_average_1min_5min_after"] = [round(v, 2) for v in os.getloadavg()[:2]]
     report["summary"] = summary(runs, args.tol)
     report["runs"] = runs
+    emit(report, args.out)
+
+
+def emit(report: dict, out: str | None) -> None:
+    """Print the report as JSON and, with ``out``, write it there too."""
     text = json.dumps(report, indent=1)
     print(text)
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             f.write(text + "\n")
 
 

@@ -17,7 +17,6 @@ amortizes.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -31,7 +30,7 @@ from dualip_model.backends.dualip.solver import AscentState, DualAscentSolver
 from dualip_model.synthetic import matching_model, synthetic_matching
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from gpu_scale import matching_shape  # noqa: E402  (the same models as the scale benchmark)
+from gpu_scale import emit, matching_shape  # noqa: E402  (the same models and JSON as the scale benchmark)
 
 
 def parse_args() -> argparse.Namespace:
@@ -133,11 +132,7 @@ def main() -> None:
         "notes": "wall times include the profiler's overhead (a few microseconds per op); compare phases within a "
                  "run. self_ms: time in the op itself, children excluded, summed over its calls",
     }
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
