@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Issue 9's GPU checks and measurements, prepared to fit a lent GPU machine's short lease: two commands of at most
-# 9 minutes each (fill wheels/ first with scripts/gpu_wheels.sh, and carry it):
+# Issue 9's GPU checks and measurements, prepared for a lent GPU machine's short lease (15 minutes of device time,
+# the machine's start included): two commands of at most 7 and 6 minutes (fill wheels/ first with
+# scripts/gpu_wheels.sh, and carry it):
 #   bash scripts/gpu_session.sh checks  # setup; cuPDLPx built for this GPU (in the background); the parity suite's
 #                                       # dualip tests on CUDA; profile_dualip.py at 1e7 (plain and --compile);
 #                                       # gpu_scale.py at 1e6 and 1e7 with --compile, HiGHS and cuPDLPx
-#   bash scripts/gpu_session.sh scale   # setup; gpu_scale.py at 1e8, then 2.5e8
-# Every step has its own time limit (the limits of a part add up to under 9 minutes) and keeps its result whatever
+#   bash scripts/gpu_session.sh scale   # setup; gpu_scale.py at 1e8
+#   bash scripts/gpu_session.sh large   # setup; gpu_scale.py at 2.5e8 (DuaLip's headline size), if time is left
+# Every step has its own time limit (a part's limits add up to its budget above) and keeps its result whatever
 # the later steps do. What comes back in $OUT (default gpu_out/; the device tool returns at most 8 files): the
 # JSON results, steps.txt (each step's exit status and seconds), logs.tgz (each step's output) and, after a
 # cuPDLPx build, its wheel (put it into wheels/ to skip the build next time). The machine has torch, numpy,
@@ -13,7 +15,7 @@
 # A dry run on a CPU: DEVICE=cpu PYTHON=.venv/bin/python SIZES=1e5 PROFILE_SIZE=1e5 bash scripts/gpu_session.sh checks
 set -uo pipefail
 cd "$(dirname "$0")/.."
-part=${1:?usage: gpu_session.sh checks|scale}
+part=${1:?usage: gpu_session.sh checks|scale|large}
 export OUT=${OUT:-gpu_out} PY=${PYTHON:-python3} DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT/logs"
 
@@ -47,30 +49,32 @@ build_cupdlpx() {  # a wheel for this GPU's architecture only ("all" takes far l
 }
 export -f setup build_cupdlpx
 
-step setup 60 setup
+step setup 45 setup
 case $part in
-  checks)  # at most 60 + max(240, 120 + 2 x 60) + 240 = 540 s
-    step build_cupdlpx 240 build_cupdlpx &
+  checks)  # at most 45 + max(200, 100 + 2 x 50) + 170 = 415 s
+    step build_cupdlpx 200 build_cupdlpx &
     build=$!
-    step "parity_$DEVICE" 120 env DUALIP_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -rf -p no:cacheprovider \
+    step "parity_$DEVICE" 100 env DUALIP_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -rf -p no:cacheprovider \
       tests/test_parity.py -k dualip
     size=${PROFILE_SIZE:-1e7}
-    step profile 60 "$PY" benchmarks/profile_dualip.py --device "$DEVICE" --size "$size" \
+    step profile 50 "$PY" benchmarks/profile_dualip.py --device "$DEVICE" --size "$size" \
       --out "$OUT/profile_$DEVICE.json"
-    step profile_compiled 60 "$PY" benchmarks/profile_dualip.py --device "$DEVICE" --size "$size" --compile \
+    step profile_compiled 50 "$PY" benchmarks/profile_dualip.py --device "$DEVICE" --size "$size" --compile \
       --out "$OUT/profile_${DEVICE}_compiled.json"
     wait "$build"
-    step gpu_scale 240 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${SIZES:-1e6,1e7}" --compile \
-      --time-limit 60 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_$DEVICE.json"
+    step gpu_scale 170 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${SIZES:-1e6,1e7}" --compile \
+      --time-limit 30 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_$DEVICE.json"
     ;;
-  scale)  # at most 60 + 300 + 180 = 540 s
+  scale)  # at most 45 + 300 = 345 s
     step gpu_scale_1e8 300 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${SIZES:-1e8}" --compile \
-      --time-limit 60 --highs-max-nnz 0 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_${DEVICE}_1e8.json"
-    step gpu_scale_2.5e8 180 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${LARGE_SIZES:-2.5e8}" \
-      --time-limit 60 --highs-max-nnz 0 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_${DEVICE}_2.5e8.json"
+      --time-limit 30 --highs-max-nnz 0 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_${DEVICE}_1e8.json"
+    ;;
+  large)  # at most 45 + 300 = 345 s
+    step gpu_scale_2.5e8 300 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${SIZES:-2.5e8}" \
+      --time-limit 30 --highs-max-nnz 0 --pdlp-max-nnz 0 --out "$OUT/gpu_scale_${DEVICE}_2.5e8.json"
     ;;
   *)
-    echo "unknown part $part (checks or scale)" >&2
+    echo "unknown part $part (checks, scale or large)" >&2
     exit 2
     ;;
 esac

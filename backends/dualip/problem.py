@@ -209,7 +209,7 @@ class ScaledProblem:
         return self.sf.n_rows
 
     def chunk(self, count: int) -> int | None:
-        """How many entries or columns (of ``count``) the check handles at once: about 1/64 of them in the compact
+        """How many entries or columns (of ``count``) the check handles at once: about 1/16 of them in the compact
         storage, all at once (None) in the fast one."""
         return chunk_size(count) if self.storage == "compact" else None
 
