@@ -24,7 +24,7 @@ from dualip_model.backends.dualip.repair import repair
 from dualip_model.synthetic import matching_model, synthetic_matching
 from fuzz_models import DUALIP_DEVICE
 from test_parity import allocation, box_lp, check_optimal, scaled_matching, small_matching
-from test_repair import random_problem, unbounded_row_problem, violation
+from test_repair import random_problem, rounding_tight_problem, unbounded_row_problem, violation
 
 pytestmark = [pytest.mark.skipif(not compiler_found(), reason="no C++ compiler to build the fused extension with"),
               pytest.mark.skipif(DUALIP_DEVICE != "cpu", reason=f"fused_cpu runs on the CPU, not {DUALIP_DEVICE}")]
@@ -97,6 +97,12 @@ def test_the_cpp_fill_ignores_rows_without_upper_bound():
     p = unbounded_row_problem()
     x = FusedCpu(p).repair(torch.zeros(p.n, dtype=torch.float64), torch.zeros(p.m, dtype=torch.float64))
     np.testing.assert_allclose(x.numpy(), [0.0, 0.5, 1.0, 0.5, 0.0, 0.5], rtol=1e-15)
+
+
+def test_the_cpp_fill_takes_a_row_open_by_rounding_alone_as_tight():
+    p, start = rounding_tight_problem()
+    x = FusedCpu(p).repair(start.clone(), p.A @ start)
+    np.testing.assert_allclose(x.numpy(), [0.0, 1.0, 1.0 - 4e-16], rtol=1e-15)
 
 
 @pytest.mark.parametrize("storage", ["fast", "compact"])

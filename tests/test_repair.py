@@ -11,7 +11,7 @@ from scipy.optimize import linprog
 
 import dualip_model as dm
 from dualip_model.backends.dualip.problem import ScaledProblem
-from dualip_model.backends.dualip.repair import cut_rows, fill_slack, repair, shrink_blocks
+from dualip_model.backends.dualip.repair import cut_rows, fill_slack, repair, row_slack, shrink_blocks
 
 
 def random_problem(seed: int, rows_per_col: int, box_users: bool = False, storage: str = "fast") -> ScaledProblem:
@@ -125,6 +125,29 @@ def test_a_row_without_upper_bound_never_blocks_the_fill():
     p = unbounded_row_problem()
     filled = repair(torch.zeros(p.n, dtype=torch.float64), torch.zeros(p.m, dtype=torch.float64), p)
     np.testing.assert_allclose(filled.numpy(), [0.0, 0.5, 1.0, 0.5, 0.0, 0.5], rtol=1e-15)
+
+
+def rounding_tight_problem() -> tuple[ScaledProblem, torch.Tensor]:
+    """2 users x 2 items and a start where user 1 fills item 0's row up to a few ulps (as the cut leaves a row)."""
+    m = dm.Model("tight")
+    users, items = m.entities("user", 2), m.entities("item", 2)
+    e = m.edges("e", users, items, src=[0, 0, 1], dst=[0, 1, 0])
+    x = m.variable("x", over=e)
+    m.minimize((np.array([-2.0, -1.0, -3.0]) * x).sum())
+    m.subject_to(x.sum(by=users) <= 1.0, name="cap")
+    m.subject_to((np.array([0.7, 1.0, 0.7]) * x).sum(by=items) <= np.array([0.7, 1.0]), name="budget")
+    p = ScaledProblem.build(m.compile(), torch.device("cpu"), torch.float64)
+    return p, torch.tensor([0.0, 0.0, 1.0 - 4e-16], dtype=torch.float64)
+
+
+def test_a_row_open_by_rounding_alone_counts_as_tight():
+    """User 0's better edge (on item 0) could take nothing, so its spare goes to its edge on item 1; with the
+    ulps counted as slack the raise went to item 0 and was scaled down to nothing."""
+    p, start = rounding_tight_problem()
+    slack = row_slack(p.row_upper, p.A @ start)
+    assert float(slack[0]) == 0.0 and float(slack[1]) > 0.0
+    filled = fill_slack(start, p.c, p.A, p.At, p.row_upper, p.blocks)
+    np.testing.assert_allclose(filled.numpy(), [0.0, 1.0, 1.0 - 4e-16], rtol=1e-15)
 
 
 @pytest.mark.parametrize("shape", ["balanced", "one long row"])
