@@ -34,6 +34,7 @@ class SparseRows:
         self.col_vals = col_vals
         self._groups = None  # row groups of the chunked product, built on first use
         self._host_ptr = None  # row pointers on the host, copied on first use
+        self._range_rows = {}  # (start, stop) -> (r0, r1, entries per row on the device), see rows_of_entries
         counts = np.diff(ptr)
         self.padded = False  # "single" with empty rows: they point at z's sentinel slot k
         if kind == "single":
@@ -103,14 +104,17 @@ class SparseRows:
 
     def rows_of_entries(self, start: int, stop: int) -> tuple[int, int, torch.Tensor]:
         """(r0, r1, rows): the rows r0..r1-1 that hold entries start..stop-1, and each entry's row minus r0
-        (int64), without a search per entry."""
-        ptr = self.host_ptr()
-        r0 = int(np.searchsorted(ptr, start, side="right")) - 1
-        r1 = int(np.searchsorted(ptr, stop - 1, side="right")) if stop > start else r0
-        counts = np.minimum(ptr[r0 + 1:r1 + 1], stop) - np.maximum(ptr[r0:r1], start)
+        (int64), without a search per entry. The rows' entry counts in the range are kept on the device per range
+        (the check's chunks recur): no host work and no host-to-device copy after the first call."""
         device = self.idx.device
-        rows = torch.repeat_interleave(torch.arange(r1 - r0, device=device), torch.as_tensor(counts, device=device),
-                                       output_size=stop - start)
+        if (start, stop) not in self._range_rows:
+            ptr = self.host_ptr()
+            r0 = int(np.searchsorted(ptr, start, side="right")) - 1
+            r1 = int(np.searchsorted(ptr, stop - 1, side="right")) if stop > start else r0
+            counts = np.minimum(ptr[r0 + 1:r1 + 1], stop) - np.maximum(ptr[r0:r1], start)
+            self._range_rows[(start, stop)] = (r0, r1, torch.as_tensor(counts, device=device))
+        r0, r1, counts = self._range_rows[(start, stop)]
+        rows = torch.repeat_interleave(torch.arange(r1 - r0, device=device), counts, output_size=stop - start)
         return r0, r1, rows
 
     def row_groups(self, chunk: int) -> list[tuple[int, int, int, int]]:
