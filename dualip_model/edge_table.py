@@ -115,14 +115,8 @@ def compile_edge_table(source, out, *, block: str, cost: str, row: str | None = 
     for gname, g in globals_.items():
         if not isinstance(g, GlobalRow) or not g.lower <= g.upper or math.isnan(g.lower) or math.isnan(g.upper):
             raise ModelError(f"compile_edge_table: global row '{gname}' needs a GlobalRow with lower <= upper")
-    try:
-        pf = pq.ParquetFile(source)
-    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
-        raise ModelError(f"edge table '{source}' is not a readable Parquet file: {err}") from None
     wanted = [block, cost] + [c for c in (row, coefficient) if c is not None] + [g.column for g in globals_.values()]
-    missing = [c for c in dict.fromkeys(wanted) if c not in pf.schema_arrow.names]
-    if missing:
-        raise ModelError(f"edge table '{source}' has no column {missing[0]!r}; its columns: {pf.schema_arrow.names}")
+    pf = _open_edge_table(pq, source, wanted)
     n = pf.metadata.num_rows
     if n == 0:
         raise ModelError(f"edge table '{source}' has no rows")
@@ -224,13 +218,7 @@ def write_edge_values(source, values, out, columns=(), name: str = "x") -> None:
     pq = pa.parquet
     source, out = os.fspath(source), os.fspath(out)
     columns = list(columns)
-    try:
-        pf = pq.ParquetFile(source)
-    except (OSError, ValueError) as err:
-        raise ModelError(f"edge table '{source}' is not a readable Parquet file: {err}") from None
-    missing = [c for c in columns if c not in pf.schema_arrow.names]
-    if missing:
-        raise ModelError(f"edge table '{source}' has no column {missing[0]!r}; its columns: {pf.schema_arrow.names}")
+    pf = _open_edge_table(pq, source, columns)
     if name in columns:
         raise ModelError(f"write_edge_values: the values' column name {name!r} is also a table column")
     if np.ndim(values) != 1 or len(values) != pf.metadata.num_rows:
@@ -245,6 +233,18 @@ def write_edge_values(source, values, out, columns=(), name: str = "x") -> None:
             part = np.asarray(values[start:start + k], dtype=np.float64)
             writer.write_table(pa.table({**{c: table.column(c) for c in columns}, name: part}))
             start += k
+
+
+def _open_edge_table(pq, source: str, columns):
+    """The Parquet file ``source`` (pyarrow.parquet ``pq``), checked to be readable and to hold ``columns``."""
+    try:
+        pf = pq.ParquetFile(source)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise ModelError(f"edge table '{source}' is not a readable Parquet file: {err}") from None
+    missing = [c for c in dict.fromkeys(columns) if c not in pf.schema_arrow.names]
+    if missing:
+        raise ModelError(f"edge table '{source}' has no column {missing[0]!r}; its columns: {pf.schema_arrow.names}")
+    return pf
 
 
 def _row_bounds(row, row_lower, row_upper) -> tuple[np.ndarray, np.ndarray]:
