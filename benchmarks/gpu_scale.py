@@ -248,23 +248,19 @@ def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype, comp
 
 
 def accounted_memory(sf, args, device: torch.device, dtype: torch.dtype) -> dict:
-    """The solver's own accounting (memory_report) in the solve's storage and, for comparison, the other one."""
-    out = {}
-    for storage in ("compact", "fast"):
-        options = DualipOptions(device=args.device, dtype=str(dtype).replace("torch.", ""), storage=storage,
-                                check_every=args.check_every)
-        out[storage] = memory_report(sf, options).as_dict()
-        gc.collect()
+    """The solver's own accounting (memory_report) in the solve's storage and, for comparison, the other one (and
+    with --fused-cpu both again with the C++ kernels)."""
+    variants = {"compact": dict(storage="compact"), "fast": dict(storage="fast")}
     if args.matrix_dtype:
-        options = DualipOptions(device=args.device, dtype=str(dtype).replace("torch.", ""), storage="compact",
-                                check_every=args.check_every, matrix_dtype=args.matrix_dtype)
-        out[f"compact, {args.matrix_dtype} values"] = memory_report(sf, options).as_dict()
+        variants[f"compact, {args.matrix_dtype} values"] = dict(storage="compact", matrix_dtype=args.matrix_dtype)
     if args.fused_cpu:
-        for storage in ("compact", "fast"):
-            options = DualipOptions(device=args.device, dtype=str(dtype).replace("torch.", ""), storage=storage,
-                                    check_every=args.check_every, fused_cpu=True)
-            out[f"{storage}, fused_cpu"] = memory_report(sf, options).as_dict()
-            gc.collect()
+        variants.update({f"{s}, fused_cpu": dict(storage=s, fused_cpu=True) for s in ("compact", "fast")})
+    out = {}
+    for name, extra in variants.items():
+        options = DualipOptions(device=args.device, dtype=str(dtype).replace("torch.", ""),
+                                check_every=args.check_every, **extra)
+        out[name] = memory_report(sf, options).as_dict()
+        gc.collect()
     out["storage_of_the_solve"] = storage_for(device, args.storage)
     return out
 
