@@ -115,6 +115,7 @@ struct BlockData {
   int64_t start(int64_t b) const { return offsets64 != nullptr ? offsets64[b] : offsets32[b]; }
   T lo(int64_t j) const { return per_column ? lower[j] : lower[0]; }
   T hi(int64_t j) const { return per_column ? upper[j] : upper[0]; }
+  T clip(int64_t j, T z) const { return std::min(std::max(z, lo(j)), hi(j)); }  // z within column j's bounds
 };
 
 template <typename T>
@@ -146,7 +147,7 @@ void fused_step(const T* w, const T* c, const Columns<T>& A, const BlockData<T>&
       const T tau = a == e ? T(0) : block_tau(scratch, a, e, B.rhs[b], B.is_le[b], B.is_box[b], tau_in[b], steps);
       tau_out[b] = tau;
       for (int64_t j = a; j < e; ++j) {
-        const T x = std::min(std::max(scratch[j] - tau, B.lo(j)), B.hi(j));
+        const T x = B.clip(j, scratch[j] - tau);
         if (x != 0) A.add_to(j, x, ax);
       }
     }
@@ -225,7 +226,7 @@ torch::Tensor project(torch::Tensor v, torch::Tensor x, BlockArgs blocks, torch:
         const scalar_t t = a == e ? scalar_t(0)
                                   : block_tau(vs, a, e, B.rhs[b], B.is_le[b], B.is_box[b], tau_in[b], steps);
         out[b] = t;
-        for (int64_t j = a; j < e; ++j) xs[j] = std::min(std::max(vs[j] - t, B.lo(j)), B.hi(j));
+        for (int64_t j = a; j < e; ++j) xs[j] = B.clip(j, vs[j] - t);
       }
     });
   });
