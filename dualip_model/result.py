@@ -156,7 +156,8 @@ class Result:
         """A Farkas ray y over the coupling rows: min_{x in blocks, bounds} sum_r y_r a_r^T x > h(y).
 
         h(y) = sum_{y_r > 0} y_r upper_r + sum_{y_r < 0} y_r lower_r: y_r >= 0 on `<=` rows, <= 0 on `>=`
-        rows, and the rows weighted by y add up to one row that no x of the blocks and column bounds meets,
+        rows (either sign on `==` and range rows), and the rows weighted by y add up to one row that no x of
+        the blocks and column bounds meets,
         which proves the model infeasible. Scaled so that max_r |y_r| = 1; the largest weights point at the
         constraints in conflict. ``constraint``: its rows' weights, a Series over its entities (a float for
         a global constraint); None: a dict over every coupling constraint. Block constraints carry no weight
