@@ -3,8 +3,9 @@
 Panels, against iterations or seconds: |relative gap| = |objective - bound| / max(1, |objective|, |bound|)
 on a log scale, with a cross where the signed gap is negative (objective and bound crossed: the primal is
 not feasible enough yet); the relative primal infeasibility ||(Ax - b)_+|| / (1 + ||b||); and the
-objective with the Lagrangian bound and the regularized dual value, zoomed on the second half of each run
-(early iterates sit far from the optimum and would flatten the end to a line). A result without a history
+objective with the Lagrangian bound and the regularized dual value, zoomed on the objective and bound of
+the second half of each run (early iterates sit far from the optimum and would flatten the end to a line;
+the regularized dual, the value of the smoothed problem, may lie outside). A result without a history
 (an exact backend) is drawn from its final numbers: a point and a dashed horizontal line. Values are in the
 user's objective sense (a Result's or FormResult's history already is; a RawResult is in minimization
 terms, as a backend returns it).
