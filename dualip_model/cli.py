@@ -370,6 +370,7 @@ def _dual_frame(result) -> pd.DataFrame:
     frames = []
     for name in result.model.constraints:
         duals = result.dual(name)
+        duals = duals if isinstance(duals, pd.Series) else pd.Series([duals], index=[name])  # a global constraint
         activity, slack = result.activity(name)
         frames.append(pd.DataFrame({"constraint": name, "row": duals.index.to_numpy(), "dual": duals.to_numpy(),
                                     "activity": activity, "slack": slack}))

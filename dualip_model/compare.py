@@ -18,7 +18,8 @@ from .backend import Capability
 from .errors import ModelError
 from .model import Model
 from .model import backend_options as model_backend_options
-from .result import Result, relative_gap
+from .progress import report_in_model_sense
+from .result import Result, final_numbers, in_model_sense
 from .standard_form import StandardForm
 from .status import Status
 
@@ -88,28 +89,33 @@ def compare(model, backends=("highs", "dualip"), options: dict | None = None, **
 
 
 def _solve_form(sf: StandardForm, backend: str, options) -> FormResult:
+    options, finish = report_in_model_sense(options, sf.layout.sense)
     start = time.perf_counter()
     raw = registry.get(backend).solve(sf, options)
     if not raw.solve_time:
         raw.solve_time = time.perf_counter() - start
-    return FormResult(sf, raw, backend)
+    result = FormResult(sf, raw, backend)
+    finish(result)
+    return result
 
 
 class FormResult:
     """A backend's answer for a bare StandardForm (no model, so no labels): a Result's numbers, user sense.
 
-    objective = sense * raw objective, bound likewise, gap = relative_gap in minimization terms; the
-    primal in compiled column order is ``raw.x``.
+    objective = sense * raw objective, bound likewise, gap = relative_gap in minimization terms, all NaN
+    without a solution (as for a Result); history in the user's sense; the primal in compiled column order
+    is ``raw.x``.
     """
 
     def __init__(self, sf: StandardForm, raw, backend: str):
         sense = sf.layout.sense
         self.standard_form, self.raw, self.backend = sf, raw, backend
         self.status: Status = raw.status
-        self.objective, self.bound = sense * raw.objective, sense * raw.bound
-        self.gap = relative_gap(raw.objective, raw.bound)
-        self.iterations, self.solve_time, self.history = raw.iterations, raw.solve_time, raw.history
-        self.message, self.guarantees = raw.message, raw.guarantees
+        self.objective, self.bound, self.gap = final_numbers(raw, sense)
+        self.iterations, self.solve_time = raw.iterations, raw.solve_time
+        self.history = [in_model_sense(record, sense) for record in raw.history]
+        self.message = raw.message
+        self.guarantees = raw.guarantees if raw.status.has_solution else ()
 
     def __repr__(self) -> str:
         return (f"FormResult(status={self.status.value!r}, objective={self.objective:.10g}, "

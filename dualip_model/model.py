@@ -13,6 +13,7 @@ from .compile import compile_model
 from .constraints import Constraint
 from .errors import CapabilityError, ModelError
 from .objective import Objective
+from .progress import report_in_model_sense
 from .result import Result
 from .sets import EdgeSet, EntitySet
 from .standard_form import StandardForm
@@ -115,13 +116,16 @@ class Model:
         if standard_form is not None:
             standard_form.layout.check(self)  # before solving: a form compiled from another model is refused
         sf = standard_form if standard_form is not None else self.compile()
+        opts, finish = report_in_model_sense(opts, sf.layout.sense)  # the callback sees the model's sense
         start = time.perf_counter()
         raw = solver.solve(sf, opts)
         if not raw.solve_time:
             raw.solve_time = time.perf_counter() - start
         if not isinstance(raw.status, Status):
             raise TypeError(f"backend '{backend}' returned status {raw.status!r}, not a Status")
-        return Result(self, sf, raw, backend)
+        result = Result(self, sf, raw, backend)
+        finish(result)
+        return result
 
 
 def backend_options(name: str, solver, options, settings: dict):

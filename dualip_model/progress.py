@@ -1,8 +1,11 @@
 """Live progress of long solves: a solver callback that shows each history record, and callback chaining.
 
 A backend with a convergence history (``Capability.HISTORY``, e.g. ``dualip``) calls
-``options.callback(record)`` with every history record (a dict with ``iteration``, ``gap``,
-``infeasibility``, ``gamma``, ``time``, ...); a callback returning True stops the solve.
+``options.callback(record)`` with every history record (a dict with ``iteration``, ``objective``,
+``bound``, ``gap``, ``infeasibility``, ``gamma``, ``time``, ...); a callback returning True stops the solve.
+``Model.solve`` hands the backend a wrapper (``report_in_model_sense``): the callback sees objective, bound
+and dual values in the model's sense (a maximization's objective positive), and after the solve a callback
+with a ``finish(result)`` method (Progress, chain_callbacks) gets the result, for a final line.
 
     m.solve("dualip", callback=Progress())                       # live line on a TTY, log lines otherwise
     m.solve("dualip", callback=chain_callbacks(Progress(), my_logger))
@@ -10,23 +13,26 @@ A backend with a convergence history (``Capability.HISTORY``, e.g. ``dualip``) c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
 from typing import Any, Callable
 
 from .errors import ModelError
+from .result import in_model_sense
 
 logger = logging.getLogger(__name__)  # a child of "dualip_model": configure that logger to see the lines
 
 DISPLAYS = ("auto", "rich", "tqdm", "log")
 
 
-def chain_callbacks(*callbacks: Callable[[dict], Any] | None) -> Callable[[dict], bool]:
+def chain_callbacks(*callbacks: Callable[[dict], Any] | None) -> Chain:
     """One callback calling each of ``callbacks`` in turn (None skipped); True (stop) if any returns True.
 
-    Every callback sees every record (each gets its own copy), even after an earlier one asked to stop.
-    This is how to forward records to an experiment tracker without dualip_model depending on it:
+    Every callback sees every record (each gets its own copy), even after an earlier one asked to stop,
+    and ``finish(result)`` reaches every callback that has it. This is how to forward records to an
+    experiment tracker without dualip_model depending on it:
 
         import mlflow
 
@@ -42,28 +48,78 @@ def chain_callbacks(*callbacks: Callable[[dict], Any] | None) -> Callable[[dict]
     for i, cb in enumerate(chained):
         if not callable(cb):
             raise ModelError(f"chain_callbacks: argument {i} ({type(cb).__name__}) is not callable")
+    return Chain(tuple(chained))
 
-    def call(record: dict) -> bool:
+
+@dataclasses.dataclass(frozen=True)
+class Chain:
+    """Callbacks called in turn on each record (see chain_callbacks)."""
+
+    callbacks: tuple
+
+    def __call__(self, record: dict) -> bool:
         stop = False
-        for cb in chained:
+        for cb in self.callbacks:
             stop = (cb(dict(record)) is True) or stop
         return stop
 
-    return call
+    def finish(self, result) -> None:
+        """Pass the solve's result to every chained callback with a ``finish`` method."""
+        for cb in self.callbacks:
+            finish_callback(cb, result)
 
 
-def _fmt(value) -> str:
-    """A history number in 9 characters or fewer ('-' when missing)."""
+def finish_callback(callback, result) -> None:
+    """callback.finish(result) where the callback has such a method (Progress, Chain); else nothing."""
+    finish = getattr(callback, "finish", None)
+    if callable(finish):
+        finish(result)
+
+
+@dataclasses.dataclass(frozen=True)
+class InModelSense:
+    """callback(record with objective, bound and dual values times ``sense``): the model's sense."""
+
+    callback: Callable[[dict], Any]
+    sense: int
+
+    def __call__(self, record: dict):
+        return self.callback(in_model_sense(record, self.sense))
+
+
+def report_in_model_sense(options, sense: int):
+    """(options whose ``callback`` sees records in the model's sense, done(result)): the modeling side of
+    a backend's callback. ``options`` without a callback field or with None come back as they are;
+    ``done`` passes the result to the callback's ``finish`` (see finish_callback)."""
+    callback = getattr(options, "callback", None)
+    if callback is None:
+        return options, lambda result: None
+    return dataclasses.replace(options, callback=InModelSense(callback, sense)), \
+        lambda result: finish_callback(callback, result)
+
+
+def _fmt(value, spec: str = ".2e") -> str:
+    """A history number formatted with ``spec`` ('-' when missing)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value:.2e}"
+    return format(value, spec)
 
 
 def describe(record: dict) -> str:
-    """One line for a history record: iteration, gap, infeasibility, gamma and elapsed time."""
-    return (f"iteration {record.get('iteration', 0)}  gap {_fmt(record.get('gap'))}  "
+    """One line for a history record: iteration, objective, bound, signed gap, infeasibility, gamma, time."""
+    return (f"iteration {record.get('iteration', 0)}  objective {_fmt(record.get('objective'), '.8g')}  "
+            f"bound {_fmt(record.get('bound'), '.8g')}  gap {_fmt(record.get('gap'), '+.2e')}  "
             f"infeasibility {_fmt(record.get('infeasibility'))}  gamma {_fmt(record.get('gamma'))}  "
             f"time {record.get('time', 0.0):.1f} s")
+
+
+def summary(result) -> str:
+    """The final line of a solve: status, iterations, time and, where there is a solution, objective, bound, gap."""
+    line = f"{result.status} after {result.iterations} iterations, {result.solve_time:.2f} s"
+    if result.status.has_solution:
+        line += (f": objective {_fmt(result.objective, '.8g')}, bound {_fmt(result.bound, '.8g')}, "
+                 f"gap {_fmt(result.gap, '+.2e')}")
+    return line
 
 
 class Progress:
@@ -72,9 +128,11 @@ class Progress:
     ``display``: "rich" or "tqdm" (a live line), "log" (one ``logging`` INFO line on the
     ``dualip_model.progress`` logger at most every ``interval`` seconds of solve time, plus the first and,
     on close, the last record) or "auto": tqdm, else rich, when installed and ``stream`` is a TTY, else
-    "log". ``stream`` defaults to sys.stderr. It never stops the solve (returns False); close() ends the
-    live line (also as a context manager: ``with Progress() as p: m.solve("dualip", callback=p)``).
-    Reusable: a record with a lower iteration starts a new display.
+    "log". ``stream`` defaults to sys.stderr. It never stops the solve (returns False). Model.solve calls
+    finish(result) at the end: it ends the live line and adds a final line (``summary``: status,
+    iterations, time, objective, bound, signed gap) to the stream, or to the log. close() ends the display
+    without a final line (also as a context manager: ``with Progress() as p: ...``). Reusable: a record
+    with a lower iteration starts a new display.
     """
 
     def __init__(self, display: str = "auto", interval: float = 5.0, stream=None, description: str = "solve",
@@ -118,6 +176,15 @@ class Progress:
                 self._bar[0].stop()
         self._bar, self._last, self._logged_at, self.records = None, None, -math.inf, 0
 
+    def finish(self, result) -> None:
+        """End the display and add the solve's final line (summary(result))."""
+        self.close()
+        line = f"{self.description}: {summary(result)}"
+        if self.display == "log":
+            logger.log(self.level, "%s", line)
+        else:
+            print(line, file=self.stream, flush=True)
+
     def __enter__(self) -> Progress:
         return self
 
@@ -158,7 +225,9 @@ class Progress:
 
 
 def _stats(record: dict) -> str:
-    return (f"gap {_fmt(record.get('gap'))} infeas {_fmt(record.get('infeasibility'))} "
+    """The live line's numbers, most telling first (a narrow terminal cuts the end)."""
+    return (f"gap {_fmt(record.get('gap'), '+.2e')} infeas {_fmt(record.get('infeasibility'))} "
+            f"obj {_fmt(record.get('objective'), '.8g')} bound {_fmt(record.get('bound'), '.8g')} "
             f"gamma {_fmt(record.get('gamma'))}")
 
 

@@ -1,5 +1,9 @@
 """Results in the user's terms: status, objective, certified bound and gap, labeled primal and duals.
 
+A result without a solution (status infeasible, unbounded, infeasible_or_unbounded or error) has no
+objective, bound or gap (NaN), and reading x, duals or values from it raises ModelError saying why; an
+infeasible one may carry a Farkas ray, read per constraint with ``infeasibility_certificate``.
+
 Tables out: ``to_frame``/``to_arrow``/``to_parquet`` give one row per element of a variable (its label
 columns, then ``value``); ``duals_frame``/``duals_to_arrow``/``duals_to_parquet`` one row per row of a
 constraint (its label columns, then ``dual``, ``activity`` and ``slack``). Label columns keep the labels'
@@ -7,6 +11,8 @@ dtypes and are built columnar (one take per label level, never a Python object p
 """
 
 from __future__ import annotations
+
+import difflib
 
 import numpy as np
 import pandas as pd
@@ -27,11 +33,49 @@ def relative_gap(objective: float, bound: float) -> float:
     return (objective - bound) / max(1.0, abs(objective), abs(bound))
 
 
+SENSE_KEYS = ("objective", "bound", "dual", "candidate_objective")  # history values in objective units
+
+
+def in_model_sense(record: dict, sense: int) -> dict:
+    """A copy of a history record with its objective-unit values (SENSE_KEYS) times ``sense``.
+
+    Backends record in minimization terms; sense = -1 turns a maximization's values positive again. The
+    gap is unchanged: (objective - bound) in minimization terms is (bound - objective) in maximization ones.
+    """
+    out = dict(record)
+    if sense != 1:
+        for key in SENSE_KEYS:
+            if key in out and out[key] is not None:
+                out[key] = sense * out[key]
+    return out
+
+
+def final_numbers(raw: RawResult, sense: int) -> tuple[float, float, float]:
+    """(objective, bound, gap) of a backend's answer in the user's sense: sense * objective, sense * bound
+    and relative_gap in minimization terms; all NaN where the status has no solution."""
+    if not raw.status.has_solution:
+        return float("nan"), float("nan"), float("nan")
+    return sense * raw.objective, sense * raw.bound, relative_gap(raw.objective, raw.bound)
+
+
+# why a status carries no solution, in a user's words
+_NO_SOLUTION = {
+    Status.INFEASIBLE: "no x satisfies every constraint",
+    Status.UNBOUNDED: "the objective improves without limit",
+    Status.INFEASIBLE_OR_UNBOUNDED: "the model is infeasible or unbounded (the backend cannot tell which)",
+    Status.ERROR: "the backend failed",
+}
+
+
 class Result:
     """The answer of Model.solve; maximization is undone here and only here (sense = -1).
 
     objective: user-sense objective at x; bound: a bound on the optimum from the backend's certificate
-    (a lower bound when minimizing, an upper bound when maximizing); gap: relative_gap in min terms.
+    (a lower bound when minimizing, an upper bound when maximizing); gap: relative_gap in min terms (>= 0
+    when consistent; negative when objective and bound cross, i.e. x is not feasible enough). history: the
+    backend's per-check records with objective, bound and dual values in the user's sense. Without a
+    solution (``status.has_solution`` False) objective, bound and gap are NaN and x, duals and values raise
+    ModelError; ``raw`` keeps whatever numbers the backend returned.
     """
 
     def __init__(self, model, sf: StandardForm, raw: RawResult, backend: str):
@@ -42,16 +86,16 @@ class Result:
         self.backend = backend
         sense = sf.layout.sense
         self.status: Status = raw.status
-        self.objective = sense * raw.objective
-        self.bound = sense * raw.bound
-        self.gap = relative_gap(raw.objective, raw.bound)
+        solved = raw.status.has_solution
+        self.objective, self.bound, self.gap = final_numbers(raw, sense)
         self.iterations = raw.iterations
         self.solve_time = raw.solve_time
         self.log = raw.log
         self.message = raw.message
-        self.history = raw.history
-        self.guarantees = raw.guarantees
-        self._x = None if raw.x is None else sf.layout.to_original(np.asarray(raw.x, dtype=np.float64))
+        self.history = [in_model_sense(record, sense) for record in raw.history]
+        self.guarantees = raw.guarantees if solved else ()
+        self._x = None if raw.x is None or not solved else \
+            sf.layout.to_original(np.asarray(raw.x, dtype=np.float64))
         self._Ax = None  # A x in compiled row order, computed on first use
 
     # ------------------------------------------------------------------ primal
@@ -59,7 +103,7 @@ class Result:
     def x_all(self) -> np.ndarray:
         """The full primal vector in the model's column order (variables concatenated)."""
         if self._x is None:
-            raise ModelError(f"no primal solution: status is {self.status}")
+            raise self._no_solution("primal solution")
         return self._x
 
     def primal(self, var, labeled: bool = True):
@@ -94,20 +138,44 @@ class Result:
     def dual(self, constraint, labeled: bool = True):
         """Duals d(objective)/d(rhs) of a constraint's rows, in the user's objective sense.
 
-        A Series over the constraint's entities (one value for a global constraint), or a numpy array.
+        A Series over the constraint's entities, a float for a global (scalar) constraint, or with
+        ``labeled=False`` a numpy array (length 1 for a global constraint).
         """
         con = self._constraint(constraint)
-        slot = next(s for s in self.standard_form.layout.constraints if s.name == con.name)
+        slot = self._slot(con.name)
         source = self.raw.row_dual if slot.kind == "rows" else self.raw.block_dual
+        if not self.status.has_solution:
+            raise self._no_solution(f"duals of constraint '{con.name}'")
         if source is None:
-            raise ModelError(f"backend '{self.backend}' returned no duals for constraint '{con.name}'")
+            raise ModelError(f"backend '{self.backend}' returned no duals for constraint '{con.name}' "
+                             f"(status {self.status})")
         values = self.standard_form.layout.sense * np.asarray(source[slot.start : slot.stop], dtype=np.float64)
-        if not labeled:
-            return values
-        if con.index is None:
-            return pd.Series(values, index=pd.Index([con.name]), name=con.name)
-        index = con.index.labels() if isinstance(con.index, EdgeSet) else con.index.labels
-        return pd.Series(values, index=index, name=con.name)
+        return self._per_row(con, values) if labeled else values
+
+    def infeasibility_certificate(self, constraint=None):
+        """A Farkas ray y over the coupling rows: min_{x in blocks, bounds} sum_r y_r a_r^T x > h(y).
+
+        h(y) = sum_{y_r > 0} y_r upper_r + sum_{y_r < 0} y_r lower_r: y_r >= 0 on `<=` rows, <= 0 on `>=`
+        rows (either sign on `==` and range rows), and the rows weighted by y add up to one row that no x of
+        the blocks and column bounds meets,
+        which proves the model infeasible. Scaled so that max_r |y_r| = 1; the largest weights point at the
+        constraints in conflict. ``constraint``: its rows' weights, a Series over its entities (a float for
+        a global constraint); None: a dict over every coupling constraint. Block constraints carry no weight
+        (they are the blocks the minimum runs over) and are refused by name. Needs an infeasible result
+        whose backend returns a ray (``raw.ray``; e.g. ``dualip``).
+        """
+        ray = self._ray()
+        if constraint is None:
+            return {slot.name: self._per_row(self.model.constraints[slot.name], ray[slot.start : slot.stop])
+                    for slot in self.standard_form.layout.constraints if slot.kind == "rows"}
+        con = self._constraint(constraint)
+        slot = self._slot(con.name)
+        if slot.kind != "rows":
+            coupling = [s.name for s in self.standard_form.layout.constraints if s.kind == "rows"]
+            raise ModelError(f"constraint '{con.name}' became block polytopes, the set the certificate minimizes "
+                             f"over: it carries no weight; the certificate weighs the coupling constraints "
+                             f"{coupling}")
+        return self._per_row(con, ray[slot.start : slot.stop])
 
     def activity(self, constraint) -> tuple[np.ndarray, np.ndarray]:
         """(activity, slack) of a constraint's rows: activity = its rows of A x (block sums for block rows).
@@ -199,6 +267,36 @@ class Result:
         return plot_history(self, **kwargs)
 
     # ------------------------------------------------------------------ helpers
+    def _no_solution(self, what: str) -> ModelError:
+        """The error for reading ``what`` from a result that has none, saying why."""
+        why = _NO_SOLUTION.get(self.status)
+        if why is None:  # a status with a solution whose backend returned no point
+            return ModelError(f"no {what}: status is {self.status} and backend '{self.backend}' returned none")
+        hint = ""
+        if self.raw.ray is not None:
+            hint = "; res.infeasibility_certificate(name) gives the Farkas ray per constraint"
+        return ModelError(f"no {what}: status is {self.status} ({why}){hint}")
+
+    def _ray(self) -> np.ndarray:
+        """raw.ray over the coupling rows, scaled to max |y_r| = 1; ModelError where there is none."""
+        if self.status != Status.INFEASIBLE:
+            raise ModelError(f"no certificate of infeasibility: status is {self.status}, not infeasible")
+        if self.raw.ray is None:
+            raise ModelError(f"no certificate of infeasibility: backend '{self.backend}' returned no Farkas ray")
+        ray = np.asarray(self.raw.ray, dtype=np.float64)
+        if ray.shape != (self.standard_form.n_rows,):
+            raise ModelError(f"backend '{self.backend}' returned a ray of shape {ray.shape} for "
+                             f"{self.standard_form.n_rows} coupling rows")
+        scale = np.abs(ray).max(initial=0.0)
+        return ray / scale if scale > 0 else ray
+
+    def _per_row(self, con, values: np.ndarray):
+        """Per-row values of a constraint as a Series over its entities, or a float for a global constraint."""
+        if con.index is None:
+            return float(values[0])
+        index = con.index.labels() if isinstance(con.index, EdgeSet) else con.index.labels
+        return pd.Series(values, index=index, name=con.name)
+
     def _the_variable(self, var):
         """The named variable, or the model's only one when ``var`` is None."""
         if var is not None:
@@ -228,8 +326,8 @@ class Result:
 
     def _compiled_x(self) -> np.ndarray:
         """x in the standard form's (compiled) column order."""
-        if self.raw.x is None:
-            raise ModelError(f"no primal solution: status is {self.status}")
+        if self._x is None:
+            raise self._no_solution("primal solution")
         return np.asarray(self.raw.x, dtype=np.float64)
 
     def _rows(self, kind: str, start: int, stop: int):
@@ -265,16 +363,10 @@ class Result:
         raise AssertionError(f"column {col} is in no variable")
 
     def _variable(self, var):
-        name = var if isinstance(var, str) else getattr(var, "name", None)
-        if name not in self.model.variables or (not isinstance(var, str) and self.model.variables[name] is not var):
-            raise ModelError(f"unknown variable {var!r} in model '{self.model.name}'")
-        return self.model.variables[name]
+        return _lookup(self.model.variables, var, "variable", self.model.name)
 
     def _constraint(self, con):
-        name = con if isinstance(con, str) else getattr(con, "name", None)
-        if name not in self.model.constraints or (not isinstance(con, str) and self.model.constraints[name] is not con):
-            raise ModelError(f"unknown constraint {con!r} in model '{self.model.name}'")
-        return self.model.constraints[name]
+        return _lookup(self.model.constraints, con, "constraint", self.model.name)
 
     def __repr__(self) -> str:
         return (f"Result(status={self.status.value!r}, objective={self.objective:.10g}, "
@@ -282,23 +374,51 @@ class Result:
 
     def __str__(self) -> str:
         sf = self.standard_form
-        lines = [
-            f"{self.model.name}: {self.status.value} ({self.backend}, {self.solve_time:.3f} s, "
-            f"{self.iterations} iterations)",
-            f"  objective  {self.objective:.10g}",
-            f"  bound      {self.bound:.10g}   rel. gap {self.gap:.3g}",
-            f"  size       {sf.n_cols} columns, {sf.n_rows} coupling rows, {sf.nnz} nonzeros, {sf.n_blocks} blocks",
-        ]
-        if self.raw.x is not None:
+        lines = [f"{self.model.name}: {self.status.value} ({self.backend}, {self.solve_time:.3f} s, "
+                 f"{self.iterations} iterations)"]
+        if self.status.has_solution:
+            lines += [f"  objective  {self.objective:.10g}",
+                      f"  bound      {self.bound:.10g}   rel. gap {self.gap:.3g}"]
+        else:
+            lines.append(f"  no solution: {_NO_SOLUTION[self.status]}")
+        lines.append(f"  size       {sf.n_cols} columns, {sf.n_rows} coupling rows, {sf.nnz} nonzeros, "
+                     f"{sf.n_blocks} blocks")
+        if self._x is not None:
             worst, where = self.violation()
             lines.append(f"  violation  {worst:.3g}" + (f" (largest at {where})" if where else ""))
-        if self.raw.ray is not None:
-            lines.append("  certificate of infeasibility: result.raw.ray (a Farkas ray)")
+        if self.status == Status.INFEASIBLE and self.raw.ray is not None:
+            lines += self._certificate_lines()
         if self.guarantees:
             lines.append(f"  guarantees {', '.join(self.guarantees)}")
         if self.message:
             lines.append(f"  message    {self.message}")
         return "\n".join(lines)
+
+    def _certificate_lines(self, shown: int = 5) -> list[str]:
+        """The certificate's summary: what it proves and its ``shown`` largest weights, by row name."""
+        ray = self._ray()
+        order = np.argsort(-np.abs(ray), kind="stable")[:shown]
+        weights = ", ".join(f"{self._row_name('rows', int(r))} {ray[r]:.3g}" for r in order if ray[r] != 0)
+        return ["  certificate: a Farkas ray, rows weighted so that no x of the blocks meets their sum "
+                "(res.infeasibility_certificate(name))",
+                f"  largest weights: {weights}"]
+
+
+def _lookup(table: dict, item, what: str, model: str):
+    """The model's variable or constraint ``item`` (a name or the object itself), else a ModelError listing
+    the names and suggesting the closest (difflib)."""
+    name = item if isinstance(item, str) else getattr(item, "name", None)
+    if name in table and (isinstance(item, str) or table[name] is item):
+        return table[name]
+    names = list(table)
+    if name in table:
+        raise ModelError(f"unknown {what} {item!r} in model '{model}': it is another model's {what} '{name}'")
+    message = f"unknown {what} {item!r} in model '{model}'; its {what}s: {names}"
+    if isinstance(name, str):
+        close = difflib.get_close_matches(name, names, n=1)
+        if close:
+            message += f" (did you mean '{close[0]}'?)"
+    raise ModelError(message)
 
 
 _DUAL_COLUMNS = ("dual", "activity", "slack")

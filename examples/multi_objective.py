@@ -33,8 +33,8 @@ def main(backend: str = "highs") -> dm.Result:
     print(res)
     for name, value in res.objectives.items():
         print(f"  {name:8s} {value:12.4f}")
-    print(f"  dual of min_revenue   {res.dual('min_revenue').iloc[0]:.4f}")
-    print(f"  dual of promotion_cap {res.dual('promotion_cap').iloc[0]:.4f}")
+    print(f"  dual of min_revenue   {res.dual('min_revenue'):.4f}")
+    print(f"  dual of promotion_cap {res.dual('promotion_cap'):.4f}")
     return res
 
 

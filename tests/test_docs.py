@@ -219,3 +219,20 @@ def test_backends_page_capability_table_matches_the_backends():
     for col, name in backends:
         documented = {cap for cap, marks in table.items() if marks[col] == "yes"}
         assert documented == _declared_capabilities(name), f"backend {name!r}: docs/backends.md disagrees"
+
+
+def test_the_first_command_solves_on_dualip_and_checks_against_highs(tmp_path):
+    """README's first line runs examples/matching.py: a model with budgets and a global row on dualip, verified
+    against highs in the same run (objective, bound, violation, duals), exit status 0 only if they agree."""
+    first = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()[1]
+    assert first.startswith("bash scripts/setup.sh && .venv/bin/python examples/matching.py")
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "matching.py"), "--users", "400", "--campaigns",
+                           "20", "--density", "0.1", "--seed", "1"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "(total_spend, coupling)" in out and "(budget, coupling)" in out
+    assert re.search(r"^dualip +optimal ", out, re.M) and re.search(r"^highs +optimal ", out, re.M)
+    for check in ("objective within tol of the optimum", "bound certifies it", "x meets every row", "duals agree"):
+        assert re.search(rf"^  ok +{re.escape(check)}", out, re.M), check
+    assert "total_spend: dualip " in out and out.rstrip().endswith("dualip agrees with highs")

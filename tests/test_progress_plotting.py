@@ -12,7 +12,7 @@ import pytest
 
 import dualip_model as dm
 from dualip_model.plotting import FLOOR, plot_history
-from dualip_model.progress import Progress, chain_callbacks, describe
+from dualip_model.progress import Progress, chain_callbacks, describe, summary
 from dualip_model.synthetic import matching_model, synthetic_matching
 
 matplotlib.use("Agg")
@@ -21,8 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
 LOGGER = "dualip_model.progress"
 
 
-def record(iteration, time, gap=1e-2, infeasibility=1e-3, gamma=0.03):
-    return dict(iteration=iteration, time=time, gap=gap, infeasibility=infeasibility, gamma=gamma)
+def record(iteration, time, gap=1e-2, infeasibility=1e-3, gamma=0.03, objective=10.5, bound=10.25):
+    return dict(iteration=iteration, time=time, gap=gap, infeasibility=infeasibility, gamma=gamma,
+                objective=objective, bound=bound)
 
 
 class FakeTTY(io.StringIO):
@@ -74,7 +75,9 @@ def test_callbacks_in_a_dualip_solve_see_every_record_and_can_stop_it(caplog):
     assert len(records) == len(res.history) >= 1
     assert [r["iteration"] for r in records] == [h["iteration"] for h in res.history]
     lines = [r.getMessage() for r in caplog.records if r.name == LOGGER]
-    assert len(lines) == len(records) and lines[-1].startswith(f"dualip: iteration {records[-1]['iteration']} ")
+    assert len(lines) == len(records) + 1  # every record, then the final line
+    assert lines[-2].startswith(f"dualip: iteration {records[-1]['iteration']} ")
+    assert lines[-1] == f"dualip: {summary(res)}" and lines[-1].startswith(f"dualip: {res.status} after ")
 
     stop_after_two = chain_callbacks(Progress(display="log"), lambda r: len(records) >= 2 or records.append(r))
     records.clear()
@@ -104,7 +107,15 @@ def test_log_display_does_not_repeat_a_logged_last_record(caplog):
 
 def test_describe_formats_missing_and_nan_values():
     line = describe(dict(iteration=5, gap=float("nan"), time=1.25))
-    assert line == "iteration 5  gap -  infeasibility -  gamma -  time 1.2 s"
+    assert line == "iteration 5  objective -  bound -  gap -  infeasibility -  gamma -  time 1.2 s"
+
+
+def test_describe_shows_objective_bound_and_the_signed_gap():
+    line = describe(dict(iteration=5, objective=12.5, bound=12.25, gap=-2e-2, infeasibility=0.0, gamma=0.01,
+                         time=0.5))
+    assert line == ("iteration 5  objective 12.5  bound 12.25  gap -2.00e-02  infeasibility 0.00e+00  "
+                    "gamma 1.00e-02  time 0.5 s")
+    assert "gap +3.00e-04" in describe(dict(gap=3e-4))
 
 
 def test_tqdm_display_writes_iterations_and_stats_to_the_stream():
@@ -114,17 +125,20 @@ def test_tqdm_display_writes_iterations_and_stats_to_the_stream():
     p(record(50, 0.2, gap=1.25e-3))
     p.close()
     text = out.getvalue()
-    assert "dualip" in text and "50it" in text and "gap 1.25e-03" in text and "infeas 1.00e-03" in text
+    assert "dualip" in text and "50it" in text and "gap +1.25e-03" in text and "infeas 1.00e-03" in text
+    assert "obj 10.5 bound 10.25" in text
 
 
-def test_rich_display_writes_iterations_and_stats_to_the_stream():
+def test_rich_display_writes_iterations_and_stats_to_the_stream(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich cuts lines at 80 columns on a stream that is not a terminal
     out = io.StringIO()
     p = Progress(display="rich", stream=out, description="dualip")
     p(record(25, 0.1))
     p(record(75, 0.2, gap=4.5e-4))
     p.close()
     text = out.getvalue()
-    assert "iteration      75" in text and "gap 4.50e-04" in text and "gamma 3.00e-02" in text
+    assert "iteration      75" in text and "gap +4.50e-04" in text and "gamma 3.00e-02" in text
+    assert "obj 10.5 bound 10.25" in text
 
 
 def test_a_lower_iteration_starts_a_new_display():
@@ -176,8 +190,8 @@ def test_plot_history_draws_three_panels_in_the_user_sense(dualip_result):
     assert len(infeas_ax.lines) == 2
     lines = {line.get_label(): line for line in obj_ax.lines}
     assert set(lines) == {"dualip objective", "dualip bound", "dualip regularized dual"}
-    # a maximization: the history is in minimization terms, the plot in the user's
-    assert lines["dualip objective"].get_ydata()[-1] == pytest.approx(-res.history[-1]["objective"])
+    # a maximization: the backend's history is in minimization terms, the result's and the plot in the user's
+    assert lines["dualip objective"].get_ydata()[-1] == pytest.approx(-res.raw.history[-1]["objective"])
     assert lines["dualip objective"].get_ydata()[-1] == pytest.approx(res.objective, rel=1e-6)
 
 
@@ -196,7 +210,7 @@ def test_plot_history_against_time_on_given_axes(dualip_result):
 def test_plot_history_overlays_results_and_draws_final_numbers_without_history(dualip_result):
     m = dualip_result.model
     exact = m.solve("highs")
-    fig = plot_history({"exact": exact, "first order": dualip_result, "raw": dualip_result.raw})
+    fig = plot_history({"exact": exact, "first order": dualip_result, "raw": dualip_result.raw}, x="iteration")
     gap_ax, infeas_ax, obj_ax = fig.axes
     labels = [line.get_label() for line in gap_ax.lines]
     assert "first order" in labels and "raw" in labels
@@ -208,7 +222,7 @@ def test_plot_history_overlays_results_and_draws_final_numbers_without_history(d
     highs_obj = next(line for line in obj_ax.lines if line.get_label() == "exact (final objective)")
     assert highs_obj.get_ydata()[0] == pytest.approx(exact.objective)
     raw_obj = next(line for line in obj_ax.lines if line.get_label() == "raw objective")
-    assert raw_obj.get_ydata()[-1] == pytest.approx(dualip_result.history[-1]["objective"])  # min terms
+    assert raw_obj.get_ydata()[-1] == pytest.approx(dualip_result.raw.history[-1]["objective"])  # min terms
 
 
 def test_plot_history_labels_repeated_backends_apart(dualip_result):
@@ -250,3 +264,89 @@ def test_plot_history_without_matplotlib(dualip_result, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(dm.ModelError, match="plotting needs matplotlib"):
         plot_history(dualip_result)
+
+
+# ----------------------------------------------------------------------------------------- the model's sense
+def test_callbacks_and_history_report_objective_and_bound_in_the_model_sense():
+    m = matching_model(synthetic_matching(40, 5, 0.4, seed=2))  # a maximization
+    records = []
+    res = m.solve("dualip", check_every=10, callback=records.append)
+    assert records == res.history and records[-1]["objective"] > 0
+    for mine, raw in zip(res.history, res.raw.history):
+        for key in ("objective", "bound", "dual", "candidate_objective"):
+            assert mine[key] == -raw[key]
+        assert mine["gap"] == raw["gap"]  # the relative gap does not depend on the sense
+    assert res.history[-1]["objective"] == pytest.approx(res.objective, rel=1e-6)
+    assert res.history[-1]["bound"] >= res.history[-1]["objective"]  # an upper bound of a maximization
+
+
+def test_a_compared_standard_form_reports_in_its_sense_too():
+    sf = matching_model(synthetic_matching(40, 5, 0.4, seed=2)).compile()
+    records = []
+    c = dm.compare(sf, ("dualip",), check_every=10, callback=records.append)
+    assert records == c["dualip"].history and records[-1]["objective"] == pytest.approx(c["dualip"].objective)
+    assert records[-1]["objective"] > 0
+
+
+def test_progress_ends_a_live_solve_with_a_final_line():
+    out = io.StringIO()
+    m = matching_model(synthetic_matching(40, 5, 0.4, seed=2))
+    res = m.solve("dualip", check_every=10, callback=chain_callbacks(Progress(display="tqdm", stream=out)))
+    last = out.getvalue().rstrip("\n").split("\n")[-1]
+    assert last == f"solve: {summary(res)}"
+    assert last.startswith(f"solve: optimal after {res.iterations} iterations, ")
+    assert f"objective {res.objective:.8g}, bound {res.bound:.8g}, gap +" in last
+
+
+def test_summary_of_a_result_without_a_solution_has_no_numbers():
+    raw = dm.RawResult(status=dm.Status.INFEASIBLE, iterations=75, solve_time=1.5)
+    assert summary(raw) == "infeasible after 75 iterations, 1.50 s"
+
+
+def test_chain_passes_the_result_to_every_callback_that_finishes():
+    finished = []
+
+    class Tracker:
+        def __call__(self, record):
+            return False
+
+        def finish(self, result):
+            finished.append(result)
+
+    chain_callbacks(Tracker(), print, Tracker()).finish("the result")
+    assert finished == ["the result", "the result"]
+
+
+# ----------------------------------------------------------------------------------------- readable plots
+def fake_history(gaps, objectives, bounds):
+    history = [dict(iteration=10 * (k + 1), time=0.1 * (k + 1), gap=g, objective=o, bound=b, infeasibility=0.0)
+               for k, (g, o, b) in enumerate(zip(gaps, objectives, bounds))]
+    return dm.RawResult(status=dm.Status.OPTIMAL, objective=objectives[-1], bound=bounds[-1], history=history)
+
+
+def test_the_gap_panel_marks_negative_gaps():
+    res = fake_history([1e-1, -2e-2, 1e-3, -1e-5], [5.0, 4.0, 3.0, 3.0], [1.0, 2.0, 3.0, 3.0])
+    ax = plot_history(res, panels="gap").axes[0]
+    line, crosses = ax.lines
+    np.testing.assert_allclose(line.get_ydata(), [1e-1, 2e-2, 1e-3, 1e-5])
+    assert crosses.get_marker() == "x" and "gap < 0" in crosses.get_label()
+    np.testing.assert_array_equal(crosses.get_xdata(), [20, 40])
+    np.testing.assert_allclose(crosses.get_ydata(), [2e-2, 1e-5])
+
+
+def test_the_objective_panel_zooms_on_the_end_of_the_run():
+    objectives = [1e6, 1e5, 1e3, 12.0, 10.5, 10.2, 10.1, 10.0]
+    bounds = [-1e6, -1e4, 0.0, 9.0, 9.8, 9.9, 9.95, 9.99]
+    res = fake_history([0.1] * 8, objectives, bounds)
+    low, high = plot_history(res, panels="objective").axes[0].get_ylim()
+    assert 9.7 < low < 9.8 and 10.5 < high < 10.6  # the second half, 10% of its span either side
+    low, high = plot_history(res, panels="objective", zoom=False).axes[0].get_ylim()
+    assert low <= -1e6 and high >= 1e6
+
+
+def test_results_of_different_backends_are_plotted_against_seconds(dualip_result):
+    exact = dualip_result.model.solve("highs")
+    assert plot_history({"highs": exact, "dualip": dualip_result}).axes[0].get_xlabel() == "time (s)"
+    assert plot_history([dualip_result, dualip_result]).axes[0].get_xlabel() == "iteration"
+    assert plot_history(dualip_result).axes[0].get_xlabel() == "iteration"
+    assert plot_history({"highs": exact, "dualip": dualip_result}, x="iteration").axes[0].get_xlabel() == "iteration"
