@@ -2,6 +2,10 @@
 
 pyarrow is optional: it is imported only when the caller hands in a pyarrow object. Numeric arrow arrays
 without nulls and pandas numpy-backed columns become numpy views (no copy); nulls are refused by name.
+
+Data that enters a model is frozen (``frozen``): arrays nobody can write (arrow buffers, read-only arrays) are
+kept as they are, arrays the caller could still write are copied once, so mutating the caller's array after
+``variable``/``subject_to``/``minimize`` cannot change the model.
 """
 
 from __future__ import annotations
@@ -60,9 +64,60 @@ def _arrow_to_numpy(values, what: str, describe, allow_null: bool) -> np.ndarray
         raise ModelError(f"{what}: expected an array, got a pyarrow {type(values).__name__}")
     if not allow_null and values.null_count:
         raise ModelError(f"{what}: {_position(describe, first_null(values))} is missing (null)")
-    if isinstance(values, pa.ChunkedArray):
-        return values.to_numpy()
-    return values.to_numpy(zero_copy_only=False)
+    arr = values.to_numpy() if isinstance(values, pa.ChunkedArray) else values.to_numpy(zero_copy_only=False)
+    if _writable(arr):  # arrow memory is immutable: a writable result is a fresh conversion that only we hold
+        _mark_read_only(arr)
+    return arr
+
+
+def _writable(arr: np.ndarray) -> bool:
+    """True if arr or an array it views can be written (then someone holding that array could change arr)."""
+    while isinstance(arr, np.ndarray):
+        if arr.flags.writeable:
+            return True
+        arr = arr.base
+    return False
+
+
+def _mark_read_only(arr: np.ndarray) -> None:
+    """Make arr and every array it views read-only (only for arrays no caller holds)."""
+    while isinstance(arr, np.ndarray):
+        arr.flags.writeable = False
+        arr = arr.base
+
+
+def frozen(arr: np.ndarray, *, fresh: bool = False) -> np.ndarray:
+    """``arr`` as an array nobody can write: kept if already so, marked read-only if ``fresh`` (made by us and
+    held by no caller), else copied once."""
+    if fresh:
+        _mark_read_only(arr)
+        return arr
+    if not _writable(arr):
+        return arr
+    out = arr.copy()
+    out.flags.writeable = False
+    return out
+
+
+def check_finite_result(result, what: str, *, describe=None, finite_inputs=None, operation: str = "result"):
+    """Raise if a computed value overflowed float64: ``result`` is not finite where its inputs were.
+
+    ``finite_inputs`` (bool array or scalar, default all True) says where the inputs were finite, so an
+    infinite side that stays infinite is not an overflow. Returns ``result``.
+    """
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(result)
+    if finite_inputs is not None:
+        bad = bad & finite_inputs
+    if np.ndim(bad) == 0:
+        if bad:
+            raise ModelError(f"{what}: the {operation} overflows float64 ({float(result)})")
+        return result
+    if bad.any():
+        i = int(np.argmax(bad))
+        where = describe(i) if describe is not None else f"position {i}"
+        raise ModelError(f"{what}: the {operation} at {where} overflows float64 ({result[i]})")
+    return result
 
 
 def first_null(values) -> int:
@@ -125,6 +180,7 @@ def as_float(values, n: int | None, what: str, *, allow_inf: bool = False, descr
 
     Arrow data must be numeric (an arrow Scalar counts as a scalar). NaN and nulls are always rejected;
     +-inf only where ``allow_inf``. ``describe(i)`` turns a position into a label for the error message.
+    An array comes back read-only and never shares memory the caller can still write (see ``frozen``).
     """
     if values is None:
         raise ModelError(f"{what}: expected a number or an array, got None")
@@ -146,12 +202,13 @@ def as_float(values, n: int | None, what: str, *, allow_inf: bool = False, descr
         raise ModelError(f"{what}: expected numeric data, got dtype {arr.dtype}")
     if n is not None and arr.shape[0] != n:
         raise ModelError(f"{what}: has {arr.shape[0]} entries, expected {n}")
+    converted = arr.dtype != np.float64
     arr = np.asarray(arr, dtype=np.float64)
     bad = _first_bad(arr, allow_inf)
     if bad is not None:
         where = describe(bad) if describe is not None else f"position {bad}"
         raise ModelError(f"{what}: value at {where} is {arr[bad]}")
-    return arr
+    return frozen(arr, fresh=converted)
 
 
 def _first_bad(arr: np.ndarray, allow_inf: bool) -> int | None:

@@ -428,6 +428,7 @@ def test_constraint_whose_variables_cancel_is_a_valid_row(make, expected, monkey
     m, _, _, _, x = build()
     expr = (x - x).sum() if make == "difference" else (0 * x).sum()
     m.subject_to(expr <= (-1.0 if make == "difference" else 1.0), name="nothing")
+    m.minimize(0)  # a feasibility problem, said explicitly
     assert m.compile().n_rows >= 1
     assert m.solve("highs").status == expected
 
@@ -655,8 +656,10 @@ SHAPES_AND_TYPES = [
     ("string-bounds", lambda m, users, items, x: m.variable("y", over=users, upper=["1", "2", "3"]),
      r"variable 'y': upper bound: expected numeric data"),
     ("None-rhs", lambda m, users, items, x: m.subject_to(x.sum() <= None, name="c"), r"constraint 'c': upper side"),
-    ("number-objective", lambda m, users, items, x: m.minimize(3.0),
-     r"objective 'objective': expected a linear expression, got float"),
+    ("string-objective", lambda m, users, items, x: m.minimize("3"),
+     r"objective 'objective': expected a linear expression, got str"),
+    ("inf-objective", lambda m, users, items, x: m.minimize(np.inf),
+     r"objective 'objective': a constant objective must be finite, got inf"),
     ("bool-constraint", lambda m, users, items, x: m.subject_to(True, name="c"),
      r"constraint 'c': expected a relation"),
 ]

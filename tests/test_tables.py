@@ -65,13 +65,17 @@ def test_arrow_arrays_chunked_arrays_and_table_columns_everywhere():
         assert m.solve("highs").objective == pytest.approx(6.5)
 
 
-def test_arrow_numeric_data_is_a_zero_copy_view():
+def test_arrow_numeric_data_is_a_zero_copy_view_and_writable_data_a_copy():
+    """Arrow buffers are immutable, so the model keeps views of them; data the caller can write is copied once."""
     arr = pa.array(np.arange(6.0))
     data = np.frombuffer(arr.buffers()[1], dtype=np.float64)
     assert np.shares_memory(as_float(arr, 6, "v"), data)
     assert np.shares_memory(to_numpy(pa.chunked_array([arr]), "v"), data)
     series = pd.Series(np.arange(6.0))
-    assert np.shares_memory(as_float(series, 6, "v"), series.to_numpy())
+    kept = as_float(series, 6, "v")
+    assert not np.shares_memory(kept, series.to_numpy()) and not kept.flags.writeable
+    multi = as_float(pa.chunked_array([arr[:2], arr[2:]]), 6, "v")  # a fresh concatenation: frozen, not copied
+    assert not multi.flags.writeable and np.shares_memory(as_float(multi, 6, "v"), multi)
 
 
 @pytest.mark.parametrize("dictionary", [False, True])
