@@ -94,9 +94,7 @@ class EntitySet:
             raise ModelError(f"{what}: label at position {first_null(strings)} is missing (null)")
         if self._arrow_labels is None:
             self._arrow_labels = pa.array(self.labels)
-        value_type = strings.type.value_type if pa.types.is_dictionary(strings.type) else strings.type
-        if pa.types.is_string_view(value_type):  # index_in has no string_view kernel: compare as the set's type
-            strings = pc.cast(strings, self._arrow_labels.type)
+        strings = _without_string_view(strings, self._arrow_labels.type)
         codes = pc.index_in(strings, value_set=self._arrow_labels)
         if codes.null_count:
             bad = strings[first_null(codes)].as_py()
@@ -223,6 +221,22 @@ class EdgeSet:
             raise ModelError(_mismatch(what, f"edge set '{self.name}'", int((positions < 0).sum()), extra,
                                        missing.shape[0], [self.pair(i) for i in missing[:_SHOWN]]))
         return series.iloc[order]
+
+
+def _without_string_view(strings, target):
+    """Arrow strings with string_view (which index_in cannot read) cast to ``target``; dictionaries keep codes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(strings, pa.ChunkedArray):
+        if not strings.num_chunks:
+            return pa.chunked_array([], type=target)
+        return pa.chunked_array([_without_string_view(chunk, target) for chunk in strings.chunks])
+    if pa.types.is_dictionary(strings.type):
+        if not pa.types.is_string_view(strings.type.value_type):
+            return strings
+        return pa.DictionaryArray.from_arrays(strings.indices, pc.cast(strings.dictionary, target))
+    return pc.cast(strings, target) if pa.types.is_string_view(strings.type) else strings
 
 
 _SHOWN = 3  # labels named in an alignment error
