@@ -3,9 +3,15 @@
 pyarrow is optional: it is imported only when the caller hands in a pyarrow object. Numeric arrow arrays
 without nulls and pandas numpy-backed columns become numpy views (no copy); nulls are refused by name.
 
-Data that enters a model is frozen (``frozen``): arrays nobody can write (arrow buffers, read-only arrays) are
-kept as they are, arrays the caller could still write are copied once, so mutating the caller's array after
-``variable``/``subject_to``/``minimize`` cannot change the model.
+Data that enters a model is frozen (``frozen``), so writing into the caller's array after
+``variable``/``subject_to``/``minimize`` cannot change the model, and no copy is made where none is needed:
+
+- arrays nobody can write (arrow buffers, read-only arrays) are kept as they are;
+- a numpy array that owns its memory is marked read-only in place (a later write raises numpy's
+  "assignment destination is read-only"; pass ``arr.copy()`` to keep a writable one);
+- a view of writable memory (a slice of a larger array) is copied once;
+- pandas data is held through a shallow copy-on-write reference (pandas >= 3): a later write into the
+  caller's Series makes pandas copy the caller's side (pandas < 3 without copy-on-write: copied once).
 """
 
 from __future__ import annotations
@@ -16,6 +22,30 @@ import pandas as pd
 from .errors import ModelError
 
 _CHUNK = 1 << 22  # elements per chunk in O(n) scans, bounds temporaries to a few MB
+_PANDAS_COW = int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
+
+
+class _Holder:
+    """Exposes an array's memory while holding the pandas object whose copy-on-write reference protects it."""
+
+    def __init__(self, arr: np.ndarray, owner):
+        self.__array_interface__ = arr.__array_interface__
+        self.owner = owner
+
+
+def _pandas_view(values) -> np.ndarray:
+    """A read-only view of a numpy-backed pandas Series/Index that the caller's later writes cannot change.
+
+    A shallow Series copy is a copy-on-write reference: a write into the caller's Series copies its side, so
+    the view (kept alive with it, as the array's base) keeps the data it had. Other pandas data is copied.
+    """
+    owner = values.copy(deep=False) if isinstance(values, pd.Series) else values  # an Index is immutable
+    arr = owner.to_numpy()
+    if not (_PANDAS_COW and isinstance(values.dtype, np.dtype)) or arr.dtype == object:
+        return arr
+    view = np.asarray(_Holder(arr, owner))
+    view.flags.writeable = False
+    return view
 
 
 def is_arrow(values) -> bool:
@@ -87,9 +117,9 @@ def _mark_read_only(arr: np.ndarray) -> None:
 
 
 def frozen(arr: np.ndarray, *, fresh: bool = False) -> np.ndarray:
-    """``arr`` as an array nobody can write: kept if already so, marked read-only if ``fresh`` (made by us and
-    held by no caller), else copied once."""
-    if fresh:
+    """``arr`` as an array nobody can write: kept if already so, marked read-only if ``fresh`` (made by us) or if
+    it owns its memory (the caller's array itself is frozen), else (a view of writable memory) copied once."""
+    if fresh or arr.base is None:
         _mark_read_only(arr)
         return arr
     if not _writable(arr):
@@ -198,6 +228,8 @@ def as_float(values, n: int | None, what: str, *, allow_inf: bool = False, descr
         return value
     null_at = None if describe is None else (lambda i: f"value at {describe(i)}")
     arr = to_numpy(values, what, describe=null_at)
+    if isinstance(values, (pd.Series, pd.Index)) and arr.ndim == 1:
+        arr = _pandas_view(values)
     if arr.dtype.kind not in "biuf":
         raise ModelError(f"{what}: expected numeric data, got dtype {arr.dtype}")
     if n is not None and arr.shape[0] != n:

@@ -179,26 +179,32 @@ def test_standard_form_of_another_model_is_refused_before_solving(tiny):
 
 
 # ----------------------------------------------------------------------------------------- data is copied on entry
-def test_mutating_user_arrays_after_building_does_not_change_the_model():
-    """Issue 19: the model kept references; NaN written into a cost after building was solved."""
+def test_writing_user_arrays_after_building_cannot_change_the_model():
+    """Issue 19: the model kept references; NaN written into a cost after building was solved.
+
+    numpy arrays the model holds are frozen (a write raises), views of larger arrays are copied, pandas Series
+    are protected by copy-on-write, edge endpoints become codes: after every write the compiled model is the same.
+    """
     src, dst = np.array([0, 0, 1]), np.array([0, 1, 1])
     value, cost = np.array([3.0, 1.0, 2.0]), pd.Series([1.0, 1.0, 1.0])
-    upper, lower, rhs, shift = np.array([1.0, 1.0, 1.0]), np.zeros(3), np.array([1.0, 1.0]), np.array([0.0, 0.0])
+    storage = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    upper, lower = storage[:, 0], storage[:, 1]  # views of a larger writable array
+    rhs, shift = pd.Series([1.0, 1.0]), np.array([0.0, 0.0])
 
-    def build():
-        m = dm.Model()
-        users, items = m.entities("user", 2), m.entities("item", 2)
-        x = m.variable("x", over=m.edges("e", users, items, src=src, dst=dst), lower=lower, upper=upper)
-        m.maximize((value * x).sum())
-        m.subject_to((cost * x).sum(by=items) + shift <= rhs, name="budget")
-        m.subject_to(x.sum(by=users) <= 1, name="one")
-        return m
-
-    m = build()
+    m = dm.Model()
+    users, items = m.entities("user", 2), m.entities("item", 2)
+    x = m.variable("x", over=m.edges("e", users, items, src=src, dst=dst), lower=lower, upper=upper)
+    m.maximize((value * x).sum())
+    m.subject_to((cost * x).sum(by=items) + shift <= rhs, name="budget")
+    m.subject_to(x.sum(by=users) <= 1, name="one")
     before = m.compile()
-    for arr in (src, dst, value, upper, lower, rhs, shift):
-        arr[:] = arr[::-1] if arr is not value else np.nan
+    for frozen in (value, shift):
+        with pytest.raises(ValueError, match="read-only"):
+            frozen[0] = 7
+    src[:], dst[:] = src[::-1], dst[::-1]  # the model holds its own codes of the labels
+    storage[:] = np.nan
     cost.iloc[0] = np.inf
+    rhs *= -1.0
     after = m.compile()
     for name in ("c", "col_lower", "col_upper", "A_data", "A_indices", "row_upper", "block_rhs", "block_ptr"):
         np.testing.assert_array_equal(getattr(after, name), getattr(before, name), err_msg=name)
@@ -211,9 +217,9 @@ def test_arrow_data_is_kept_without_a_copy_and_model_arrays_are_read_only():
     x = m.variable("x", over=m.entities("s", 3))
     term = (value * x).terms[0]
     assert np.shares_memory(term.coef, np.frombuffer(value.buffers()[1], dtype=np.float64))
-    users = np.ones(3)
-    coef = (users * x).terms[0].coef
-    assert not np.shares_memory(coef, users) and not coef.flags.writeable
+    weights = np.arange(6.0)[::2]
+    coef = (weights * x).terms[0].coef
+    assert not np.shares_memory(coef, weights) and not coef.flags.writeable
     with pytest.raises(ValueError):
         coef[0] = 5.0
 
