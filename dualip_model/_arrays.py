@@ -37,13 +37,10 @@ def _pandas_view(values) -> np.ndarray:
     """A read-only view of a numpy-backed pandas Series/Index that the caller's later writes cannot change.
 
     A shallow Series copy is a copy-on-write reference: a write into the caller's Series copies its side, so
-    the view (kept alive with it, as the array's base) keeps the data it had. Other pandas data is copied.
+    the view (kept alive with it, as the array's base) keeps the data it had. An Index is immutable.
     """
-    owner = values.copy(deep=False) if isinstance(values, pd.Series) else values  # an Index is immutable
-    arr = owner.to_numpy()
-    if not (_PANDAS_COW and isinstance(values.dtype, np.dtype)) or arr.dtype == object:
-        return arr
-    view = np.asarray(_Holder(arr, owner))
+    owner = values.copy(deep=False) if isinstance(values, pd.Series) else values
+    view = np.asarray(_Holder(owner.to_numpy(), owner))
     view.flags.writeable = False
     return view
 
@@ -205,12 +202,14 @@ def _arrow_numeric(values, what: str):
     return pc.cast(values, pa.float64()) if pa.types.is_decimal(t) else values
 
 
-def as_float(values, n: int | None, what: str, *, allow_inf: bool = False, describe=None) -> np.ndarray | float:
+def as_float(values, n: int | None, what: str, *, allow_inf: bool = False, describe=None,
+             held: bool = True) -> np.ndarray | float:
     """Validate numeric data: a Python/numpy scalar stays a float, an array becomes float64 of length n.
 
     Arrow data must be numeric (an arrow Scalar counts as a scalar). NaN and nulls are always rejected;
     +-inf only where ``allow_inf``. ``describe(i)`` turns a position into a label for the error message.
-    An array comes back read-only and never shares memory the caller can still write (see ``frozen``).
+    An array the model will hold (``held``) comes back read-only and never shares memory the caller can still
+    write (see ``frozen``); with ``held=False`` (the caller only computes a new array from it) it is left as is.
     """
     if values is None:
         raise ModelError(f"{what}: expected a number or an array, got None")
@@ -228,8 +227,9 @@ def as_float(values, n: int | None, what: str, *, allow_inf: bool = False, descr
         return value
     null_at = None if describe is None else (lambda i: f"value at {describe(i)}")
     arr = to_numpy(values, what, describe=null_at)
-    if isinstance(values, (pd.Series, pd.Index)) and arr.ndim == 1:
-        arr = _pandas_view(values)
+    if held and _PANDAS_COW and isinstance(values, (pd.Series, pd.Index)) and isinstance(values.dtype, np.dtype) \
+            and arr.dtype.kind in "biuf":
+        arr = _pandas_view(values)  # without copy-on-write (pandas < 3), ``frozen`` below copies instead
     if arr.dtype.kind not in "biuf":
         raise ModelError(f"{what}: expected numeric data, got dtype {arr.dtype}")
     if n is not None and arr.shape[0] != n:
@@ -240,7 +240,7 @@ def as_float(values, n: int | None, what: str, *, allow_inf: bool = False, descr
     if bad is not None:
         where = describe(bad) if describe is not None else f"position {bad}"
         raise ModelError(f"{what}: value at {where} is {arr[bad]}")
-    return frozen(arr, fresh=converted)
+    return frozen(arr, fresh=converted) if held else arr
 
 
 def _first_bad(arr: np.ndarray, allow_inf: bool) -> int | None:

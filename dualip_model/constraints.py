@@ -46,10 +46,10 @@ class Constraint:
                 if np.size(raw) != 1:
                     raise ModelError(f"{what}: a global (scalar) constraint takes a scalar, got {np.size(raw)} values")
                 raw = np.asarray(raw).reshape(-1)[0]
-            value = np.asarray(as_float(align(raw, self.index, what), length, what, allow_inf=True,
+            value = np.asarray(as_float(align(raw, self.index, what), length, what, allow_inf=True, held=False,
                                         describe=lambda i: f"'{self.label(i)}'"), dtype=np.float64)
             with np.errstate(over="ignore", invalid="ignore"):
-                side = value - const
+                side = value - const  # a new array: the caller's side is not kept
             sides.append(check_finite_result(side, f"{what} minus the expression's constant",
                                              finite_inputs=np.isfinite(value), operation="value",
                                              describe=lambda i: f"'{self.label(i)}'"))

@@ -47,6 +47,15 @@ class Terms:
         return np.full(len(self), self.coef) if np.isscalar(self.coef) else self.coef
 
 
+def _describe_row(index, i: int) -> str:
+    """How a message names row i of an expression over ``index`` (an edge, an entity, or the scalar row)."""
+    if isinstance(index, EdgeSet):
+        return index.describe(i)
+    if isinstance(index, EntitySet):
+        return f"{index.name}={_plain(index.labels[i])!r}"
+    return "the scalar row"
+
+
 def _index_size(index) -> int:
     return 1 if index is None else len(index)
 
@@ -80,14 +89,13 @@ class LinearExpression:
         return f"LinearExpression(index={_index_name(self.index)}, rows={self.size}, terms={self.nterms})"
 
     def _describe(self, i: int) -> str:
-        if isinstance(self.index, EdgeSet):
-            return self.index.describe(i)
-        if isinstance(self.index, EntitySet):
-            return f"{self.index.name}={_plain(self.index.labels[i])!r}"
-        return "the scalar row"
+        return _describe_row(self.index, i)
 
-    def _data(self, values, what: str, allow_inf: bool = False):
-        """Validate a scalar or an array aligned with this expression's index (a pandas Series by label)."""
+    def _data(self, values, what: str, allow_inf: bool = False, held: bool = True):
+        """Validate a scalar or an array aligned with this expression's index (a pandas Series by label).
+
+        ``held``: the array may be kept in an expression, so it is frozen (see ``_arrays.as_float``).
+        """
         n = None if self.index is None else len(self.index)
         if self.index is None and not np.isscalar(values) and not is_arrow(values):
             arr = np.asarray(values)
@@ -95,7 +103,7 @@ class LinearExpression:
                 raise ModelError(f"{what}: a scalar expression takes a scalar, got {arr.size} values")
             values = arr.reshape(()).item()
         values = align(values, self.index, what)
-        return as_float(values, n, what, allow_inf=allow_inf, describe=self._describe)
+        return as_float(values, n, what, allow_inf=allow_inf, describe=self._describe, held=held)
 
     def _checked(self, result, what: str, operation: str):
         """``result`` (a coefficient or constant array, rows of this expression's index) if it did not overflow."""
@@ -133,7 +141,7 @@ class LinearExpression:
 
     def __truediv__(self, other):
         what = f"divisor of an expression over {_index_name(self.index)}"
-        divisor = self._data(other, what)
+        divisor = self._data(other, what, held=False)  # only its reciprocal is kept
         zero = np.asarray(divisor) == 0.0
         if zero.any():
             where = "" if zero.ndim == 0 else f" at {self._describe(int(np.argmax(zero)))}"
@@ -168,7 +176,7 @@ class LinearExpression:
         with np.errstate(over="ignore", invalid="ignore"):
             constant = self.constant + other.constant
         constant = check_finite_result(constant, "constant of a sum of expressions", operation="sum",
-                                       describe=LinearExpression(self.model, index, ())._describe)
+                                       describe=lambda i: _describe_row(index, i))
         return LinearExpression(self.model, index, self.terms + other.terms, constant)
 
     __radd__ = __add__
@@ -211,7 +219,7 @@ class LinearExpression:
                 with np.errstate(over="ignore", invalid="ignore"):
                     const = np.bincount(codes, weights=weights, minlength=len(by))
                 const = check_finite_result(const, f"sum of an expression over '{self.index.name}' by '{by.name}'",
-                                            describe=lambda i: f"{by.name}={_plain(by.labels[i])!r}",
+                                            describe=lambda i: _describe_row(by, i),
                                             operation="constant")
             return LinearExpression(self.model, by, terms, const)
         raise ModelError(

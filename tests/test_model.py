@@ -197,7 +197,11 @@ def test_writing_user_arrays_after_building_cannot_change_the_model():
     m.maximize((value * x).sum())
     m.subject_to((cost * x).sum(by=items) + shift <= rhs, name="budget")
     m.subject_to(x.sum(by=users) <= 1, name="one")
+    side = np.array([2.0, 2.0])
+    m.subject_to(x.sum(by=users) <= side, name="loose")
+    assert side.flags.writeable  # the model keeps side - constant, a new array, so the caller's stays writable
     before = m.compile()
+    side[:] = -1.0
     for frozen in (value, shift):
         with pytest.raises(ValueError, match="read-only"):
             frozen[0] = 7
