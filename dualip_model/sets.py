@@ -77,8 +77,8 @@ class EntitySet:
         arr, maybe = _comparable(arr, self.labels.dtype, what, self.name)
         if isinstance(self.labels, pd.RangeIndex) and arr.dtype.kind in "iu":
             # labels 0..n-1 are their own positions: check the range, no hashing
-            inside = (arr >= 0) & (arr < n)
-            positions = arr if inside.all() else np.where(inside, arr, -1)
+            lo, hi = (int(arr.min()), int(arr.max())) if arr.shape[0] else (0, 0)
+            positions = arr if lo >= 0 and hi < n else np.where((arr >= 0) & (arr < n), arr, -1)
         else:
             positions = self.labels.get_indexer(arr)
         if maybe is not None and not maybe.all():
