@@ -143,7 +143,8 @@ def test_per_edge_series_aligned_by_its_pair_index():
 
 
 @pytest.mark.parametrize("index, shown", [
-    (pd.MultiIndex.from_tuples([("u0", "a"), ("u0", "b")]), r"1 of its labels missing from the index \(\('u1', 'b'\)\)"),
+    (pd.MultiIndex.from_tuples([("u0", "a"), ("u0", "b")]),
+     r"1 of its labels missing from the index \(\('u1', 'b'\)\)"),
     (pd.MultiIndex.from_tuples([("u0", "a"), ("u0", "b"), ("u1", "b"), ("u1", "a")]),
      r"1 index labels not in it \(\('u1', 'a'\)\)"),
     (pd.MultiIndex.from_tuples([("u0", "a"), ("u0", "b"), ("u9", "b")]),

@@ -281,6 +281,6 @@ def test_empty_block_message_prints_both_bound_sums():
     x = m.variable("x", over=m.edges("e", s, m.entities("t", 2), src=[0, 0], dst=[0, 1]), lower=0.5, upper=2.0)
     m.minimize(x.sum())
     m.subject_to(x.sum(by=s) <= 0.9, name="blk")
-    with pytest.raises(dm.ModelError, match=r"constraint 'blk\[s=0\]': block polytope is empty \(rhs 0.9, column bounds "
-                                            r"sum to \[1.0, 4.0\]; the block needs sum <= 0.9"):
+    with pytest.raises(dm.ModelError, match=r"constraint 'blk\[s=0\]': block polytope is empty \(rhs 0.9, column "
+                                            r"bounds sum to \[1.0, 4.0\]; the block needs sum <= 0.9"):
         m.compile()
