@@ -12,7 +12,7 @@ from .constraints import Constraint
 from .errors import BackendNotFoundError, CapabilityError, DistributedError, ModelError
 from .expressions import LinearExpression, Relation, matmul
 from .io import read_model, write_model
-from .model import Model
+from .model import Model, NoObjectiveWarning
 from .plotting import plot_history
 from .polytopes import BlockKind
 from .progress import Progress, chain_callbacks
@@ -29,8 +29,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendNotFoundError", "BlockKind", "Capability", "CapabilityError", "Comparison", "Constraint",
-    "DistributedError", "EdgeSet", "EntitySet", "Layout", "LinearExpression", "Model", "ModelError", "Progress",
-    "RawResult", "Relation", "Result", "Slot", "StandardForm", "Status", "Variable", "chain_callbacks", "compare",
-    "matmul", "plot_history", "read_model", "read_table", "registry", "relative_gap", "write_model",
-    "write_parquet",
+    "DistributedError", "EdgeSet", "EntitySet", "Layout", "LinearExpression", "Model", "ModelError",
+    "NoObjectiveWarning", "Progress", "RawResult", "Relation", "Result", "Slot", "StandardForm", "Status",
+    "Variable", "chain_callbacks", "compare", "matmul", "plot_history", "read_model", "read_table", "registry",
+    "relative_gap", "write_model", "write_parquet",
 ]

@@ -22,6 +22,7 @@ from .polytopes import BlockKind
 from .standard_form import Layout, Slot, StandardForm
 
 INDEX_LIMIT = 2**31 - 1  # most columns, coupling rows and coupling nonzeros a model may have
+BLOCK_RHS_TOL = 1e-9  # relative miss of a block's rhs against its columns' bound sums still taken as rounding
 
 
 def compile_model(model) -> StandardForm:
@@ -151,7 +152,7 @@ def _block_obstacle(con, claimed: np.ndarray) -> str | None:
 
 
 def _block_kinds(block_cons, n_blocks, n_sum_blocks, col_lower, col_upper, block_ptr):
-    """Per-block kind and rhs; checks every block polytope is non-empty."""
+    """Per-block kind and rhs; checks every block polytope is non-empty (see ``_check_block_sums``)."""
     kind = np.full(n_blocks, BlockKind.BOX, dtype=np.int8)
     rhs = np.zeros(n_blocks)
     if n_sum_blocks == 0:
@@ -163,36 +164,54 @@ def _block_kinds(block_cons, n_blocks, n_sum_blocks, col_lower, col_upper, block
         is_eq[start : start + con.size] = np.broadcast_to(con.lower, (con.size,)) == np.broadcast_to(con.upper, (con.size,))
         start += con.size
     sum_cols = slice(0, int(block_ptr[n_sum_blocks]))  # blocks with a sum come first in compiled order
-    blk = np.repeat(np.arange(n_sum_blocks), np.diff(block_ptr[: n_sum_blocks + 1]))  # their columns' block
+    sizes = np.diff(block_ptr[: n_sum_blocks + 1])
+    blk = np.repeat(np.arange(n_sum_blocks), sizes)  # their columns' block
     lo, hi = col_lower[sum_cols], col_upper[sum_cols]
-    if col_lower.strides == (0,) and col_upper.strides == (0,):  # uniform bounds: decide once
-        simplex = np.full(n_sum_blocks, col_lower[0] == 0.0) & (col_upper[0] >= rhs[:n_sum_blocks])
-        sum_lo = col_lower[0] * np.diff(block_ptr[: n_sum_blocks + 1]).astype(np.float64) if col_lower[0] else 0.0
+    uniform = col_lower.strides == (0,) and col_upper.strides == (0,)
+    if uniform:  # one bound pair for every column: the sums are bound * size
+        sum_lo = np.where(sizes > 0, col_lower[0], 0.0) * sizes
+        sum_hi = np.where(sizes > 0, col_upper[0], 0.0) * sizes
+    else:
+        sum_lo = np.bincount(blk, weights=lo, minlength=n_sum_blocks)
+        sum_hi = np.bincount(blk, weights=hi, minlength=n_sum_blocks)
+    r = rhs[:n_sum_blocks]
+    _check_block_sums(block_cons, r, is_eq, sum_lo, sum_hi)
+    if uniform:
+        simplex = np.full(n_sum_blocks, col_lower[0] == 0.0) & (col_upper[0] >= r)
     else:
         nonzero_lo = np.bincount(blk, weights=(lo != 0.0), minlength=n_sum_blocks)
-        binding_hi = np.bincount(blk, weights=(hi < rhs[blk]), minlength=n_sum_blocks)
+        binding_hi = np.bincount(blk, weights=(hi < r[blk]), minlength=n_sum_blocks)
         simplex = (nonzero_lo == 0) & (binding_hi == 0)
-        sum_lo = np.bincount(blk, weights=lo, minlength=n_sum_blocks)
-    sum_lo = np.broadcast_to(np.asarray(sum_lo, dtype=np.float64), (n_sum_blocks,))
-    r = rhs[:n_sum_blocks]
-    bad = sum_lo > r
-    if is_eq.any():
-        with np.errstate(invalid="ignore"):
-            sum_hi = np.bincount(blk, weights=np.broadcast_to(hi, blk.shape), minlength=n_sum_blocks)
-        bad |= is_eq & (sum_hi < r)
-    if bad.any():
-        b = int(np.argmax(bad))
-        con, row = _block_owner(block_cons, b)
-        raise ModelError(
-            f"constraint '{con.label(row)}': block polytope is empty (rhs {r[b]}, column bounds sum to "
-            f"[{sum_lo[b]}, {sum_hi[b] if is_eq.any() else np.inf}])"
-        )
     kind[:n_sum_blocks] = np.where(
         simplex,
         np.where(is_eq, BlockKind.SIMPLEX_EQ, BlockKind.SIMPLEX_LE),
         np.where(is_eq, BlockKind.BOXCUT_EQ, BlockKind.BOXCUT_LE),
     )
     return kind, rhs
+
+
+def _check_block_sums(block_cons, r, is_eq, sum_lo, sum_hi) -> None:
+    """Refuse a block whose sum cannot reach its rhs r (sum x <= r needs sum_lo <= r, == r also r <= sum_hi).
+
+    A miss of at most BLOCK_RHS_TOL * (1 + max(|r|, |sum bound|)) is rounding (a constant moved to the rhs,
+    0.41 - 0.1 = 0.30999999999999994 against a lower bound 0.31): the rhs is moved onto the bound in place,
+    so every backend sees a non-empty block.
+    """
+    with np.errstate(invalid="ignore"):
+        scale = BLOCK_RHS_TOL * (1.0 + np.maximum(np.abs(r), np.where(np.isfinite(sum_lo), np.abs(sum_lo), 0.0)))
+        below = sum_lo - r  # > 0: the lower bounds alone exceed r
+        above = np.where(is_eq, r - sum_hi, -np.inf)  # > 0: an equality's columns cannot reach r
+        scale_hi = BLOCK_RHS_TOL * (1.0 + np.maximum(np.abs(r), np.where(np.isfinite(sum_hi), np.abs(sum_hi), 0.0)))
+    bad = (below > scale) | (above > scale_hi)
+    if bad.any():
+        b = int(np.argmax(bad))
+        con, row = _block_owner(block_cons, b)
+        need = f"sum == {r[b]}" if is_eq[b] else f"sum <= {r[b]}"
+        raise ModelError(
+            f"constraint '{con.label(row)}': block polytope is empty (rhs {r[b]}, column bounds sum to "
+            f"[{sum_lo[b]}, {sum_hi[b]}]; the block needs {need} with every column within its bounds)"
+        )
+    r[:] = np.where(below > 0, sum_lo, np.where(above > 0, sum_hi, r))
 
 
 def _block_owner(block_cons, b: int):
@@ -223,20 +242,30 @@ def _column_bounds(model, column_order):
 
 
 def _objective(model, column_order):
-    """c (compiled order, minimization sense) and the constant offset."""
+    """c (compiled order, minimization sense) and the constant offset; a sum that overflows float64 is named."""
     c = np.zeros(model.n_cols)
     obj = model.objective
     if obj is None:
         return c, 0.0
     offset = 0.0
-    for name, expr in obj.parts.items():
-        w = obj.weights[name] * obj.sense
-        for t in expr.terms:
-            if t.cols is None:
-                c[t.var.start : t.var.stop] += w * t.coef if np.isscalar(t.coef) else w * t.coef
-            else:
-                c[t.var.start : t.var.stop] += np.bincount(t.cols, weights=w * t.coef_array(), minlength=t.var.size)
-        offset += w * float(expr.constant)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, expr in obj.parts.items():
+            w = obj.weights[name] * obj.sense
+            for t in expr.terms:
+                if t.cols is None:
+                    c[t.var.start : t.var.stop] += w * t.coef
+                else:
+                    c[t.var.start : t.var.stop] += np.bincount(t.cols, weights=w * t.coef_array(),
+                                                               minlength=t.var.size)
+            offset += w * float(expr.constant)
+    bad = ~np.isfinite(c)
+    if bad.any():
+        j = int(np.argmax(bad))
+        var = next(v for v in model.variables.values() if v.start <= j < v.stop)
+        raise ModelError(f"objective: the weighted cost of variable '{var.name}' at {var._describe(j - var.start)} "
+                         f"overflows float64 ({c[j]})")
+    if not np.isfinite(offset):
+        raise ModelError(f"objective: the weighted sum of its constants overflows float64 ({offset})")
     if column_order is not None:
         c = c[column_order]
     return c, offset
@@ -256,7 +285,13 @@ def _merged_terms(con) -> list[Terms]:
         rows = np.concatenate([_rows(con, t) for t in group])
         cols = np.concatenate([t.col_array() for t in group])
         data = np.concatenate([t.coef_array() for t in group])
-        m = sp.coo_matrix((data, (rows, cols)), shape=(con.size, var.size)).tocsr().tocoo()
+        with np.errstate(over="ignore", invalid="ignore"):
+            m = sp.coo_matrix((data, (rows, cols)), shape=(con.size, var.size)).tocsr().tocoo()
+        bad = ~np.isfinite(m.data)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ModelError(f"constraint '{con.label(int(m.row[k]))}': the summed coefficient of variable "
+                             f"'{var.name}' at {var._describe(int(m.col[k]))} overflows float64 ({m.data[k]})")
         merged.append(Terms(var, m.data, m.row.astype(np.int64), m.col.astype(np.int64)))
     return merged
 

@@ -1,13 +1,17 @@
-"""Named constraints lower_r <= sum_k a_k x_{j_k} <= upper_r, one row per entity of their index (or one row)."""
+"""Named constraints lower_r <= sum_k a_k x_{j_k} <= upper_r, one row per entity of their index (or one row).
+
+Sides are scalars or one value per row (a pandas Series aligned by label, see ``sets.align``); the
+expression's constant moves to the sides, and a side that overflows float64 on the way is an error.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import as_float, is_arrow
+from ._arrays import as_float, check_finite_result, is_arrow
 from .errors import ModelError
 from .expressions import LinearExpression, Relation
-from .sets import EdgeSet, EntitySet, _plain
+from .sets import EdgeSet, EntitySet, _plain, align
 
 
 class Constraint:
@@ -37,11 +41,18 @@ class Constraint:
         const = np.asarray(expr.constant, dtype=np.float64)
         sides = []
         for which, raw in (("lower", relation.lower), ("upper", relation.upper)):
-            if self.index is None and not np.isscalar(raw) and not is_arrow(raw) and np.size(raw) == 1:
+            what = f"constraint '{name}': {which} side"
+            if self.index is None and raw is not None and not np.isscalar(raw) and not is_arrow(raw):
+                if np.size(raw) != 1:
+                    raise ModelError(f"{what}: a global (scalar) constraint takes a scalar, got {np.size(raw)} values")
                 raw = np.asarray(raw).reshape(-1)[0]
-            value = as_float(raw, length, f"constraint '{name}': {which} side", allow_inf=True,
-                             describe=lambda i: f"'{self.label(i)}'")
-            sides.append(np.asarray(value, dtype=np.float64) - const)
+            value = np.asarray(as_float(align(raw, self.index, what), length, what, allow_inf=True, held=False,
+                                        describe=lambda i: f"'{self.label(i)}'"), dtype=np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):
+                side = value - const  # a new array: the caller's side is not kept
+            sides.append(check_finite_result(side, f"{what} minus the expression's constant",
+                                             finite_inputs=np.isfinite(value), operation="value",
+                                             describe=lambda i: f"'{self.label(i)}'"))
         lower, upper = sides
         self.lower = float(lower) if lower.ndim == 0 else lower
         self.upper = float(upper) if upper.ndim == 0 else upper

@@ -2,8 +2,11 @@
 
 An expression is indexed by an entity set, an edge set, or nothing (a scalar). Its terms are a tuple of
 ``Terms`` blocks, each referring to one variable with arrays (or scalars) of coefficients, rows and
-columns; arrays are shared with the user's data and the sets, never copied per term or expanded into
-Python objects.
+columns; arrays are read-only (user data is frozen once on entry, see ``_arrays.frozen``) and shared
+between terms and with the sets, never copied per term or expanded into Python objects.
+
+A pandas Series is aligned by label to the expression's index (``sets.align``); every computed coefficient
+and constant is checked for float64 overflow, naming the entry.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import as_float, is_arrow
+from ._arrays import as_float, check_finite_result, frozen, is_arrow
 from .errors import ModelError
-from .sets import EdgeSet, EntitySet, _plain
+from .sets import EdgeSet, EntitySet, _plain, align
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,15 @@ class Terms:
 
     def coef_array(self) -> np.ndarray:
         return np.full(len(self), self.coef) if np.isscalar(self.coef) else self.coef
+
+
+def _describe_row(index, i: int) -> str:
+    """How a message names row i of an expression over ``index`` (an edge, an entity, or the scalar row)."""
+    if isinstance(index, EdgeSet):
+        return index.describe(i)
+    if isinstance(index, EntitySet):
+        return f"{index.name}={_plain(index.labels[i])!r}"
+    return "the scalar row"
 
 
 def _index_size(index) -> int:
@@ -77,39 +89,48 @@ class LinearExpression:
         return f"LinearExpression(index={_index_name(self.index)}, rows={self.size}, terms={self.nterms})"
 
     def _describe(self, i: int) -> str:
-        if isinstance(self.index, EdgeSet):
-            return self.index.describe(i)
-        if isinstance(self.index, EntitySet):
-            return f"{self.index.name}={_plain(self.index.labels[i])!r}"
-        return "the scalar row"
+        return _describe_row(self.index, i)
 
-    def _data(self, values, what: str, allow_inf: bool = False):
-        """Validate a scalar or an array aligned with this expression's index."""
+    def _data(self, values, what: str, allow_inf: bool = False, held: bool = True):
+        """Validate a scalar or an array aligned with this expression's index (a pandas Series by label).
+
+        ``held``: the array may be kept in an expression, so it is frozen (see ``_arrays.as_float``).
+        """
         n = None if self.index is None else len(self.index)
         if self.index is None and not np.isscalar(values) and not is_arrow(values):
             arr = np.asarray(values)
             if arr.size != 1:
                 raise ModelError(f"{what}: a scalar expression takes a scalar, got {arr.size} values")
             values = arr.reshape(()).item()
-        return as_float(values, n, what, allow_inf=allow_inf, describe=self._describe)
+        values = align(values, self.index, what)
+        return as_float(values, n, what, allow_inf=allow_inf, describe=self._describe, held=held)
+
+    def _checked(self, result, what: str, operation: str):
+        """``result`` (a coefficient or constant array, rows of this expression's index) if it did not overflow."""
+        return check_finite_result(result, what, describe=self._describe, operation=operation)
 
     # ----------------------------------------------------------------- arithmetic
-    def _scaled(self, factor) -> LinearExpression:
+    def _scaled(self, factor, what: str | None = None) -> LinearExpression:
+        """factor * e for a validated or raw factor (scalar or one entry per row); overflow is named."""
+        what = what or f"coefficient multiplying an expression over {_index_name(self.index)}"
         label = getattr(factor, "name", None)
-        factor = self._data(factor, f"coefficient multiplying an expression over {_index_name(self.index)}")
+        factor = self._data(factor, what)
         terms = []
-        for t in self.terms:
-            name = None
-            if np.isscalar(factor):
-                coef = t.coef * factor
-                name = t.name if factor == 1.0 else None
-            elif t.rows is None and np.isscalar(t.coef) and t.coef == 1.0:
-                coef = factor  # shared with the caller's (validated, float64) array: no copy per term
-                name = label if isinstance(label, str) and label else None
-            else:
-                coef = t.coef * (factor if t.rows is None else factor[t.rows])
-            terms.append(Terms(t.var, coef, t.rows, t.cols, name))
-        return LinearExpression(self.model, self.index, tuple(terms), self.constant * factor)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for t in self.terms:
+                name = None
+                if np.isscalar(factor):
+                    coef = t.coef * factor
+                    name = t.name if factor == 1.0 else None
+                elif t.rows is None and np.isscalar(t.coef) and t.coef == 1.0:
+                    coef = factor  # the validated, frozen array: shared, no copy per term
+                    name = label if isinstance(label, str) and label else None
+                else:
+                    coef = t.coef * (factor if t.rows is None else factor[t.rows])
+                _check_coefficients(t, coef, what)
+                terms.append(Terms(t.var, coef, t.rows, t.cols, name))
+            constant = self._checked(self.constant * factor, what, "constant")
+        return LinearExpression(self.model, self.index, tuple(terms), constant)
 
     def __mul__(self, other):
         if isinstance(other, (LinearExpression, _variable_type())):
@@ -119,8 +140,15 @@ class LinearExpression:
     __rmul__ = __mul__
 
     def __truediv__(self, other):
-        divisor = self._data(other, f"divisor of an expression over {_index_name(self.index)}")
-        return self._scaled(1.0 / divisor)
+        what = f"divisor of an expression over {_index_name(self.index)}"
+        divisor = self._data(other, what, held=False)  # only its reciprocal is kept
+        zero = np.asarray(divisor) == 0.0
+        if zero.any():
+            where = "" if zero.ndim == 0 else f" at {self._describe(int(np.argmax(zero)))}"
+            raise ModelError(f"{what}: division by zero{where}")
+        with np.errstate(over="ignore"):
+            reciprocal = self._checked(1.0 / divisor, what, "reciprocal")
+        return self._scaled(reciprocal, what)
 
     def __neg__(self):
         return self._scaled(-1.0)
@@ -145,7 +173,11 @@ class LinearExpression:
                     f"cannot add an expression over {_index_name(other.index)} to one over "
                     f"{_index_name(self.index)}; sum one of them first"
                 )
-        return LinearExpression(self.model, index, self.terms + other.terms, self.constant + other.constant)
+        with np.errstate(over="ignore", invalid="ignore"):
+            constant = self.constant + other.constant
+        constant = check_finite_result(constant, "constant of a sum of expressions", operation="sum",
+                                       describe=lambda i: _describe_row(index, i))
+        return LinearExpression(self.model, index, self.terms + other.terms, constant)
 
     __radd__ = __add__
 
@@ -165,7 +197,9 @@ class LinearExpression:
             if self.index is None:
                 return self
             terms = tuple(Terms(t.var, t.coef, None, t.cols, t.name) for t in self.terms)
-            const = float(np.sum(np.broadcast_to(self.constant, (self.size,))))
+            with np.errstate(over="ignore", invalid="ignore"):
+                const = float(np.sum(np.broadcast_to(self.constant, (self.size,))))
+            check_finite_result(const, f"sum of an expression over {_index_name(self.index)}", operation="constant")
             return LinearExpression(self.model, None, terms, const)
         if not isinstance(by, EntitySet):
             raise ModelError(f"sum(by=...) takes an EntitySet, got {type(by).__name__}")
@@ -182,7 +216,11 @@ class LinearExpression:
             const = 0.0
             if not np.isscalar(self.constant) or self.constant != 0.0:
                 weights = np.broadcast_to(np.asarray(self.constant, dtype=np.float64), codes.shape)
-                const = np.bincount(codes, weights=weights, minlength=len(by))
+                with np.errstate(over="ignore", invalid="ignore"):
+                    const = np.bincount(codes, weights=weights, minlength=len(by))
+                const = check_finite_result(const, f"sum of an expression over '{self.index.name}' by '{by.name}'",
+                                            describe=lambda i: _describe_row(by, i),
+                                            operation="constant")
             return LinearExpression(self.model, by, terms, const)
         raise ModelError(
             f"cannot sum an expression over {_index_name(self.index)} by '{by.name}': "
@@ -229,6 +267,20 @@ class LinearExpression:
                 out += np.bincount(t.rows, weights=contrib, minlength=self.size)
         out = out + self.constant
         return float(out[0]) if self.index is None else out
+
+
+def _check_coefficients(t: Terms, coef, what: str) -> None:
+    """Raise naming the variable and its element if a computed coefficient of ``t`` overflowed float64."""
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(coef)
+    if not bad.any():
+        return
+    if np.ndim(coef) == 0:
+        raise ModelError(f"{what}: the coefficient of variable '{t.var.name}' overflows float64 ({coef})")
+    k = int(np.argmax(bad))
+    col = k if t.cols is None else int(t.cols[k])
+    raise ModelError(f"{what}: the coefficient of variable '{t.var.name}' at {t.var._describe(col)} overflows "
+                     f"float64 ({coef[k]})")
 
 
 class Relation:
@@ -278,5 +330,5 @@ def matmul(matrix, var, index) -> LinearExpression:
             f"'{index.name}' and variable '{var.name}'"
         )
     coo = coo.tocsr().tocoo()  # canonical: duplicates summed
-    data = as_float(coo.data, None, f"matmul: matrix entries for variable '{var.name}'")
+    data = as_float(frozen(coo.data, fresh=True), None, f"matmul: matrix entries for variable '{var.name}'")
     return LinearExpression(var.model, index, (Terms(var, data, coo.row.astype(np.int64), coo.col.astype(np.int64)),))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 
 import numpy as np
 
@@ -19,6 +20,10 @@ from .sets import EdgeSet, EntitySet
 from .standard_form import StandardForm
 from .status import Status
 from .variables import Variable
+
+
+class NoObjectiveWarning(UserWarning):
+    """A model with no objective was solved (as a feasibility problem); ``m.minimize(0)`` says so explicitly."""
 
 
 class Model:
@@ -57,7 +62,10 @@ class Model:
         return s
 
     def variable(self, name: str, over, lower=0.0, upper=np.inf) -> Variable:
-        """One variable per element of ``over``, with scalar or per-element bounds (default x >= 0)."""
+        """One variable per element of ``over``, with scalar or per-element bounds (default x >= 0; None: no bound).
+
+        Per-element bounds are arrays in the order of ``over``, or pandas Series aligned by label.
+        """
         var = Variable(self, self._new_name(self.variables, name, "variable"), over, self.n_cols, lower, upper)
         self.variables[name] = var
         self.n_cols = var.stop
@@ -71,7 +79,10 @@ class Model:
         return con
 
     def minimize(self, objective, weights: dict | None = None) -> None:
-        """Minimize an expression, or a weighted sum of named ones: minimize({"a": e1, "b": e2}, {"b": 0.5})."""
+        """Minimize an expression, or a weighted sum of named ones: minimize({"a": e1, "b": e2}, {"b": 0.5}).
+
+        ``minimize(0)`` states a feasibility problem (solving a model with no objective warns).
+        """
         self.objective = Objective.build(self, 1, objective, weights)
 
     def maximize(self, objective, weights: dict | None = None) -> None:
@@ -116,6 +127,9 @@ class Model:
         if standard_form is not None:
             standard_form.layout.check(self)  # before solving: a form compiled from another model is refused
         sf = standard_form if standard_form is not None else self.compile()
+        if self.objective is None:
+            warnings.warn(f"model '{self.name}' has no objective: solving it as a feasibility problem (minimize 0); "
+                          f"call m.minimize(0) to say so, or set an objective", NoObjectiveWarning, stacklevel=2)
         opts, finish = report_in_model_sense(opts, sf.layout.sense)  # the callback sees the model's sense
         start = time.perf_counter()
         raw = solver.solve(sf, opts)

@@ -39,10 +39,15 @@ class Objective:
 
 
 def _as_scalar_expression(model, name, expr) -> LinearExpression:
+    """A variable or scalar expression of ``model``, or a finite number (a constant objective, e.g. minimize(0))."""
     from .variables import Variable
 
     if isinstance(expr, Variable):
         expr = expr.to_expression()
+    if isinstance(expr, (int, float, np.integer, np.floating)) and not isinstance(expr, (bool, np.bool_)):
+        if not np.isfinite(expr):
+            raise ModelError(f"objective '{name}': a constant objective must be finite, got {expr!r}")
+        return LinearExpression(model, None, (), float(expr))
     if not isinstance(expr, LinearExpression):
         raise ModelError(f"objective '{name}': expected a linear expression, got {type(expr).__name__}")
     if expr.model is not model:

@@ -27,7 +27,14 @@ def _column_list(columns) -> list[str] | None:
     """None, one column name or a sequence of names as a list of distinct non-empty strings."""
     if columns is None:
         return None
-    names = [columns] if isinstance(columns, str) else list(columns)
+    if isinstance(columns, str):
+        names = [columns]
+    else:
+        try:
+            names = list(columns)
+        except TypeError:
+            raise ModelError(f"columns: expected a column name or a list of names, got {type(columns).__name__} "
+                             f"{columns!r}") from None
     for name in names:
         if not isinstance(name, str) or not name:
             raise ModelError(f"columns: names must be non-empty strings, got {name!r}")

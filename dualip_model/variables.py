@@ -1,4 +1,8 @@
-"""Decision variables: one column per element of an entity or edge set, l <= x <= u."""
+"""Decision variables: one column per element of an entity or edge set, l <= x <= u.
+
+Bounds are scalars or one value per element (a pandas Series aligned by label, see ``sets.align``);
+``None`` means no bound (lower -inf, upper +inf).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import numpy as np
 from ._arrays import as_float
 from .errors import ModelError
 from .expressions import LinearExpression, Terms
-from .sets import EdgeSet, EntitySet, _plain
+from .sets import EdgeSet, EntitySet, _plain, align
 
 
 class Variable:
@@ -28,8 +32,12 @@ class Variable:
         self.size = len(index)
         self.stop = start + self.size
         describe = self._describe
-        self.lower = as_float(lower, self.size, f"variable '{name}': lower bound", allow_inf=True, describe=describe)
-        self.upper = as_float(upper, self.size, f"variable '{name}': upper bound", allow_inf=True, describe=describe)
+        bounds = []
+        for which, value, unbounded in (("lower", lower, -np.inf), ("upper", upper, np.inf)):
+            what = f"variable '{name}': {which} bound"
+            value = unbounded if value is None else align(value, index, what)
+            bounds.append(as_float(value, self.size, what, allow_inf=True, describe=describe))
+        self.lower, self.upper = bounds
         bad = np.broadcast_to(self.lower, (self.size,)) > np.broadcast_to(self.upper, (self.size,))
         if bad.any():
             i = int(np.argmax(bad))

@@ -428,6 +428,7 @@ def test_constraint_whose_variables_cancel_is_a_valid_row(make, expected, monkey
     m, _, _, _, x = build()
     expr = (x - x).sum() if make == "difference" else (0 * x).sum()
     m.subject_to(expr <= (-1.0 if make == "difference" else 1.0), name="nothing")
+    m.minimize(0)  # a feasibility problem, said explicitly
     assert m.compile().n_rows >= 1
     assert m.solve("highs").status == expected
 
@@ -655,8 +656,10 @@ SHAPES_AND_TYPES = [
     ("string-bounds", lambda m, users, items, x: m.variable("y", over=users, upper=["1", "2", "3"]),
      r"variable 'y': upper bound: expected numeric data"),
     ("None-rhs", lambda m, users, items, x: m.subject_to(x.sum() <= None, name="c"), r"constraint 'c': upper side"),
-    ("number-objective", lambda m, users, items, x: m.minimize(3.0),
-     r"objective 'objective': expected a linear expression, got float"),
+    ("string-objective", lambda m, users, items, x: m.minimize("3"),
+     r"objective 'objective': expected a linear expression, got str"),
+    ("inf-objective", lambda m, users, items, x: m.minimize(np.inf),
+     r"objective 'objective': a constant objective must be finite, got inf"),
     ("bool-constraint", lambda m, users, items, x: m.subject_to(True, name="c"),
      r"constraint 'c': expected a relation"),
 ]
@@ -915,3 +918,100 @@ def test_scalar_sides_and_factors_must_be_numbers(make, match):
     x = m.variable("x", over=m.entities("s", 3))
     with pytest.raises(dm.ModelError, match=match):
         make(m, x)
+
+
+# ----------------------------------------------------------------------------------------- issue 19: raw exceptions
+@pytest.mark.parametrize("make, pattern", [
+    (lambda m, x, e: x / 0, r"divisor of an expression over 'e': division by zero"),
+    (lambda m, x, e: x.sum() / 0.0, r"divisor of an expression over scalar: division by zero"),
+    (lambda m, x, e: x / np.array([1.0, 2.0, 0.0, 1.0]), r"divisor of an expression over 'e': division by zero at "
+                                                         r"edge \('u1', 'a'\)"),
+    (lambda m, x, e: x / 1e-320, r"divisor of an expression over 'e': the reciprocal overflows float64"),
+    (lambda m, x, e: m.subject_to(x.sum() <= np.array([]), name="c"),
+     r"constraint 'c': upper side: a global \(scalar\) constraint takes a scalar, got 0 values"),
+    (lambda m, x, e: m.subject_to(x.sum().between(np.zeros(2), 1.0), name="c"),
+     r"constraint 'c': lower side: a global \(scalar\) constraint takes a scalar, got 2 values"),
+], ids=["zero", "scalar-zero", "zero-entry", "tiny", "empty-rhs", "two-sided-rhs"])
+def test_division_by_zero_and_non_scalar_sides_of_a_global_row(make, pattern):
+    m, _, _, e, x = build()
+    with pytest.raises(dm.ModelError, match=pattern):
+        make(m, x, e)
+    assert not m.constraints
+
+
+@pytest.mark.parametrize("columns", [5, 2.5, object()])
+def test_read_table_columns_of_the_wrong_type(columns):
+    with pytest.raises(dm.ModelError, match=r"columns: expected a column name or a list of names, got"):
+        dm.read_table(pa.table({"a": [1]}), columns=columns)
+
+
+# ----------------------------------------------------------------------------------------- issue 19: overflow
+OVERFLOW = [
+    ("scaled-coefficient", lambda m, users, items, x: 1e308 * (10.0 * x),
+     r"coefficient multiplying an expression over 'e': the coefficient of variable 'x' overflows float64 \(inf\)"),
+    ("scaled-array", lambda m, users, items, x: np.array([1.0, 1e200, 1.0, 1.0]) * (np.full(4, 1e200) * x),
+     r"the coefficient of variable 'x' at edge \('u0', 'b'\) overflows float64"),
+    ("summed-rows", lambda m, users, items, x: 1e300 * (np.array([1.0, 1e10, 1.0, 1.0]) * x).sum(by=users),
+     r"the coefficient of variable 'x' at edge \('u0', 'b'\) overflows float64"),
+    ("constant-sum", lambda m, users, items, x: x.sum() + 1e308 + 1e308,
+     r"constant of a sum of expressions: the sum overflows float64 \(inf\)"),
+    ("constant-scaled", lambda m, users, items, x: (x.sum(by=items) + np.array([1.0, 1e300])) * 1e10,
+     r"the constant at item='b' overflows float64"),
+    ("constant-summed", lambda m, users, items, x: (x + np.full(4, 1e308)).sum(),
+     r"sum of an expression over 'e': the constant overflows float64"),
+    ("constant-by", lambda m, users, items, x: (x + np.full(4, 1e308)).sum(by=items),
+     r"sum of an expression over 'e' by 'item': the constant at item='a' overflows float64"),
+    ("side-minus-constant", lambda m, users, items, x: m.subject_to(x.sum() - 1e308 <= 1e308, name="c"),
+     r"constraint 'c': upper side minus the expression's constant: the value overflows float64 \(inf\)"),
+    ("bound-divided", lambda m, users, items, x: x / np.array([1.0, 1.0, 1e-310, 1.0]),
+     r"divisor of an expression over 'e': the reciprocal at edge \('u1', 'a'\) overflows float64"),
+]
+
+
+@pytest.mark.parametrize("make, pattern", [case[1:] for case in OVERFLOW], ids=[case[0] for case in OVERFLOW])
+def test_products_and_sums_that_overflow_are_named(make, pattern):
+    m, users, items, _, x = build()
+    with pytest.raises(dm.ModelError, match=pattern):
+        make(m, users, items, x)
+    assert not m.constraints and m.objective is None
+
+
+@pytest.mark.parametrize("build_objective, pattern", [
+    (lambda m, x: m.minimize({"a": 1e308 * x.sum(), "b": 1e308 * x.sum()}),
+     r"objective: the weighted cost of variable 'x' at edge \('u0', 'a'\) overflows float64 \(inf\)"),
+    (lambda m, x: m.minimize({"a": 1e308 * x.sum()}, weights={"a": 10.0}), r"weighted cost of variable 'x'"),
+    (lambda m, x: m.minimize({"a": x.sum() + 1e308, "b": x.sum() + 1e308}),
+     r"objective: the weighted sum of its constants overflows float64"),
+], ids=["two-parts", "weight", "offset"])
+def test_objective_sums_that_overflow_are_named_at_compile(build_objective, pattern):
+    m, _, _, _, x = build()
+    build_objective(m, x)
+    with pytest.raises(dm.ModelError, match=pattern):
+        m.solve("highs")
+
+
+def test_merged_coefficients_that_overflow_are_named_at_compile():
+    m, users, _, _, x = build()
+    m.minimize(x.sum())
+    m.subject_to((1e308 * x + 1e308 * x).sum(by=users) <= 1, name="twice")
+    with pytest.raises(dm.ModelError, match=r"constraint 'twice\[user='u0'\]': the summed coefficient of variable "
+                                            r"'x' at edge \('u0', 'a'\) overflows float64"):
+        m.solve("highs")
+
+
+# ----------------------------------------------------------------------------------------- issue 18/19: labels
+@pytest.mark.parametrize("make, pattern", [
+    (lambda m, users, items, x: m.subject_to(x.sum(by=items) <= pd.Series([1.0, 2.0], index=["b", "c"]), name="c"),
+     r"constraint 'c': upper side: a pandas Series is aligned by its index labels, and they do not match entity "
+     r"set 'item': 1 of its labels missing from the index \('a'\); 1 index labels not in it \('c'\)"),
+    (lambda m, users, items, x: pd.Series(np.ones(4), index=[3, 4, 5, 6]) * x,
+     r"over 'e': a pandas Series over edge set 'e' is aligned by a 2-level \(src, dst\) MultiIndex"),
+    (lambda m, users, items, x: m.edges("f", m.entities("n", np.array([2**53, 2**53 + 1])), items,
+                                        src=np.array([2.0**53]), dst=["a"]),
+     r"edge set 'f': src: label 9007199254740992.0 is a float of magnitude 2\^53 or more"),
+], ids=["series-labels", "edge-series-index", "float-id-2^53"])
+def test_labels_that_do_not_match_are_refused(make, pattern):
+    m, users, items, _, x = build()
+    with pytest.raises(dm.ModelError, match=pattern):
+        make(m, users, items, x)
+    assert not m.constraints and "f" not in m.sets

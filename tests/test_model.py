@@ -176,3 +176,111 @@ def test_standard_form_of_another_model_is_refused_before_solving(tiny):
     other.minimize(other.variables["y"].sum())
     with pytest.raises(dm.ModelError, match="does not match model"):
         m.solve("highs", standard_form=other.compile())
+
+
+# ----------------------------------------------------------------------------------------- data is copied on entry
+def test_writing_user_arrays_after_building_cannot_change_the_model():
+    """Issue 19: the model kept references; NaN written into a cost after building was solved.
+
+    numpy arrays the model holds are frozen (a write raises), views of larger arrays are copied, pandas Series
+    are protected by copy-on-write, edge endpoints become codes: after every write the compiled model is the same.
+    """
+    src, dst = np.array([0, 0, 1]), np.array([0, 1, 1])
+    value, cost = np.array([3.0, 1.0, 2.0]), pd.Series([1.0, 1.0, 1.0])
+    storage = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    upper, lower = storage[:, 0], storage[:, 1]  # views of a larger writable array
+    rhs, shift = pd.Series([1.0, 1.0]), np.array([0.0, 0.0])
+
+    m = dm.Model()
+    users, items = m.entities("user", 2), m.entities("item", 2)
+    x = m.variable("x", over=m.edges("e", users, items, src=src, dst=dst), lower=lower, upper=upper)
+    m.maximize((value * x).sum())
+    m.subject_to((cost * x).sum(by=items) + shift <= rhs, name="budget")
+    m.subject_to(x.sum(by=users) <= 1, name="one")
+    side = np.array([2.0, 2.0])
+    m.subject_to(x.sum(by=users) <= side, name="loose")
+    assert side.flags.writeable  # the model keeps side - constant, a new array, so the caller's stays writable
+    before = m.compile()
+    side[:] = -1.0
+    for frozen in (value, shift):
+        with pytest.raises(ValueError, match="read-only"):
+            frozen[0] = 7
+    src[:], dst[:] = src[::-1], dst[::-1]  # the model holds its own codes of the labels
+    storage[:] = np.nan
+    cost.iloc[0] = np.inf
+    rhs *= -1.0
+    after = m.compile()
+    for name in ("c", "col_lower", "col_upper", "A_data", "A_indices", "row_upper", "block_rhs", "block_ptr"):
+        np.testing.assert_array_equal(getattr(after, name), getattr(before, name), err_msg=name)
+    assert m.solve("highs").objective == pytest.approx(5.0)
+
+
+def test_arrow_data_is_kept_without_a_copy_and_model_arrays_are_read_only():
+    value = pa.array([3.0, 1.0, 2.0])
+    m = dm.Model()
+    x = m.variable("x", over=m.entities("s", 3))
+    term = (value * x).terms[0]
+    assert np.shares_memory(term.coef, np.frombuffer(value.buffers()[1], dtype=np.float64))
+    weights = np.arange(6.0)[::2]
+    coef = (weights * x).terms[0].coef
+    assert not np.shares_memory(coef, weights) and not coef.flags.writeable
+    with pytest.raises(ValueError):
+        coef[0] = 5.0
+
+
+# ----------------------------------------------------------------------------------------- None bounds, objectives
+def test_none_bounds_mean_no_bound():
+    m = dm.Model()
+    s = m.entities("s", 2)
+    x = m.variable("x", over=s, lower=None, upper=None)
+    y = m.variable("y", over=s, upper=None)
+    assert x.lower == -np.inf and x.upper == np.inf and y.lower == 0.0 and y.upper == np.inf
+    m.minimize(x.sum() + y.sum())
+    m.subject_to(x >= -1, name="floor")
+    assert m.solve("highs").objective == pytest.approx(-2.0)
+
+
+def test_constant_objective_is_a_feasibility_problem_and_a_missing_one_warns():
+    m = dm.Model("feas")
+    x = m.variable("x", over=m.entities("s", 2))
+    m.subject_to(x.sum() >= 1, name="c")
+    with pytest.warns(dm.NoObjectiveWarning, match=r"model 'feas' has no objective: solving it as a "
+                                                         r"feasibility problem \(minimize 0\); call m.minimize\(0\)"):
+        res = m.solve("highs")
+    assert res.status == dm.Status.OPTIMAL and res.objective == 0.0
+    m.minimize(0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = m.solve("highs")
+    assert res.status == dm.Status.OPTIMAL and res.objective == 0.0 and res.objectives == {"objective": 0.0}
+    m.maximize(2.5)
+    assert m.compile().offset == -2.5 and m.solve("highs").objective == 2.5
+
+
+# ----------------------------------------------------------------------------------------- block rhs rounding
+@pytest.mark.parametrize("sense", ["<=", "=="])
+def test_constant_moved_to_a_block_rhs_is_compared_with_a_tolerance(sense):
+    """Issue 19: `x + 0.1 <= 0.41` with x >= 0.31 was 'block polytope is empty ... [0.31, inf]' (0.41 - 0.1 < 0.31)."""
+    m = dm.Model()
+    s = m.entities("s", 2)
+    x = m.variable("x", over=s, lower=0.31, upper=0.31 if sense == "==" else 1.0)
+    m.minimize(x.sum())
+    lhs = x.sum(by=s) + 0.1
+    m.subject_to(lhs <= 0.41 if sense == "<=" else lhs == 0.41, name="blk")
+    sf = m.compile()
+    assert sf.block_rhs.tolist() == [0.31, 0.31]  # moved onto the bound sum, so every backend sees a point
+    assert sf.block_kind.tolist() == [BlockKind.BOXCUT_LE if sense == "<=" else BlockKind.BOXCUT_EQ] * 2
+    assert m.solve("highs").objective == pytest.approx(0.62)
+
+
+def test_empty_block_message_prints_both_bound_sums():
+    m = dm.Model()
+    s = m.entities("s", 1)
+    x = m.variable("x", over=m.edges("e", s, m.entities("t", 2), src=[0, 0], dst=[0, 1]), lower=0.5, upper=2.0)
+    m.minimize(x.sum())
+    m.subject_to(x.sum(by=s) <= 0.9, name="blk")
+    with pytest.raises(dm.ModelError, match=r"constraint 'blk\[s=0\]': block polytope is empty \(rhs 0.9, column "
+                                            r"bounds sum to \[1.0, 4.0\]; the block needs sum <= 0.9"):
+        m.compile()

@@ -65,24 +65,40 @@ def test_arrow_arrays_chunked_arrays_and_table_columns_everywhere():
         assert m.solve("highs").objective == pytest.approx(6.5)
 
 
-def test_arrow_numeric_data_is_a_zero_copy_view():
+def test_data_enters_the_model_without_a_copy_where_it_cannot_change():
+    """Arrow buffers are immutable, pandas copies on write and a numpy array owning its memory is frozen: the model
+    keeps views; only a view of writable memory is copied."""
     arr = pa.array(np.arange(6.0))
     data = np.frombuffer(arr.buffers()[1], dtype=np.float64)
     assert np.shares_memory(as_float(arr, 6, "v"), data)
     assert np.shares_memory(to_numpy(pa.chunked_array([arr]), "v"), data)
     series = pd.Series(np.arange(6.0))
-    assert np.shares_memory(as_float(series, 6, "v"), series.to_numpy())
+    kept = as_float(series, 6, "v")
+    assert np.shares_memory(kept, series.to_numpy()) and not kept.flags.writeable
+    series.iloc[0] = 99.0  # pandas copies the caller's side: the model's view keeps its data
+    series *= 2.0
+    assert kept.tolist() == list(np.arange(6.0)) and series.iloc[0] == 198.0
+    numpy_data = np.arange(6.0)
+    assert as_float(numpy_data, 6, "v") is numpy_data and not numpy_data.flags.writeable
+    larger = np.arange(12.0)
+    copied = as_float(larger[::2], 6, "v")
+    assert not np.shares_memory(copied, larger) and not copied.flags.writeable and larger.flags.writeable
+    multi = as_float(pa.chunked_array([arr[:2], arr[2:]]), 6, "v")  # a fresh concatenation: frozen, not copied
+    assert not multi.flags.writeable and np.shares_memory(as_float(multi, 6, "v"), multi)
 
 
 @pytest.mark.parametrize("dictionary", [False, True])
-@pytest.mark.parametrize("kind", ["string", "large_string", "pandas"])
+@pytest.mark.parametrize("kind", ["string", "large_string", "string_view", "pandas"])
 def test_string_labels_looked_up_in_arrow(kind, dictionary, monkeypatch):
+    """(regression: string_view endpoints, listed as supported, raised ArrowNotImplementedError from index_in)"""
     calls = []
     lookup = dm.EntitySet._arrow_codes
     monkeypatch.setattr(dm.EntitySet, "_arrow_codes", lambda self, *a: calls.append(self.name) or lookup(self, *a))
-    src = pa.array(SRC, type=pa.large_string() if kind == "large_string" else pa.string())
-    if dictionary:
-        src = src.dictionary_encode()
+    types = {"large_string": pa.large_string(), "string_view": pa.string_view()}
+    src = pa.array(SRC, type=types.get(kind, pa.string()))
+    if dictionary:  # (arrow cannot dictionary_encode string_view: built from its parts)
+        codes, uniques = pd.factorize(np.array(SRC))
+        src = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(uniques, src.type))
     if kind == "pandas":
         src = pd.Series(SRC, dtype=pd.StringDtype("pyarrow")) if not dictionary else pd.Series(
             SRC, dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string())))
