@@ -30,6 +30,9 @@ class Model:
         self.constraints: dict[str, Constraint] = {}
         self.objective: Objective | None = None
         self.n_cols = 0
+        # sf -> (the form a backend solves, its inverse: .invert(raw) gives sf's RawResult), applied by solve;
+        # read_model sets block_detection.detect_blocks
+        self.reduction = None
 
     def __repr__(self) -> str:
         return (f"Model({self.name!r}: {len(self.sets)} sets, {len(self.variables)} variables "
@@ -115,13 +118,14 @@ class Model:
         if standard_form is not None:
             standard_form.layout.check(self)  # before solving: a form compiled from another model is refused
         sf = standard_form if standard_form is not None else self.compile()
+        solved, inverse = (sf, None) if self.reduction is None else self.reduction(sf)
         start = time.perf_counter()
-        raw = solver.solve(sf, opts)
+        raw = solver.solve(solved, opts)
         if not raw.solve_time:
             raw.solve_time = time.perf_counter() - start
         if not isinstance(raw.status, Status):
             raise TypeError(f"backend '{backend}' returned status {raw.status!r}, not a Status")
-        return Result(self, sf, raw, backend)
+        return Result(self, sf, raw if inverse is None else inverse.invert(raw), backend)
 
 
 def backend_options(name: str, solver, options, settings: dict):
