@@ -64,7 +64,7 @@ class DetectedBlocks:
     def invert(self, raw: RawResult) -> RawResult:
         """The flat form's RawResult: x unscaled and reordered, chosen rows' duals from the block duals.
 
-        The objective, bound, statuses and warm-start state are unchanged (c'^T x' = c^T x). A chosen row's
+        The objective, bound, status, message and warm-start state are unchanged (c'^T x' = c^T x). A chosen row's
         dual is its block's dual (both are d(optimum)/d(r)); without block duals there are no row duals.
         A Farkas ray covers coupling rows only: its entries on the chosen rows are NaN.
         """
@@ -82,11 +82,8 @@ class DetectedBlocks:
         if raw.ray is not None:
             ray = np.full(self.n_rows, np.nan)
             ray[self.kept] = raw.ray
-        note = f"block detection: {k} of {self.n_rows} rows solved as blocks"
-        return dataclasses.replace(
-            raw, x=None if raw.x is None else self.x(raw.x), row_dual=row_dual, block_dual=block_dual, ray=ray,
-            message=f"{raw.message}; {note}" if raw.message else note,
-        )
+        return dataclasses.replace(raw, x=None if raw.x is None else self.x(raw.x), row_dual=row_dual,
+                                   block_dual=block_dual, ray=ray)
 
 
 def detect_blocks(sf: StandardForm) -> tuple[StandardForm, DetectedBlocks]:
