@@ -30,7 +30,7 @@ import numpy as np
 
 from ._arrays import index_dtype
 from .backend import RawResult
-from .polytopes import BlockKind
+from .polytopes import EQUALITY_KINDS, BlockKind
 from .standard_form import Layout, Slot, StandardForm
 
 ORDERED_ROUNDS = 32  # greedy rounds in the preferred order before the open rows are ranked pseudo-randomly
@@ -54,6 +54,7 @@ class DetectedBlocks:
     columns: np.ndarray
     scale: np.ndarray
     sum_blocks: np.ndarray
+    form: StandardForm  # the detected form (its rows' Farkas weights are completed on it)
 
     def x(self, x_detected: np.ndarray) -> np.ndarray:
         """x_j = x'_p / a_j at the position p of flat column j."""
@@ -66,7 +67,8 @@ class DetectedBlocks:
 
         The objective, bound, status, message and warm-start state are unchanged (c'^T x' = c^T x). A chosen row's
         dual is its block's dual (both are d(optimum)/d(r)); without block duals there are no row duals.
-        A Farkas ray covers coupling rows only: its entries on the chosen rows are NaN.
+        A Farkas ray y over the coupling rows gets a weight z_b on each chosen row (``sum_row_weights``), so
+        that it certifies the flat LP, whose only blocks are the input's.
         """
         k = self.rows.shape[0]
         if k == 0:
@@ -80,8 +82,9 @@ class DetectedBlocks:
             block_dual = np.zeros(self.n_blocks)
             block_dual[self.sum_blocks] = raw.block_dual[k : k + self.sum_blocks.shape[0]]
         if raw.ray is not None:
-            ray = np.full(self.n_rows, np.nan)
+            ray = np.empty(self.n_rows)
             ray[self.kept] = raw.ray
+            ray[self.rows] = sum_row_weights(self.form, k, self.form.A.T @ np.asarray(raw.ray, dtype=np.float64))
         return dataclasses.replace(raw, x=None if raw.x is None else self.x(raw.x), row_dual=row_dual,
                                    block_dual=block_dual, ray=ray)
 
@@ -93,7 +96,7 @@ def detect_blocks(sf: StandardForm) -> tuple[StandardForm, DetectedBlocks]:
     if rows.shape[0] == 0:
         empty = np.zeros(0, dtype=np.int64)
         return sf, DetectedBlocks(sf.n_rows, sf.n_blocks, rows=empty, kept=np.arange(sf.n_rows),
-                                  columns=np.arange(sf.n_cols), scale=np.ones(sf.n_cols), sum_blocks=empty)
+                                  columns=np.arange(sf.n_cols), scale=np.ones(sf.n_cols), sum_blocks=empty, form=sf)
     return _with_blocks(sf, chosen)
 
 
@@ -223,7 +226,7 @@ def _with_blocks(sf: StandardForm, chosen: np.ndarray) -> tuple[StandardForm, De
         block_rhs=rhs, layout=_layout(sf, chosen, columns, sum_blocks),
     )
     inverse = DetectedBlocks(n_rows=m, n_blocks=sf.n_blocks, rows=rows, kept=kept, columns=columns, scale=scale,
-                             sum_blocks=sum_blocks)
+                             sum_blocks=sum_blocks, form=detected)
     return detected, inverse
 
 
@@ -267,3 +270,49 @@ def _layout(sf: StandardForm, chosen: np.ndarray, columns: np.ndarray, sum_block
     order = columns if sf.layout.column_order is None else sf.layout.column_order[columns]
     return Layout(sense=sf.layout.sense, column_order=order.astype(index_dtype(sf.n_cols)),
                   variables=sf.layout.variables, constraints=tuple(slots))
+
+
+# --------------------------------------------------------------------------- Farkas weights of the chosen rows
+def sum_row_weights(form: StandardForm, k: int, g: np.ndarray) -> np.ndarray:
+    """z_b with min_{x in C_b} g^T x = min_{0 <= x <= u} (g + z_b 1)^T x - r_b z_b for blocks b < k of ``form``.
+
+    z_b is the multiplier of the sum row in min g^T x over C_b = {0 <= x <= u, sum x <= r_b (== r_b)}: the
+    greedy fills the columns in ascending g up to r_b, and z_b = -g at the column where r_b runs out (0 where
+    a `<=` block stops at g >= 0 first). Weighting the sum row by z_b turns a Farkas ray over the coupling
+    rows, whose minimum runs over the blocks, into one over all rows, whose minimum runs over the bounds.
+    """
+    ptr = np.asarray(form.block_ptr[: k + 1], dtype=np.int64)
+    sizes, stop = np.diff(ptr), int(ptr[-1])
+    block = np.repeat(np.arange(k), sizes)
+    r = form.block_rhs[:k]
+    order = np.lexsort((g[:stop], block))  # by block (already so), then ascending g
+    g_sorted = g[:stop][order]
+    capacity = np.minimum(np.asarray(form.col_upper[:stop])[order], r[block])  # finite; the greedy is unchanged
+    filled = _block_prefix_sums(capacity, ptr, sizes)
+    position = np.where(filled >= r[block], np.arange(stop), stop)
+    z = np.zeros(k)
+    nonempty = sizes > 0
+    first = np.full(k, stop)
+    first[nonempty] = np.minimum.reduceat(position, ptr[:-1][nonempty])
+    runs_out = first < ptr[1:]
+    z[runs_out] = -g_sorted[first[runs_out]]
+    less_equal = ~np.isin(form.block_kind[:k], EQUALITY_KINDS)
+    z[less_equal] = np.maximum(z[less_equal], 0.0)
+    return z
+
+
+def _block_prefix_sums(values: np.ndarray, ptr: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """s_p = sum of values[ptr[b] : p + 1] for p in block b, one 2-d cumsum per distinct block size.
+
+    A cumsum over all blocks less the sums before each block loses the digits of the blocks' sums to those of
+    the running total (a budget filled exactly would read as not quite filled).
+    """
+    out = np.empty(values.shape[0])
+    by_size = np.argsort(sizes, kind="stable")
+    ends = np.flatnonzero(np.diff(sizes[by_size])) + 1
+    for group in np.split(by_size, ends):
+        size = int(sizes[group[0]]) if group.shape[0] else 0
+        if size:
+            at = ptr[group][:, None] + np.arange(size)
+            out[at] = np.cumsum(values[at], axis=1)
+    return out

@@ -12,7 +12,7 @@ import pytest
 
 import dualip_model as dm
 from dualip_model import block_detection, cli
-from dualip_model.block_detection import candidate_rows, choose_rows, detect_blocks
+from dualip_model.block_detection import candidate_rows, choose_rows, detect_blocks, sum_row_weights
 from dualip_model.polytopes import BlockKind
 from dualip_model.synthetic import matching_model, synthetic_matching
 
@@ -269,6 +269,50 @@ def test_a_form_without_qualifying_rows_is_solved_as_it_is():
     assert detected is sf
     raw = dm.RawResult(status=dm.Status.OPTIMAL, x=np.array([1.0, 2.0]))
     assert inverse.invert(raw) is raw
+
+
+# ------------------------------------------------------------------------------------- infeasible models
+@pytest.mark.parametrize("sense", ["<=", "=="])
+def test_sum_row_weights_are_the_multipliers_of_the_block_minimum(sense):
+    """min_{x in C_b} g^T x = min_{0 <= x <= u} (g + z_b)^T x - r_b z_b, C_b from scaled rows with and without
+    binding upper bounds, checked against scipy's LP solver block by block."""
+    from scipy.optimize import linprog
+
+    m, _ = weighted_matching(sense, col_upper=1.0)
+    detected, inverse = detect_blocks(m.compile())
+    k = inverse.rows.shape[0]
+    g = np.random.default_rng(3).normal(size=detected.n_cols)
+    z = sum_row_weights(detected, k, g)
+    upper = np.asarray(detected.col_upper)
+    for b in range(k):
+        cols = slice(detected.block_ptr[b], detected.block_ptr[b + 1])
+        gb, ub, r = g[cols], upper[cols], detected.block_rhs[b]
+        row = {"A_eq" if sense == "==" else "A_ub": np.ones((1, gb.shape[0])),
+               "b_eq" if sense == "==" else "b_ub": [r]}
+        best = linprog(gb, bounds=list(zip(np.zeros_like(ub), ub)), **row).fun
+        shifted = gb + z[b]
+        assert np.where(shifted < 0, shifted * ub, 0.0).sum() - r * z[b] == pytest.approx(best, abs=1e-9)
+        if sense == "<=":
+            assert z[b] >= 0
+
+
+def test_an_infeasible_model_read_from_mps_gets_a_farkas_ray_over_the_file_rows(tmp_path):
+    """dualip's ray over the detected form's coupling rows, completed on the user rows, certifies the flat LP:
+    min over the column bounds of (A^T y)^T x exceeds h(y) = sum_{y > 0} y upper + sum_{y < 0} y lower."""
+    model = matching_model(synthetic_matching(12, 4, 0.5, seed=2))
+    model.subject_to(model.variables["x"].sum() >= 1.01 * 11.0, name="impossible")  # max sum x is 11.0
+    read = read_back(model, tmp_path)
+    res = read.solve("dualip", max_iter=5000)
+    assert res.status == dm.Status.INFEASIBLE
+    flat = read.compile()
+    y = res.raw.ray
+    assert y.shape == (flat.n_rows,) and np.isfinite(y).all()
+    d = flat.A.T @ y
+    lower, upper = np.asarray(flat.col_lower), np.asarray(flat.col_upper)
+    assert (d[upper == np.inf] >= -1e-12).all()
+    least = np.where(d < 0, d * np.where(np.isinf(upper), 0.0, upper), d * lower).sum()
+    h = y[y > 0] @ flat.row_upper[y > 0] + y[y < 0] @ flat.row_lower[y < 0]
+    assert least - h > 1e-9 * np.abs(y).max()
 
 
 # ------------------------------------------------------------------------------------- (5) labels and the CLI
