@@ -6,7 +6,8 @@
 A model read from an LP/MPS file (or built with ``block=False``) compiles to one BOX block and coupling
 rows only; the dual decomposition of the dualip backend then has no block polytopes to bound the
 Lagrangian over. ``detect_blocks`` turns qualifying rows over disjoint columns into blocks and returns the
-inverse map (``DetectedBlocks.invert``) that gives the flat form's x, row duals and block duals back.
+inverse map (``DetectedBlocks.invert``) that gives the flat form's x, row duals, block duals and Farkas ray
+back. ``read_model`` sets it as the model's ``reduction``, which ``Model.solve`` applies.
 
 A row qualifies when it is ``<= r`` or ``== r`` with r >= 0, every entry is positive and finite, and every
 column in it has lower bound 0 and belongs to a BOX block of the input (an ``== r`` row also needs
