@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="an .mps or .lp file (also .mps.gz / .lp.gz)")
+    parser.add_argument("--no-detect-blocks", dest="detect_blocks", action="store_false",
+                        help="keep every row a coupling row (default: rows that are positive sums over disjoint "
+                             "nonnegative columns are solved as simplex blocks; see docs/standard_form.md)")
 
 
 def _option_arguments(parser: argparse.ArgumentParser, what: str) -> None:
@@ -224,7 +227,7 @@ def _solve(args) -> tuple[int, str]:
 
     options = backend_options(args.backend, values)
     with native_stdout_to_stderr():
-        model = read_model(args.model)
+        model = read_model(args.model, detect_blocks=args.detect_blocks)
         if args.write_model:
             write_model(model, args.write_model)
         try:
@@ -424,6 +427,7 @@ def _number(value) -> float | None:
 # ---------------------------------------------------------------------------------------------- compare
 def _compare(args) -> tuple[int, str]:
     from .compare import compare
+    from .io import read_model
     from .progress import Progress
 
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
@@ -445,7 +449,8 @@ def _compare(args) -> tuple[int, str]:
         _check_directory(args.plot, "--plot")
     with native_stdout_to_stderr():
         try:
-            comparison = compare(args.model, names, options=per_backend, **values)
+            comparison = compare(read_model(args.model, detect_blocks=args.detect_blocks), names,
+                                 options=per_backend, **values)
         finally:
             for progress in progresses:
                 progress.close()
@@ -477,10 +482,13 @@ def _info(args) -> tuple[int, str]:
     from .io import read_model
 
     with native_stdout_to_stderr():
-        model = read_model(args.model)
+        model = read_model(args.model, detect_blocks=args.detect_blocks)
         sf = model.compile()
     facts = describe_standard_form(sf)
     facts = {"model": model.name, "file": args.model, **facts}
+    if model.reduction is not None:
+        detected = describe_standard_form(model.reduction(sf)[0])
+        facts["detected"] = {"rows": sf.n_rows - detected["rows"], "blocks": detected["blocks"]}
     if args.json:
         return EXIT_OPTIMAL, json.dumps(facts)
     blocks = ", ".join(f"{kind} {b['blocks']} ({b['columns']} columns)" for kind, b in facts["blocks"].items())
@@ -495,6 +503,9 @@ def _info(args) -> tuple[int, str]:
         f"sum rows   {facts['simplex_rows']} rows are sums over disjoint nonnegative columns "
         f"({facts['simplex_row_columns']} columns): candidates for simplex blocks",
     ]
+    if "detected" in facts:
+        lines.append(f"detected   {facts['detected']['rows']} rows solved as blocks: " + ", ".join(
+            f"{kind} {b['blocks']} ({b['columns']} columns)" for kind, b in facts["detected"]["blocks"].items()))
     return EXIT_OPTIMAL, "\n".join(lines)
 
 

@@ -25,8 +25,13 @@ from .flat_lp import block_rows
 from .sets import EdgeSet
 
 
-def read_model(path, name: str | None = None) -> Model:
-    """Read an LP or MPS file (format from the extension, .gz allowed) into a Model."""
+def read_model(path, name: str | None = None, detect_blocks: bool = True) -> Model:
+    """Read an LP or MPS file (format from the extension, .gz allowed) into a Model.
+
+    With ``detect_blocks`` (the default) the model's solves turn rows that are positive sums over disjoint
+    nonnegative columns into simplex blocks (``model.reduction``, see dualip_model/block_detection.py);
+    results are in the file's terms either way.
+    """
     import highspy
 
     path = os.fspath(path)
@@ -87,6 +92,10 @@ def read_model(path, name: str | None = None) -> Model:
             matrix = sp.csr_matrix((value, index, start), shape=(m, n))
         model.subject_to(matmul(matrix, x, rows).between(np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)),
                          name="rows", block=False)
+    if detect_blocks:
+        from .block_detection import detect_blocks as reduction
+
+        model.reduction = reduction
     return model
 
 

@@ -36,6 +36,9 @@ class Model:
         self.constraints: dict[str, Constraint] = {}
         self.objective: Objective | None = None
         self.n_cols = 0
+        # sf -> (the form a backend solves, its inverse: .invert(raw) gives sf's RawResult), applied by solve;
+        # read_model sets block_detection.detect_blocks
+        self.reduction = None
 
     def __repr__(self) -> str:
         return (f"Model({self.name!r}: {len(self.sets)} sets, {len(self.variables)} variables "
@@ -131,13 +134,14 @@ class Model:
             warnings.warn(f"model '{self.name}' has no objective: solving it as a feasibility problem (minimize 0); "
                           f"call m.minimize(0) to say so, or set an objective", NoObjectiveWarning, stacklevel=2)
         opts, finish = report_in_model_sense(opts, sf.layout.sense)  # the callback sees the model's sense
+        solved, inverse = (sf, None) if self.reduction is None else self.reduction(sf)
         start = time.perf_counter()
-        raw = solver.solve(sf, opts)
+        raw = solver.solve(solved, opts)
         if not raw.solve_time:
             raw.solve_time = time.perf_counter() - start
         if not isinstance(raw.status, Status):
             raise TypeError(f"backend '{backend}' returned status {raw.status!r}, not a Status")
-        result = Result(self, sf, raw, backend)
+        result = Result(self, sf, raw if inverse is None else inverse.invert(raw), backend)
         finish(result)
         return result
 
