@@ -15,6 +15,8 @@ import pytest
 
 import dualip_model as dm
 from dualip_model.synthetic import matching_model, synthetic_matching
+from test_parity import (assignment_short_of_capacity, contradicting_rows, inconsistent_equalities,
+                         over_budget_matching)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -83,7 +85,108 @@ def test_unbounded_hand_model():
     x = m.variable("x", over=s)
     m.maximize(x.sum())
     m.subject_to((np.array([1.0, -1.0]) * x).sum() <= 1, name="diff")
-    assert m.solve("highs").status == dm.Status.UNBOUNDED
+    res = m.solve("highs")
+    assert res.status == dm.Status.UNBOUNDED
+    assert res.raw.ray is None  # a Farkas ray proves infeasibility only
+
+
+# ----------------------------------------------------------------------------------------- Farkas rays
+def farkas_value(sf: dm.StandardForm, y: np.ndarray) -> float:
+    """min_{x in C} y^T A x - h(y), h(y) = sum_r u_r y_r^+ - l_r y_r^-: > 0 proves that no x in C meets the rows.
+
+    C: the column bounds and the block polytopes (sum over block i of x <= r_i, or == r_i), minimized by an
+    LP of its own (scipy's linprog), which sees neither the coupling rows nor the backend's flat LP.
+    """
+    from scipy.optimize import linprog
+
+    sums = {True: ([], []), False: ([], [])}  # is_equality -> (rows, right-hand sides)
+    for i, kind in enumerate(map(dm.BlockKind, sf.block_kind.tolist())):
+        if kind != dm.BlockKind.BOX:
+            row = np.zeros(sf.n_cols)
+            row[sf.block_ptr[i] : sf.block_ptr[i + 1]] = 1.0
+            sums[kind.is_equality][0].append(row)
+            sums[kind.is_equality][1].append(sf.block_rhs[i])
+    (A_eq, b_eq), (A_ub, b_ub) = ((np.array(rows) if rows else None, np.array(rhs) if rhs else None)
+                                  for rows, rhs in (sums[True], sums[False]))
+    bounds = [(None if np.isinf(lo) else lo, None if np.isinf(up) else up)
+              for lo, up in zip(sf.col_lower, sf.col_upper)]
+    lp = linprog(sf.A.T @ y, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
+    assert lp.status == 0, lp.message  # bounded below over C: y^T A is dual feasible there
+    pos, neg = y > 0, y < 0
+    support = float(sf.row_upper[pos] @ y[pos] + sf.row_lower[neg] @ y[neg])  # inf where y_r points at no side
+    return lp.fun - support
+
+
+def budget_below_floor() -> dm.Model:
+    """3 users each assigned exactly once (a block floor) to 2 items, costs 2..7; spend <= 8 < the least spend 9."""
+    m = dm.Model("below_floor")
+    users, items = m.entities("user", ["u0", "u1", "u2"]), m.entities("item", ["tv", "web"])
+    e = m.edges("e", users, items, src=["u0", "u0", "u1", "u1", "u2", "u2"], dst=["tv", "web"] * 3)
+    x = m.variable("x", over=e)
+    cost = np.array([2.0, 5.0, 3.0, 4.0, 7.0, 4.0])
+    m.minimize(x.sum())
+    m.subject_to(x.sum(by=users) == 1.0, name="assign")
+    m.subject_to(x.sum(by=items) <= 10.0, name="capacity")
+    m.subject_to((cost * x).sum() <= 8.0, name="spend")
+    return m
+
+
+def infeasible_cases():
+    cases = {f.__name__: f for f in (budget_below_floor, assignment_short_of_capacity, over_budget_matching,
+                                     contradicting_rows, inconsistent_equalities)}
+    for name, info in STATUSES.items():
+        if info["status"] == "Infeasible":
+            cases[f"netlib_{name}"] = lambda name=name: dm.read_model(INFEASIBLE / f"{name}.mps")
+    return cases
+
+
+INFEASIBLE_CASES = infeasible_cases()
+
+
+@pytest.mark.parametrize("solver", ["choose", "ipm"])
+@pytest.mark.parametrize("case", list(INFEASIBLE_CASES))
+def test_infeasible_result_carries_a_farkas_ray_that_proves_it(case, solver):
+    res = INFEASIBLE_CASES[case]().solve("highs", solver=solver)
+    assert res.status == dm.Status.INFEASIBLE
+    sf = res.standard_form
+    y = res.raw.ray
+    assert y is not None and y.shape == (sf.n_rows,) and np.isfinite(y).all()
+    assert farkas_value(sf, y) > 1e-9 * np.abs(y).max()
+    # per constraint: the same ray, scaled to max |y_r| = 1
+    whole = res.infeasibility_certificate()
+    assert set(whole) == {s.name for s in sf.layout.constraints if s.kind == "rows"}
+    scaled = np.zeros(sf.n_rows)
+    for slot in sf.layout.constraints:
+        if slot.kind == "rows":
+            scaled[slot.start : slot.stop] = np.atleast_1d(whole[slot.name])
+    np.testing.assert_allclose(scaled, y / np.abs(y).max(), rtol=0, atol=1e-15)
+
+
+def test_highs_certificate_of_a_budget_below_a_block_floor():
+    """Each user spends at least min(cost) = 2 + 3 + 4 = 9 > 8: the spend row alone is the proof."""
+    res = budget_below_floor().solve("highs")
+    assert res.status == dm.Status.INFEASIBLE
+    spend = res.infeasibility_certificate("spend")
+    assert isinstance(spend, float) and spend == 1.0  # a <= row weighs >= 0; scaled to max |y| = 1
+    capacity = res.infeasibility_certificate("capacity")
+    assert list(capacity.index) == ["tv", "web"]
+    np.testing.assert_allclose(capacity.to_numpy(), 0.0, atol=1e-12)  # slack rows take no part
+    assert farkas_value(res.standard_form, res.raw.ray) == pytest.approx(res.raw.ray[-1] * (9.0 - 8.0))
+    with pytest.raises(dm.ModelError, match="constraint 'assign' became block polytopes"):
+        res.infeasibility_certificate("assign")
+    text = str(res)
+    assert "certificate: a Farkas ray" in text and "largest weights: spend" in text
+
+
+def test_highs_certificate_of_short_capacity_by_hand():
+    """30 users assigned once to 5 items of capacity 5.994: min_x y^T A x = 30 min(y) exceeds 5.994 sum(y)."""
+    res = assignment_short_of_capacity().solve("highs")
+    y = res.infeasibility_certificate("capacity")
+    assert list(y.index) == [0, 1, 2, 3, 4]
+    assert (y >= 0).all() and y.max() == 1.0  # <= rows weigh >= 0; scaled to max |y| = 1
+    assert 30 * y.min() > 0.999 * 30 / 5 * y.sum()
+    with pytest.raises(dm.ModelError, match=r"status is infeasible .*res.infeasibility_certificate\(name\)"):
+        res.x_all
 
 
 # ----------------------------------------------------------------------------------------- duals
@@ -326,6 +429,32 @@ def test_threads_option_in_fresh_process():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "ok" in proc.stdout
+
+
+def test_highs_prints_nothing_unless_verbose():
+    """No banner, no log, no PDLP progress on stdout in a fresh process; verbose=True prints HiGHS's log."""
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, "tests")
+        import dualip_model as dm
+        from dualip_model.synthetic import matching_model, synthetic_matching
+        from test_parity import assignment_short_of_capacity
+
+        m = matching_model(synthetic_matching(50, 5, 0.3, seed=0))
+        for solver in ("choose", "simplex", "ipm", "pdlp"):
+            res = m.solve("highs", solver=solver)
+            assert res.status == dm.Status.OPTIMAL, (solver, res.message)
+            assert solver == "pdlp" or "Model status" in res.log, solver
+        res = assignment_short_of_capacity().solve("highs", solver="ipm")  # HiGHS re-solves for the ray
+        assert res.status == dm.Status.INFEASIBLE
+        print("quiet so far", flush=True)
+        m.solve("highs", verbose=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    quiet, _, verbose = proc.stdout.partition("quiet so far\n")
+    assert quiet == ""
+    assert "Model status" in verbose and "Optimal" in verbose
 
 
 def test_invalid_option_name_raises_naming_it():

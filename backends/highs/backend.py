@@ -1,7 +1,9 @@
 """HiGHS backend: min c^T x s.t. row_lower <= [A; B] x <= row_upper, l <= x <= u, passed in one bulk call.
 
 B holds one row per block with a sum constraint (dualip_model.flat_lp), so HiGHS solves exactly the
-standard form and returns duals for coupling rows and block rows alike.
+standard form and returns duals for coupling rows and block rows alike, and on an infeasible model a Farkas
+ray whose coupling-row part is a certificate over the block polytopes. HiGHS writes nothing to the console
+unless HighsOptions.verbose; its log is kept in RawResult.log.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class HighsOptions:
     ipm_optimality_tolerance: float | None = None
     pdlp_optimality_tolerance: float | None = None
     presolve: bool = True
-    verbose: bool = False  # also print HiGHS's log to the console
+    verbose: bool = False  # print HiGHS's log to the console (RawResult.log keeps it either way, but for pdlp)
 
     def __post_init__(self):
         if self.solver not in _SOLVERS:
@@ -53,16 +55,28 @@ class HighsOptions:
                 raise ModelError(f"HighsOptions.{name} must be a number > 0, got {value!r}")
 
 
+def silent_highs():
+    """A HiGHS instance with output off, having printed nothing.
+
+    highspy.Highs() installs its Python callback on construction, which prints HiGHS's banner to stdout
+    before any option can be set; the core class it wraps (exported as highspy._Highs) installs none.
+    """
+    import highspy
+
+    h = highspy._Highs()
+    h.setOptionValue("output_flag", False)
+    return h
+
+
 def to_highs(sf: StandardForm, names: tuple[list[str], list[str]] | None = None):
-    """A highspy.Highs holding the standard form as one LP (coupling rows, then block rows), optionally named."""
+    """A silent HiGHS instance holding the standard form as one LP (coupling rows, then block rows), named or not."""
     import highspy
 
     flat = flat_lp(sf)
     A = flat.A
     if A.nnz >= 2**31:
         raise ModelError(f"model '{sf.name}' has {A.nnz} nonzeros with block rows; HiGHS takes < 2^31")
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = silent_highs()
     inf = h.getInfinity()
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]
@@ -103,7 +117,10 @@ class HighsBackend:
         h, flat = to_highs(sf)
         with tempfile.TemporaryDirectory() as tmp:
             log_path = os.path.join(tmp, "highs.log")
-            settings = {"output_flag": True, "log_to_console": options.verbose, "log_file": log_path,
+            # HiGHS's PDLP (cuPDLP-C) prints to stdout whenever output_flag is on, whatever log_to_console
+            # says: silent, it runs with output off and leaves no log
+            settings = {"output_flag": options.verbose or options.solver != "pdlp",
+                        "log_to_console": options.verbose, "log_file": log_path,
                         "solver": options.solver, "presolve": "on" if options.presolve else "off"}
             for key in ("threads", "time_limit", "primal_feasibility_tolerance", "dual_feasibility_tolerance",
                         "ipm_optimality_tolerance", "pdlp_optimality_tolerance"):
@@ -116,15 +133,18 @@ class HighsBackend:
                 highspy.Highs.resetGlobalScheduler(True)  # HiGHS keeps one thread pool per process
             start = time.perf_counter()
             h.run()
+            # read before farkas_ray: HiGHS may re-solve to find the ray, which overwrites status and info
+            model_status = h.getModelStatus()
+            status = map_status(model_status)
+            info = h.getInfo()
+            iterations = int(max(info.simplex_iteration_count, info.ipm_iteration_count,
+                                 info.pdlp_iteration_count, 0))
+            ray = farkas_ray(h, sf.n_rows) if status == Status.INFEASIBLE else None
             elapsed = time.perf_counter() - start
             h.setOptionValue("log_file", "")
             with open(log_path, encoding="utf-8", errors="replace") as f:
                 log = f.read()
-        model_status = h.getModelStatus()
-        status = map_status(model_status)
-        info = h.getInfo()
-        iterations = int(max(info.simplex_iteration_count, info.ipm_iteration_count, info.pdlp_iteration_count, 0))
-        raw = RawResult(status=status, iterations=iterations, solve_time=elapsed, log=log,
+        raw = RawResult(status=status, iterations=iterations, solve_time=elapsed, log=log, ray=ray,
                         message=h.modelStatusToString(model_status))
         if status.has_solution or status == Status.OPTIMAL:
             sol = h.getSolution()
@@ -138,3 +158,21 @@ class HighsBackend:
                 raw.bound = raw.objective
                 raw.guarantees = ("optimal within HiGHS tolerances",)
         return raw
+
+
+def farkas_ray(h, n_rows: int) -> np.ndarray | None:
+    """y = -(HiGHS's dual ray) on the coupling rows: min_{x in bounds, blocks} y^T A x > h(y) on an infeasible LP.
+
+    HiGHS's ray d of the flat LP [A; B] has the sign of its row duals (<= 0 on a binding <= row), so
+    y = -d has dualip's convention: y_r >= 0 on <= rows, <= 0 on >= rows, and min_{x in bounds} y^T [A; B] x
+    exceeds h(y) = sum_r u_r y_r^+ - l_r y_r^-. Every x in the block polytopes meets the block rows, so their
+    part y_B^T B x - h_B(y_B) is <= 0 there, and the coupling part alone is a certificate over the blocks. Where the
+    solve left no ray (presolve decided infeasibility, or IPM ran), HiGHS re-solves the LP with zero costs and
+    presolve off to find one. None where it finds none.
+    """
+    import highspy
+
+    status, has_ray, values = h.getDualRay()
+    if status == highspy.HighsStatus.kError or not has_ray:
+        return None
+    return -np.asarray(values, dtype=np.float64)[:n_rows]
