@@ -168,12 +168,13 @@ def measure(model: dm.Model, sf: dm.StandardForm, flat: FlatLP, solver: str, thr
         return out
     worst, where = violation(sf, flat, np.asarray(raw.x, dtype=np.float64))
     bound = lagrangian_bound(sf, raw)
+    gap = finite(relative_gap(raw.objective, bound))
     out.update({
         "objective": res.objective, "max_row_violation": worst, "violated_at": where,
         "own_bound": finite(res.bound),
         "own_bound_certified": dm.Capability.CERTIFIED_BOUND in dm.registry.get(res.backend).capabilities,
-        "lagrangian_bound": finite(sense * bound), "gap_to_lagrangian_bound": finite(relative_gap(raw.objective, bound)),
-        "certified_gap": finite(relative_gap(raw.objective, bound)) if worst <= FEASIBLE else None,
+        "lagrangian_bound": finite(sense * bound), "gap_to_lagrangian_bound": gap,
+        "certified_gap": gap if worst <= FEASIBLE else None,
     })
     if reference is not None and "objective" in reference and reference["status"] == dm.Status.OPTIMAL.value:
         out["rel_objective_error"] = abs(res.objective - reference["objective"]) / max(1.0, abs(reference["objective"]))
@@ -271,22 +272,22 @@ def targets(runs: list[dict]) -> list[dict]:
                     "speedup_vs_ipm": None if None in ipm else statistics.median(ipm),
                     "speedup_vs_pdlp": None if None in pdlp else statistics.median(pdlp),
                 }
+            ipm_all = [f["speedup_vs_ipm"] for f in per_family.values()]
             pdlp_all = [f["speedup_vs_pdlp"] for f in per_family.values()]
             geomean = None if None in pdlp_all else round(math.exp(statistics.fmean(map(math.log, pdlp_all))), 3)
             entry = {"size": size, "threads": threads, "families": per_family, "geomean_speedup_vs_pdlp": geomean}
             if size >= TARGETS["large_nnz"]:
                 entry["met"] = {
                     "certified_tol_everywhere": all(f["dualip_optimal"] for f in per_family.values()),
-                    "speedup_vs_ipm_at_least_10x": all((f["speedup_vs_ipm"] or 0) >= TARGETS["large_min_speedup_vs_ipm"]
-                                                       for f in per_family.values()),
-                    "faster_than_pdlp_everywhere": all((f["speedup_vs_pdlp"] or 0) > TARGETS["large_min_speedup_vs_pdlp"]
-                                                       for f in per_family.values()),
+                    "speedup_vs_ipm_at_least_10x": None not in ipm_all
+                    and min(ipm_all) >= TARGETS["large_min_speedup_vs_ipm"],
+                    "faster_than_pdlp_everywhere": None not in pdlp_all
+                    and min(pdlp_all) > TARGETS["large_min_speedup_vs_pdlp"],
                     "geomean_vs_pdlp_at_least_3x": (geomean or 0) >= TARGETS["large_min_geomean_speedup_vs_pdlp"],
                 }
             elif size <= TARGETS["small_nnz"]:
-                entry["met"] = {"at_most_2x_slower_than_ipm": all(
-                    (f["speedup_vs_ipm"] or 0) >= 1 / TARGETS["small_max_slowdown_vs_ipm"]
-                    for f in per_family.values())}
+                entry["met"] = {"at_most_2x_slower_than_ipm": None not in ipm_all
+                                and min(ipm_all) >= 1 / TARGETS["small_max_slowdown_vs_ipm"]}
             out.append(entry)
     return out
 

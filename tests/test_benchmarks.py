@@ -108,3 +108,42 @@ def test_family_suite_reports_every_solver_on_every_family(tmp_path):
             assert dualip["own_bound"] == pytest.approx(dualip["lagrangian_bound"], rel=1e-9)  # one L(y)
     assert len(report["summary"]) == 5 and report["targets"][0]["size"] == 2_000
     assert "at_most_2x_slower_than_ipm" in report["targets"][0]["met"]
+
+
+def test_family_suite_violation_is_relative_and_names_the_row(tiny):
+    from family_suite import violation
+
+    from dualip_model.flat_lp import flat_lp
+
+    m, _ = tiny  # one <= 1 per user (blocks), budget <= 1 per item (rows), x >= 0
+    sf = m.compile()
+    flat = flat_lp(sf)
+    assert violation(sf, flat, np.zeros(sf.n_cols)) == (0.0, None)
+    x = np.zeros(sf.n_cols)
+    x[0] = 1.6  # edge (u0, a): block u0 sums to 1.6, item a's budget row (cost 1) reads 1.6: both 0.6 / 2 over
+    x[1] = 0.3  # edge (u0, b): the block now sums to 1.9, the worst (0.9 / 2)
+    worst, where = violation(sf, flat, x)
+    assert worst == pytest.approx(0.45) and where == "one[0]"
+    x[:] = 0.0
+    x[2] = -0.5  # a column bound, 0.5 / (1 + 0)
+    assert violation(sf, flat, x) == (pytest.approx(0.5), "x[2] (bounds)")
+
+
+def test_family_suite_targets_need_every_family_measured():
+    from family_suite import targets
+
+    def run(family, size, dualip, ipm, pdlp, status="optimal"):
+        return {"family": family, "size": size, "threads": 1, "dualip": {"status": status, "seconds": dualip},
+                "highs-ipm": {"status": "optimal", "seconds": ipm}, "ortools-pdlp": {"status": "optimal",
+                                                                                    "seconds": pdlp}}
+
+    large = targets([run("a", 10**6, 1.0, 20.0, 4.0), run("b", 10**6, 1.0, 10.0, 2.5)])[0]
+    assert large["families"]["a"] == {"dualip_optimal": True, "speedup_vs_ipm": 20.0, "speedup_vs_pdlp": 4.0}
+    assert large["geomean_speedup_vs_pdlp"] == pytest.approx(10**0.5, rel=1e-3)
+    assert large["met"] == {"certified_tol_everywhere": True, "speedup_vs_ipm_at_least_10x": True,
+                            "faster_than_pdlp_everywhere": True, "geomean_vs_pdlp_at_least_3x": True}
+    late = targets([run("a", 10**6, 1.0, 20.0, 4.0), run("b", 10**6, 9.0, 10.0, 2.5, status="time_limit")])[0]
+    assert late["families"]["b"]["speedup_vs_ipm"] is None and late["geomean_speedup_vs_pdlp"] is None
+    assert not any(late["met"].values())
+    small = targets([run("a", 50_000, 2.0, 1.0, 1.0), run("b", 50_000, 3.0, 1.0, 1.0)])[0]
+    assert small["met"] == {"at_most_2x_slower_than_ipm": False}  # b: 3x slower than IPM
