@@ -19,6 +19,7 @@ _BUILTIN = {
     "highs": "dualip_model.backends.highs:HighsBackend",
     "dualip": "dualip_model.backends.dualip:DualipBackend",
     "cupdlpx": "dualip_model.backends.cupdlpx:CupdlpxBackend",  # needs the cupdlpx package and a GPU
+    "ortools-pdlp": "dualip_model.backends.ortools_pdlp:OrtoolsPdlpBackend",  # needs the ortools package
 }
 _registered: dict[str, object] = {}  # name -> "module:attr" or a Backend class/instance
 _instances: dict[str, Backend] = {}
