@@ -166,7 +166,7 @@ class LyingBackend:
         elif self.lie == "claim":
             raw.x = raw.x + 0.5
             raw.objective = float(sf.c @ raw.x) + sf.offset
-            raw.guarantees = ("primal: relative infeasibility 0.00e+00",)
+            raw.guarantees = ("primal: largest relative violation 0.00e+00",)
         return raw
 
 
