@@ -3,7 +3,7 @@
 Maps a StandardForm to the scaled device problem, runs DualAscentSolver, and returns a RawResult whose
 numbers are recomputed in float64 from the standard form itself: the Lagrangian bound
 L(y) = -h(y) + sum_i min_{x in C_i} (c + A^T y)_i^T x_i (valid for every y in the dual domain) and the
-objective and infeasibility of the returned primal. ``solve_standard_form`` is the whole solve, for one
+objective and every constraint of the returned primal (termination.py). ``solve_standard_form`` is the whole solve, for one
 process or, given a communicator and a checkpoint store, for one rank of a sharded solve (see distributed.py).
 """
 
@@ -233,7 +233,7 @@ def _solve(sf, options, comm, store, y0, gamma0, interrupt) -> RawResult:
     if prob.repairable:
         guarantees.append(f"primal: feasible by construction (violated rows cut greedily, slack refilled); {worst}")
     elif status == Status.OPTIMAL:
-        guarantees.append(f"primal: feasible within tol {options.tol:g}, not exactly (no repair for this "
+        guarantees.append(f"primal: within tol {options.tol:g} of feasible, not exactly (no repair for this "
                           f"structure); {worst}")
     else:
         guarantees.append(f"primal: not certified feasible (no repair for this structure); {worst}")
