@@ -85,7 +85,9 @@ def test_rule_keeps_the_feasible_candidate_not_the_one_with_the_best_objective()
     assert rule.better(feasible, beyond, bound=99.95) and not rule.better(beyond, feasible, bound=99.95)
     far = Measures(objective=90.0, violation=1e-2)
     assert rule.better(feasible, far, 99.95) and not rule.better(far, feasible, 99.95)
-    assert rule.better(Measures(95.0, 5e-3), far, 99.95)  # outside tol: the smaller violation wins
+    assert rule.better(Measures(95.0, 5e-3), far, 99.95)  # outside tol: the smaller violation wins...
+    above = Measures(objective=100.1, violation=2e-3)
+    assert rule.better(above, Measures(95.0, 5e-4), 99.95)  # ...among those whose objective does not cross
 
 
 def test_a_crossing_gap_is_never_optimal_and_rounding_is_not_a_crossing():

@@ -380,7 +380,9 @@ class DualAscentSolver:
         else:
             xr = x
         viol = self.violation(ax)
-        infeasibility = torch.maximum(self.row_violation(ax), self.block_violation(xr))
+        infeasibility = self.row_violation(ax)
+        if not p.repairable:  # (the repair scales blocks back within their sums; the float64 recheck measures all)
+            infeasibility = torch.maximum(infeasibility, self.block_violation(xr))
         h = self.support(y)
         # a repairable problem is feasible (x = 0 is), so no Farkas ray can exist there
         no_ray = p.repairable or not p.m

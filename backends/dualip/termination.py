@@ -11,8 +11,8 @@ float64 recheck of the returned primal (backend.py) measure the same numbers wit
 - ``StoppingRule.optimal``: the contract. A gap below 0 (the objective passes a valid bound by more than the
   rounding of the precision) says the primal is not feasible enough: never OPTIMAL, the solve goes on.
 - ``StoppingRule.rank``: the best-candidate rule. Candidates that pass the whole test first, then those within tol of
-  feasibility whose objective does not cross the bound, then those that cross it, then the rest; within a tier
-  the lowest merit f + |y|^T viol (the objective plus the worth of its violations: keeping the lowest objective
+  feasibility whose objective does not cross the bound, then those that cross it, then the rest (again those
+  that do not cross first); within a tier the lowest merit f + |y|^T viol (the objective plus the worth of its violations: keeping the lowest objective
   kept the most infeasible candidate, which failed the test forever), and outside tol the smallest violation.
 - ``Interrupt``: SIGINT deferred to the loop's safe points (a flag, read between iteration chunks and at the
   end of each check), so that Ctrl-C always returns the best result; a second Ctrl-C raises at once.
@@ -29,7 +29,7 @@ import torch
 
 from dualip_model.result import relative_gap
 
-FAR = 3  # rank tier of a candidate outside tol of feasibility
+FAR = 3  # rank tier of a candidate outside tol of feasibility (FAR + 1: one whose objective also crosses the bound)
 ROUNDING_EPS = 100  # a gap above -100 eps of the working precision is rounding, read as 0
 
 
@@ -90,12 +90,13 @@ class StoppingRule:
 
     def rank(self, m: Measures, bound: float) -> tuple[int, float]:
         """(tier, merit) of a candidate primal, the lower the better (see the module docstring)."""
+        crossing = self.gap(m, bound) < 0.0
         if m.violation > self.tol:
-            return FAR, m.violation
+            return FAR + crossing, m.violation
         merit = m.objective + m.dual_violation
         if self.optimal(m, bound):
             return 0, merit
-        return (1 if self.gap(m, bound) >= 0.0 else 2), merit
+        return 1 + crossing, merit
 
     def better(self, new: Measures, kept: Measures | None, bound: float) -> bool:
         """True if candidate ``new`` replaces ``kept`` (ties go to the newer one, nearer the dual optimum)."""
