@@ -24,6 +24,7 @@ import torch
 
 import dualip_model as dm
 from dualip_model.backends.dualip import block_order, fast_projection, projections
+from dualip_model.backends.dualip import solver as solver_module
 from dualip_model.backends.dualip.memory import held_bytes
 from dualip_model.backends.dualip.operators import SparseRows
 from dualip_model.backends.dualip.options import DualipOptions
@@ -286,7 +287,7 @@ def test_tiny_time_limit():
     _, m, _, _ = base()
     res = m.solve("dualip", time_limit=1e-9)
     assert res.status == dm.Status.TIME_LIMIT
-    assert res.iterations == DualipOptions().check_every
+    assert res.iterations == solver_module._PACE_PROBE  # the first chunk under a time limit measures the pace
     assert_primal_feasible(res, 1e-9)
 
 
@@ -299,9 +300,18 @@ def test_callback_returning_true_interrupts_after_first_check():
     assert_primal_feasible(res, 1e-9)
 
 
-def test_callback_returning_truthy_non_true_does_not_stop():
+@pytest.mark.parametrize("answer", [np.bool_(True), 1, "stop"], ids=["numpy_bool", "one", "text"])
+def test_callback_returning_any_truthy_value_stops(answer):
+    """(was: only ``is True`` stopped; numpy.bool_(True) from a comparison ran on to the limit)"""
     _, m, _, _ = base()
-    res = m.solve("dualip", max_iter=50, check_every=10, callback=lambda rec: 1)
+    res = m.solve("dualip", max_iter=50, check_every=10, callback=lambda rec: answer)
+    assert res.status == dm.Status.INTERRUPTED and len(res.history) == 1
+
+
+@pytest.mark.parametrize("answer", [np.bool_(False), 0, None])
+def test_callback_returning_a_falsy_value_goes_on(answer):
+    _, m, _, _ = base()
+    res = m.solve("dualip", max_iter=50, check_every=10, callback=lambda rec: answer)
     assert res.status == dm.Status.ITERATION_LIMIT and len(res.history) == 5
 
 
@@ -561,13 +571,30 @@ def test_sparse_rows_products_and_row_minimum_match_dense(kind):
         SparseRows(np.array([0, 2]), np.array([0, 1]), np.ones(2), (1, 2), "single", CPU, F64)
 
 
-def test_lp_file_with_unbounded_columns_is_never_called_optimal():
-    """afiro has columns without upper bounds: no finite Lagrangian bound exists, so no certified optimum."""
+def test_lp_file_with_unbounded_columns_is_refused_before_iterating_naming_them():
+    """afiro has columns without upper bounds: no finite Lagrangian bound exists, so dualip refuses it before any
+    iteration (was: 2,000 iterations, bound -inf, and zero duals for every row)."""
     m = dm.read_model("tests/data/netlib/afiro.mps")
-    res = m.solve("dualip", max_iter=2000)
-    assert res.status == dm.Status.ITERATION_LIMIT
-    assert res.bound == -np.inf and res.guarantees[0].startswith("bound: none")
-    assert res.objective == pytest.approx(m.solve("highs").objective, rel=1e-3)  # the primal still converges
+    with mock.patch.object(DualAscentSolver, "solve", side_effect=AssertionError("iterated")):
+        with pytest.raises(dm.CapabilityError, match=r"32 column\(s\) without a finite bound.*x\[0\], x\[1\]"):
+            m.solve("dualip", max_iter=2000)
+
+
+@pytest.mark.parametrize("lower, upper, cost, in_row, refused", [
+    (-np.inf, 1.0, 1.0, True, True), (0.0, np.inf, 1.0, True, True),  # in a coupling row: any sign of y
+    (0.0, np.inf, 1.0, False, False),  # in no row, its cost pushes it to its finite bound
+    (0.0, np.inf, -1.0, False, True),  # in no row, its cost improves without end
+    (-np.inf, np.inf, 0.0, False, False),  # free, in no row, no cost: x = 0
+])
+def test_unbounded_column_is_refused_exactly_where_a_block_lp_can_be_unbounded(lower, upper, cost, in_row, refused):
+    sf = make_sf([(BlockKind.BOX, [lower, 0.0], [upper, 1.0], 0.0)],
+                 (np.array([[1.0 if in_row else 0.0, 1.0]]), np.array([-np.inf]), np.array([1.0])))
+    sf = dataclasses.replace(sf, c=np.array([cost, -1.0]))
+    if refused:
+        with pytest.raises(dm.CapabilityError, match=r"1 column\(s\).*\(column 0\)"):
+            dm.registry.get("dualip").solve(sf, DualipOptions())
+    else:
+        assert dm.registry.get("dualip").solve(sf, DualipOptions()).status == dm.Status.OPTIMAL
 
 
 def test_duals_stay_in_the_dual_domain_on_every_iteration():
@@ -602,9 +629,10 @@ def test_float32_solve_certificate_matches_the_exact_float64_one():
     _, m = matching(users=300, items=20, density=0.2, seed=4)
     sf = m.compile()
     raw = dm.registry.get("dualip").solve(sf, DualipOptions(dtype="float32", tol=1e-3))
-    bound, objective, infeas, _, mu = float64_certificate(sf, raw.x, -raw.row_dual)
-    assert raw.bound == pytest.approx(bound, rel=1e-12) and raw.objective == pytest.approx(objective, rel=1e-12)
-    np.testing.assert_allclose(raw.block_dual, mu, rtol=1e-12, atol=1e-12)
+    exact = float64_certificate(sf, raw.x, -raw.row_dual)
+    assert raw.bound == pytest.approx(exact.bound, rel=1e-12)
+    assert raw.objective == pytest.approx(exact.measures.objective, rel=1e-12)
+    np.testing.assert_allclose(raw.block_dual, exact.block_dual, rtol=1e-12, atol=1e-12)
 
 
 def test_to_device_converts_on_the_host_and_never_shares_a_frozen_array():

@@ -47,6 +47,16 @@ def test_fuzz_dualip_compact_storage(family, data):
 
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 @given(data=st.data())
+def test_fuzz_dualip_float32(family, data):
+    """float32 (the CUDA default): every OPTIMAL meets the contract at its tol 1e-3, block sums included (was: ==
+    blocks' sums off by up to 1.8e-3 passed, since only coupling rows were measured)."""
+    outcome = run(data.draw(specs(family), label="spec"), "dualip", precision="float32")
+    unexpected = outcome.unexpected()
+    assert not unexpected, "\n".join(map(str, unexpected))
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+@given(data=st.data())
 def test_fuzz_dualip_blocks_by_size(family, data):
     """The fast storage with the blocks sorted by size (per-size row reductions), on models of any size."""
     with mock.patch.object(block_order, "MIN_GROUP_COLUMNS", 0):
@@ -166,7 +176,7 @@ class LyingBackend:
         elif self.lie == "claim":
             raw.x = raw.x + 0.5
             raw.objective = float(sf.c @ raw.x) + sf.offset
-            raw.guarantees = ("primal: relative infeasibility 0.00e+00",)
+            raw.guarantees = ("primal: largest relative violation 0.00e+00",)
         return raw
 
 

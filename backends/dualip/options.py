@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import numbers
+import os
+import re
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from dualip_model.errors import ModelError
@@ -14,16 +19,19 @@ from dualip_model.errors import ModelError
 class DualipOptions:
     """Tolerances, limits, device and the continuation schedule of the ridge-regularized dual ascent.
 
-    Stops with OPTIMAL when rel. primal infeasibility ||(Ax-b)_+|| / (1+||b||) <= tol and rel. gap
-    (objective - bound) / max(1, |objective|, |bound|) <= tol, both measured every ``check_every``
-    iterations (the only host-device synchronizations).
+    Stops with OPTIMAL when every coupling row, block sum and column bound is met within tol relative to
+    1 + |its side| and 0 <= (objective - bound) / max(1, |objective|, |bound|) <= tol (termination.py; measured
+    every ``check_every`` iterations, the only host-device synchronizations, and rechecked in float64).
     """
 
     tol: float = 1e-4
     max_iter: int = 20_000
     time_limit: float | None = None  # seconds
-    device: str = "cpu"
+    device: str = field(default_factory=lambda: default_device())  # "cpu", "cuda" or "cuda:N"; default CUDA if available
     dtype: str | None = None  # "float32" or "float64"; default float64 on CPU, float32 on CUDA
+    # torch intra-op threads during the solve (restored after it); None: default_threads(), torch's setting less
+    # the cores other work keeps busy. Set it for repeatable fused_cpu runs (their sums depend on the count)
+    threads: int | None = None
     # "fast": torch sparse CSR products, block index per column (quickest on CPU); "compact": gathers and segment
     # sums, A stored once per orientation, <= 40 B per nonzero in float32, traceable by torch.compile;
     # default compact on CUDA, fast on CPU
@@ -46,33 +54,88 @@ class DualipOptions:
     # it changes sign (a line search): for coefficients spread far within a row, where the ascent creeps
     flat_rows: bool = True
     warm_start: Any = None  # a Result/RawResult of this backend, or {"y": duals, "gamma": gamma}
-    callback: Callable[[dict], Any] | None = None  # called with each history record; True stops
+    callback: Callable[[dict], Any] | None = None  # called with each history record; a truthy return stops
     checkpoint: str | None = None  # .npz or .safetensors file the solver state is saved to (atomically)
     checkpoint_every: int = 1000  # iterations between saves (at the next check); also saved when the solve ends
     resume: str | None = None  # a checkpoint file to continue from, bit for bit (same problem and options)
     seed: int = 0
 
     def __post_init__(self):
-        checks = {
-            "tol": self.tol > 0, "max_iter": self.max_iter >= 1, "check_every": self.check_every >= 1,
-            "gamma_decay": 0 < self.gamma_decay < 1, "gamma_min": self.gamma_min > 0,
-            "newton_steps": self.newton_steps >= 1, "checkpoint_every": self.checkpoint_every >= 1,
-            "time_limit": self.time_limit is None or self.time_limit > 0,
-            "gamma": self.gamma is None or self.gamma > 0,
-            "dtype": self.dtype in (None, "float32", "float64"),
-            "storage": self.storage in (None, "fast", "compact"),
-            "matrix_dtype": self.matrix_dtype in (None, "bfloat16", "float16"),
-        }
-        try:
-            checks["device"] = torch.device(self.device).type in ("cpu", "cuda")
-        except (RuntimeError, TypeError):
-            checks["device"] = False
-        for name, ok in checks.items():
-            if not ok:
-                raise ModelError(f"DualipOptions.{name}: invalid value {getattr(self, name)!r}")
+        for name, (ok, expected) in _CHECKS.items():
+            value = getattr(self, name)
+            try:
+                good = bool(ok(value))
+            except (TypeError, ValueError, RuntimeError):
+                good = False
+            if not good:
+                raise ModelError(f"DualipOptions.{name}: invalid value {value!r}; expected {expected}")
         if self.compile and self.fused_cpu:
             raise ModelError("DualipOptions.compile and fused_cpu are two ways to fuse the iteration (torch.compile "
                              "cannot trace the C++ step): choose one")
+
+
+def _integer(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _real(v) -> bool:
+    """A finite real number (bools are not numbers here)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+
+def _device(v) -> bool:
+    return isinstance(v, str) and re.fullmatch(r"cpu|cuda(:[0-9]+)?", v) is not None
+
+
+def _path(v) -> bool:
+    return v is None or isinstance(v, (str, os.PathLike))
+
+
+# name -> (test, the valid values as the message says them)
+_CHECKS = {
+    "tol": (lambda v: _real(v) and 0 < v < 1, "a finite number in (0, 1), e.g. 1e-4"),
+    "max_iter": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "time_limit": (lambda v: v is None or (_real(v) and v > 0), "None or a finite number of seconds > 0"),
+    "device": (_device, "'cpu', 'cuda' or 'cuda:N'"),
+    "dtype": (lambda v: v in (None, "float32", "float64"), 'None, "float32" or "float64"'),
+    "storage": (lambda v: v in (None, "fast", "compact"), 'None, "fast" or "compact"'),
+    "compile": (lambda v: isinstance(v, bool), "True or False"),
+    "fused_cpu": (lambda v: isinstance(v, bool), "True or False"),
+    "matrix_dtype": (lambda v: v in (None, "bfloat16", "float16"), 'None, "bfloat16" or "float16"'),
+    "gamma": (lambda v: v is None or (_real(v) and v > 0), "None or a finite number > 0"),
+    "gamma_decay": (lambda v: _real(v) and 0 < v < 1, "a number in (0, 1)"),
+    "gamma_min": (lambda v: _real(v) and v > 0, "a finite number > 0"),
+    "check_every": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "newton_steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "adaptive_step": (lambda v: isinstance(v, bool), "True or False"),
+    "extrapolate": (lambda v: isinstance(v, bool), "True or False"),
+    "flat_rows": (lambda v: isinstance(v, bool), "True or False"),
+    "callback": (lambda v: v is None or callable(v), "None or a function of one history record"),
+    "checkpoint": (_path, "None or a file path"),
+    "checkpoint_every": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "resume": (_path, "None or a file path"),
+    "seed": (lambda v: _integer(v) and 0 <= v < 2**63, "an integer in [0, 2^63)"),
+    "threads": (lambda v: v is None or (_integer(v) and v >= 1), "None or an integer >= 1"),
+}
+
+
+def default_device() -> str:
+    """'cuda' where a GPU is available (float32 there), else 'cpu'."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_threads() -> int:
+    """Intra-op threads of a solve: torch's setting (physical cores unless changed), less the cores that other
+    work keeps busy (the 1-minute load average), at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    return max(1, min(torch.get_num_threads(), int(cpus - busy + 0.5)))
 
 
 def storage_for(device: torch.device, storage: str | None = None) -> str:

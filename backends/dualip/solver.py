@@ -30,8 +30,9 @@ from .fast_projection import simplex_box_linear_minimize, simplex_box_project
 from .fused_cpu import FusedCpu
 from .memory import MemoryReport, TemporaryTracker, held_bytes
 from .problem import ScaledProblem
-from .projections import BlockStructure, linear_minimize, project
+from .projections import BlockStructure, block_sums, linear_minimize, project
 from .repair import repair
+from .termination import Interrupt, Measures, StoppingRule, block_violation, largest, side_violation
 
 
 @dataclass
@@ -60,14 +61,20 @@ class Certificate:
 
     bound: float
     objective: float  # of the repaired primal (or of x*(y) when no repair applies)
-    infeasibility: float  # relative, of the returned primal
-    raw_infeasibility: float  # relative, of x*(y) before repair
+    # the largest violation of a coupling row or block sum relative to 1 + |its side| (termination.py), of the
+    # candidate primal and of x*(y) before repair
+    infeasibility: float
+    raw_infeasibility: float
     # G = (y+ - y) / s relative to ||b||, per row to |b_r|, and sum_r |y_r G_r| relative to the objective (the
     # largest): 0 iff y = y*(gamma); the last catches rows whose dual is large next to their side
     stationarity: float
     dual_value: float  # regularized dual g_gamma(y)
     farkas: float  # > 0 certifies infeasibility along the best of the tested rays
     dual_violation: float = 0.0  # sum_r |y_r| (violation of row r) in objective units: what the violation may hide
+
+    def measures(self) -> Measures:
+        """What the stopping rule reads about this check's candidate primal."""
+        return Measures(self.objective, self.infeasibility, self.dual_violation)
 
 
 @dataclass
@@ -94,6 +101,7 @@ class Run:
     lip_floor: float = 1e-2  # the adaptive step's curvature estimate stays >= lip_floor ||A||^2 / gamma
     best_dual: float = -math.inf  # highest regularized dual value g_gamma(y) of the gamma stage so far
     stalled: int = 0  # consecutive checks that did not raise it
+    rejected: bool = False  # the kept primal failed the float64 recheck: the next candidate replaces it
     elapsed: float = 0.0  # seconds of solving before this process (resumed runs)
     history: list = field(default_factory=list)
 
@@ -123,7 +131,7 @@ class Run:
                     it=self.it, anchor_it=self.anchor_it, best_bound=self.best_bound, best_obj=self.best_obj,
                     calm=self.calm, lip_floor=self.lip_floor, best_dual=self.best_dual,
                     stationarity_low=self.stationarity_low, stationarity_wait=self.stationarity_wait,
-                    stalled=self.stalled, elapsed=self.elapsed,
+                    stalled=self.stalled, rejected=self.rejected, elapsed=self.elapsed,
                     best_cert=None if self.best_cert is None else dataclasses.asdict(self.best_cert),
                     history=self.history)
         solver.store.save(path, tensors, meta)
@@ -155,9 +163,34 @@ class Run:
                    grad_prev=dev("grad_prev"),
                    calm=meta["calm"], lip_floor=meta["lip_floor"], best_dual=meta["best_dual"],
                    stationarity_low=meta["stationarity_low"], stationarity_wait=meta["stationarity_wait"],
-                   stalled=meta["stalled"], elapsed=meta["elapsed"], history=list(meta["history"]))
+                   stalled=meta["stalled"], rejected=bool(meta.get("rejected", False)), elapsed=meta["elapsed"],
+                   history=list(meta["history"]))
 
 
+@dataclass
+class Pace:
+    """Seconds per iteration measured at the checks, to end a chunk before the time limit (no host sync)."""
+
+    it0: int  # iteration and elapsed seconds where this process started measuring
+    t0: float
+    it: int = 0
+    t: float = 0.0
+
+    def at_check(self, it: int, elapsed: float) -> None:
+        self.it, self.t = it, elapsed
+
+    def chunk(self, k: int, time_limit: float | None) -> int:
+        """At most k iterations, as many as fit before ``time_limit`` at the pace so far (0: none fits)."""
+        if time_limit is None:
+            return k
+        if self.it <= self.it0:  # no pace measured yet: a short first chunk measures it
+            return min(k, _PACE_PROBE)
+        per_iteration = (self.t - self.t0) / (self.it - self.it0)
+        left = time_limit - self.t
+        return k if per_iteration <= 0 else max(0, min(k, int(left / per_iteration)))
+
+
+_PACE_PROBE = 5  # iterations of the first chunk under a time limit (then the pace is known)
 _SEARCH_NEWTON_STEPS = 4  # Newton steps of the flat-row search's projections (trial points move a few rows only)
 
 
@@ -173,6 +206,9 @@ class DualAscentSolver:
         self.opts = options
         self.store = store if store is not None else checkpoint.FileStore(prob.sf)  # where checkpoints go
         self.row_scale = torch.as_tensor(prob.row_scale, dtype=prob.dtype, device=prob.device)  # D, on the device
+        # the rows' sides in original units, for the stopping rule's relative violations
+        self.sides = tuple(torch.tensor(side, dtype=prob.dtype, device=prob.device)
+                           for side in (prob.sf.row_lower, prob.sf.row_upper))
         self._bs = None
         self._compiled = None
         self._fused = FusedCpu(prob) if options.fused_cpu else None
@@ -298,6 +334,26 @@ class DualAscentSolver:
         p = self.prob
         return (torch.relu(ax - p.row_upper) + torch.relu(p.row_lower - ax)) / self.row_scale
 
+    def row_violation(self, ax: torch.Tensor) -> torch.Tensor:
+        """The largest violation of a coupling row at A x (``ax``, scaled rows), relative to 1 + |its side| (0-d)."""
+        return largest(side_violation(ax / self.row_scale, self.sides[0], self.sides[1]))
+
+    def block_violation(self, x: torch.Tensor) -> torch.Tensor:
+        """The largest violation of a block sum at x (this rank's blocks, then over the ranks), relative to 1 + |r|."""
+        if self.prob.fast_projection:
+            b = self.prob.blocks
+            per_block = block_violation(b.sum(x), b.rhs, b.is_box, ~(b.is_le | b.is_box))
+        else:
+            bs = self.bs
+            per_block = block_violation(block_sums(x, bs), bs.rhs, bs.is_box, bs.is_eq)
+        return self.prob.comm.max(largest(per_block))
+
+    def row_stationarity(self, g: torch.Tensor) -> torch.Tensor:
+        """The per-row term of the stationarity from G_r / (1 + |side_r|): the largest where the candidate is x*(y)
+        itself (no repair), so that a stage ends only once every row of it is within tol (the stopping rule's
+        measure); the RMS where a repair makes the candidate feasible anyway."""
+        return g.pow(2).mean().sqrt() if self.prob.repairable else largest(g.abs())
+
     def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, rays: list[torch.Tensor]):
         """Certificate numbers at y (one host copy), the primal candidate, the ray with the largest Farkas value and
         the prox-gradient of g_gamma at y (``prox_move``, scaled units)."""
@@ -314,15 +370,19 @@ class DualAscentSolver:
         reg_value = gamma * (0.5 * self.dot(x, x) - self.dot(v, x))  # g^T x + gamma/2 ||x||^2
         del v
         ax = p.comm.sum(self.A_times(x))
-        raw_viol = self.violation(ax)
+        raw_infeasibility = self.row_violation(ax)
         grad = self.prox_move(y, ax, gamma / p.norm_sq)  # scaled: the flat-row search compares it across checks
         moved = grad / self.row_scale
         if p.repairable:
             xr = repair(x, ax, p, overwrite=True) if self._fused is None else self._fused.repair(x, ax)
             del x
-            viol = self.violation(p.comm.sum(self.A_times(xr)))
+            ax = p.comm.sum(self.A_times(xr))
         else:
-            xr, viol = x, raw_viol
+            xr = x
+        viol = self.violation(ax)
+        infeasibility = self.row_violation(ax)
+        if not p.repairable:  # (the repair scales blocks back within their sums; the float64 recheck measures all)
+            infeasibility = torch.maximum(infeasibility, self.block_violation(xr))
         h = self.support(y)
         # a repairable problem is feasible (x = 0 is), so no Farkas ray can exist there
         no_ray = p.repairable or not p.m
@@ -333,9 +393,9 @@ class DualAscentSolver:
         stats = torch.stack([
             block_values - h,  # unregularized bound (scaled)
             objective,  # of the candidate (scaled)
-            viol.norm(), raw_viol.norm(),
+            infeasibility, raw_infeasibility,
             # relative to ||b|| and, row by row, to each row's own side: a row with a small side counts fully
-            torch.maximum(moved.norm() / (1.0 + p.b_norm), (moved / p.row_size).pow(2).mean().sqrt()),
+            torch.maximum(moved.norm() / (1.0 + p.b_norm), self.row_stationarity(moved / p.row_size)),
             reg_value - h,  # g_gamma(y)
             (y.abs() * self.row_scale * viol).sum(),  # |y|^T violation, y and violation in original units / sigma
             (y * grad).abs().sum(),  # sum_r |y_r G_r| (scaled): what the inexact stationarity may cost the objective
@@ -345,7 +405,7 @@ class DualAscentSolver:
         sf = p.sf
         cert = Certificate(
             bound=p.sigma * stats[0] + sf.offset, objective=p.sigma * stats[1] + sf.offset,
-            infeasibility=stats[2] / (1.0 + p.b_norm), raw_infeasibility=stats[3] / (1.0 + p.b_norm),
+            infeasibility=stats[2], raw_infeasibility=stats[3],
             stationarity=max(stats[4], p.sigma * stats[7] / max(1.0, abs(p.sigma * stats[1] + sf.offset))),
             dual_value=p.sigma * stats[5] + sf.offset,
             farkas=stats[8 + best_ray], dual_violation=p.sigma * stats[6],
@@ -382,8 +442,15 @@ class DualAscentSolver:
                             check_temporaries=check.peak, iterations=k)
 
     # ------------------------------------------------------------------ the method
-    def solve(self, y0: np.ndarray | None = None, gamma0: float | None = None):
-        """Stages of accelerated ascent until the certificate meets tol, a limit, a Farkas ray or Ctrl-C."""
+    def solve(self, y0: np.ndarray | None = None, gamma0: float | None = None, verify=None,
+              interrupt: Interrupt | None = None):
+        """Stages of accelerated ascent until the stopping rule holds (termination.py), a limit, a Farkas ray or Ctrl-C.
+
+        ``verify(x, y)``: the float64 recheck of a primal that the working precision calls optimal; it returns an
+        object whose ``passed`` says whether the rule holds there too (else the solve goes on, and that primal is
+        no longer kept for its rank). ``interrupt``: the flag a deferred Ctrl-C sets, read at every check and at
+        the end of each pass (after the flat-row search and the checkpoint write).
+        """
         p, o = self.prob, self.opts
         if o.resume is not None:
             run = Run.from_checkpoint(o.resume, self)
@@ -393,23 +460,32 @@ class DualAscentSolver:
                 torch.as_tensor(y0, dtype=p.dtype, device=p.device)
             run = Run.start(AscentState.start(y, p.sf.n_blocks, p.norm_sq / gamma), gamma)
         start = time.perf_counter() - run.elapsed
-        status, ray, saved_at = Status.ITERATION_LIMIT, None, run.it
+        pace = Pace(run.it, run.elapsed)
+        status, ray, saved_at, verified = Status.ITERATION_LIMIT, None, run.it, None
         while run.it < o.max_iter:
-            k = min(o.check_every, o.max_iter - run.it)
+            k = pace.chunk(min(o.check_every, o.max_iter - run.it), o.time_limit)
+            if k == 0:  # the next iteration would end past the time limit
+                status = Status.TIME_LIMIT
+                break
             try:
                 st = self.iterate(run.st, run.gamma, run.gamma / p.norm_sq, k, run.lip_floor)
-            except KeyboardInterrupt:  # Ctrl-C: return the best certified result so far
-                if run.best_x is None or p.comm.world > 1:  # ranks cannot agree on where they stopped
+            except KeyboardInterrupt:  # raised, not deferred (a second Ctrl-C, or another thread's solve)
+                if run.best_x is None or p.comm.world > 1:  # nothing to return, or ranks cannot agree where they stopped
                     raise
                 status = Status.INTERRUPTED
                 break
             run.st, run.it = st, run.it + k
             # Farkas test rays, in the dual domain: y's move since the last check and since the anchor check
             # (a window of it/2..3it/4 iterations, which averages the oscillations of the momentum out)
-            rays = [self.to_domain(st.y - base) for base in (run.ray_ref, run.anchor)]
-            cert, x, ray, grad = self.check(st.y, st.tau, run.gamma, rays)
+            rays = [self.to_domain(run.st.y - base) for base in (run.ray_ref, run.anchor)]
+            cert, x, ray, grad = self.check(run.st.y, run.st.tau, run.gamma, rays)
             run.advance_rays()
-            status = self.record(run, cert, x, time.perf_counter() - start)
+            status = self.record(run, cert, x, time.perf_counter() - start, interrupt)
+            pace.at_check(run.it, run.history[-1]["time"])
+            if status == Status.OPTIMAL and verify is not None:
+                verified = verify(run.best_x, run.best_y)
+                if not verified.passed:  # float64 disagrees with the working precision: go on without it
+                    run.rejected, status, verified = True, None, None
             if status in (None, Status.INTERRUPTED, Status.TIME_LIMIT):  # a run that may go on (or be resumed)
                 if o.flat_rows:
                     self.flat_row_search(run, grad, cert)
@@ -418,6 +494,8 @@ class DualAscentSolver:
                 run.elapsed = time.perf_counter() - start
                 run.save(o.checkpoint, self)
                 saved_at = run.it
+            if status is None and interrupt is not None and interrupt.requested and p.comm.world == 1:
+                status = Status.INTERRUPTED  # Ctrl-C during the search or the write (ranks: at the next check)
             if status is not None:
                 break
             status = Status.ITERATION_LIMIT
@@ -426,17 +504,18 @@ class DualAscentSolver:
             run.save(o.checkpoint, self)
         return dict(status=status, x=run.best_x, y=run.st.y, y_bound=run.best_y, gamma=run.gamma,
                     bound=run.best_bound, objective=run.best_obj, cert=run.best_cert, iterations=run.it,
-                    history=run.history, ray=ray, elapsed=run.elapsed)
+                    history=run.history, ray=ray, elapsed=run.elapsed, verified=verified)
 
-    def record(self, run: "Run", cert: Certificate, x: torch.Tensor, elapsed: float) -> Status | None:
-        """Keep the best bound and primal, log the check, and say whether the solve ends here (and how)."""
+    def record(self, run: "Run", cert: Certificate, x: torch.Tensor, elapsed: float,
+               interrupt: Interrupt | None = None) -> Status | None:
+        """Keep the best bound and primal (StoppingRule.better), log the check, and say whether the solve ends here."""
         o = self.opts
+        rule = StoppingRule.of(o.tol, self.prob.dtype)
         if cert.bound > run.best_bound:
             run.best_bound, run.best_y = cert.bound, run.st.y
-        best = run.best_cert
-        if best is None or (cert.infeasibility <= o.tol and cert.objective < run.best_obj) or (
-                best.infeasibility > o.tol and cert.infeasibility <= best.infeasibility):
-            run.best_obj, run.best_x, run.best_cert = cert.objective, x, cert
+        kept = None if run.best_cert is None or run.rejected else run.best_cert.measures()
+        if rule.better(cert.measures(), kept, run.best_bound):
+            run.best_obj, run.best_x, run.best_cert, run.rejected = cert.objective, x, cert, False
         gap = relative_gap(run.best_obj, run.best_bound)
         rec = dict(iteration=run.it, gamma=run.gamma, dual=cert.dual_value, bound=run.best_bound,
                    objective=run.best_obj, candidate_objective=cert.objective,
@@ -445,16 +524,17 @@ class DualAscentSolver:
         run.history.append(rec)
         self.safeguard(run, cert)
         comm = self.prob.comm
-        stop = o.callback is not None and comm.rank == 0 and o.callback(dict(rec)) is True  # rank 0 reports
+        stop = o.callback is not None and comm.rank == 0 and bool(o.callback(dict(rec)))  # rank 0 reports
+        stop = stop or (interrupt is not None and interrupt.requested)
         if comm.world > 1:  # the ranks' clocks differ: the slowest one decides, for all
             stop, elapsed = comm.max_np([stop, elapsed])
+            rec["time"] = float(elapsed)
         if stop:
             return Status.INTERRUPTED
         if cert.farkas > (1e-9 if self.prob.dtype == torch.float64 else 1e-4):
             return Status.INFEASIBLE
-        if run.best_cert.infeasibility <= o.tol and gap <= o.tol and relative_gap(
-                run.best_obj + run.best_cert.dual_violation, run.best_obj) <= o.tol:
-            return Status.OPTIMAL  # (the last test: an infeasible primal's objective may pass the optimum by y^T viol)
+        if not run.rejected and rule.optimal(run.best_cert.measures(), run.best_bound):
+            return Status.OPTIMAL
         if o.time_limit is not None and elapsed > o.time_limit:
             return Status.TIME_LIMIT
         return None
