@@ -414,15 +414,17 @@ def test_cli_solve_sharded_writes_every_ranks_primal_and_rank_zero_reports(model
 
 
 def test_a_rank_without_blocks_contributes_zeros(tmp_path):
-    """afiro compiles to one BOX block: rank 1 gets no column, and 2 ranks give the one-process duals exactly."""
-    model = dm.read_model(Path(__file__).parent / "data" / "netlib" / "afiro.mps", detect_blocks=False)
+    """avgas read flat compiles to one BOX block: rank 1 gets no column, and 2 ranks give the one-process duals
+    exactly."""
+    model = dm.read_model(Path(__file__).parent / "data" / "netlib" / "avgas.mps", detect_blocks=False)
     sf = model.compile()
-    sf.save(tmp_path / "afiro.npz")
+    assert sf.n_blocks == 1
+    sf.save(tmp_path / "avgas.npz")
     whole = model.solve("dualip", max_iter=300)
-    job = {"models": {"afiro": str(tmp_path / "afiro.npz")}, "options": {"max_iter": 300}}
+    job = {"models": {"avgas": str(tmp_path / "avgas.npz")}, "options": {"max_iter": 300}}
     proc = _launch(2, job, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    x, parts = _gather(tmp_path / "out", "afiro", 2, sf.n_cols)
+    x, parts = _gather(tmp_path / "out", "avgas", 2, sf.n_cols)
     assert parts[1]["x"].shape == (0,) and str(parts[0]["status"]) == whole.status.value
     assert np.array_equal(parts[0]["y"], whole.raw.state["y"]) and np.array_equal(x, whole.x_all)
 

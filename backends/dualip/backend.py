@@ -88,12 +88,14 @@ def float64_certificate(sf: StandardForm, x: np.ndarray, y: np.ndarray, linear_m
     t = lambda a: torch.from_numpy(np.array(a))  # noqa: E731  (a writable copy: sf's arrays are frozen)
     rows = largest(side_violation(t(ax), t(sf.row_lower), t(sf.row_upper)))
     counts = np.diff(sf.block_ptr)
-    sums = np.bincount(np.repeat(np.arange(sf.n_blocks), counts), weights=x, minlength=sf.n_blocks)
+    # (float64 also for a rank without columns, where bincount would give int64)
+    sums = np.bincount(np.repeat(np.arange(sf.n_blocks), counts), weights=x, minlength=sf.n_blocks).astype(np.float64)
     kind = np.asarray(sf.block_kind)
     blocks = largest(block_violation(t(sums), t(np.asarray(sf.block_rhs, dtype=np.float64)),
                                      t(kind == BlockKind.BOX), t(np.isin(kind, EQUALITY_KINDS))))
     n = sf.n_cols
-    columns = largest(side_violation(t(x), t(np.broadcast_to(sf.col_lower, (n,))), t(np.broadcast_to(sf.col_upper, (n,)))))
+    columns = largest(side_violation(t(x), t(np.broadcast_to(sf.col_lower, (n,))),
+                                     t(np.broadcast_to(sf.col_upper, (n,)))))
     violation = max(float(rows), float(comm.max_np(max(float(blocks), float(columns)))))
     viol = np.maximum(ax - sf.row_upper, 0) + np.maximum(sf.row_lower - ax, 0)
     h = float(sf.row_upper[y > 0] @ y[y > 0] + sf.row_lower[y < 0] @ y[y < 0])
