@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dualip_model.atomic import atomic_write
 from dualip_model.errors import ModelError
 from dualip_model.standard_form import StandardForm
 
@@ -47,18 +48,18 @@ def fingerprint(sf: StandardForm) -> str:
 
 
 def save(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Write atomically (a temporary file renamed over ``path``): an interrupted save leaves the old file."""
+    """Write atomically (``atomic_write``: a temporary file renamed over ``path``): a failed save leaves the old file."""
     path = Path(path)
     arrays = {k: v.detach().cpu().clone() for k, v in tensors.items()}  # own memory each (safetensors)
     text = json.dumps({"format": FORMAT, **meta})
-    tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".safetensors":
         safetensors_torch = _safetensors()
-        safetensors_torch.save_file(arrays, str(tmp), metadata={"dualip": text})
-    else:
-        with open(tmp, "wb") as f:
-            np.savez(f, __meta__=np.array(text), **{k: v.numpy() for k, v in arrays.items()})
-    os.replace(tmp, path)
+    with atomic_write(path, "checkpoint file") as tmp:
+        if path.suffix == ".safetensors":
+            safetensors_torch.save_file(arrays, tmp, metadata={"dualip": text})
+        else:
+            with open(tmp, "wb") as f:
+                np.savez(f, __meta__=np.array(text), **{k: v.numpy() for k, v in arrays.items()})
 
 
 def load(path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -190,11 +191,11 @@ class ShardedStore:
         if comm.rank == 0:
             shards = [[f"shard-{k:05d}-of-{comm.world:05d}-it{meta['it']}.npz", *map(int, span)]
                       for k, span in enumerate(spans)]
+            older = _listed_shards(directory)  # what the state being replaced names: the only files we delete
             save(directory / STATE_FILE, tensors, {**meta, "shards": shards})
             keep = {entry[0] for entry in shards}
-            for old in directory.glob("shard-*.npz"):
-                if old.name not in keep:
-                    old.unlink()
+            for old in older - keep:
+                (directory / old).unlink(missing_ok=True)
         comm.barrier()
 
     def load(self, path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -204,10 +205,7 @@ class ShardedStore:
             raise ModelError(f"checkpoint directory '{directory}' does not exist (a sharded solve checkpoints "
                              "into a directory)")
         tensors, meta = load(directory / STATE_FILE)
-        try:
-            shards = [(str(f), int(b0), int(b1), int(c0), int(c1)) for f, b0, b1, c0, c1 in meta["shards"]]
-        except (KeyError, TypeError, ValueError):
-            raise ModelError(f"checkpoint directory '{directory}': {STATE_FILE} lists no valid shard files") from None
+        shards = _shard_entries(directory, meta)
         span = {"blocks": (1, 2), "columns": (3, 4)}
         files = {}  # shard file -> its tensors, each read once for all the sharded keys
         for key, index in LOCAL_KEYS.items():
@@ -233,3 +231,45 @@ class ShardedStore:
                                  f"{covered}..{hi - 1}")
             tensors[key] = torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.float64)
         return tensors, meta
+
+
+def _shard_entries(directory: Path, meta: dict) -> list[tuple[str, int, int, int, int]]:
+    """The state file's shard list: (file, first block, end block, first column, end column) per shard file.
+
+    A file must be a plain name inside ``directory`` (no folder, no ``..``, not absolute): a checkpoint
+    reads and deletes nothing outside its own folder.
+    """
+    def bad(what: str) -> ModelError:
+        return ModelError(f"checkpoint directory '{directory}': {STATE_FILE} {what}")
+
+    entries = meta.get("shards")
+    if not isinstance(entries, list) or not entries:
+        raise bad("lists no shard files")
+    out = []
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 5 and isinstance(entry[0], str)
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in entry[1:])):
+            raise bad(f"has a malformed shard entry {str(entry)[:80]!r} (expected [file, b0, b1, c0, c1])")
+        name = entry[0]
+        if not _plain_name(name):
+            raise bad(f"names shard file {name!r} outside the checkpoint directory; only plain file names are read")
+        if entry[1] > entry[2] or entry[3] > entry[4]:
+            raise bad(f"gives shard file {name!r} an empty-or-reversed range {entry[1:]}")
+        out.append((name, *entry[1:]))
+    return out
+
+
+def _plain_name(name: str) -> bool:
+    """True for a file name with no folder part: not absolute, no separator, not '.' or '..'."""
+    return (name not in ("", ".", "..") and os.path.basename(name) == name and "/" not in name
+            and "\\" not in name and not os.path.isabs(name))
+
+
+def _listed_shards(directory: Path) -> set[str]:
+    """The shard files named by the state file now in ``directory`` (none if it is missing or unreadable)."""
+    if not (directory / STATE_FILE).is_file():
+        return set()
+    try:
+        return {entry[0] for entry in _shard_entries(directory, load(directory / STATE_FILE)[1])}
+    except ModelError:
+        return set()
