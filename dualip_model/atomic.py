@@ -100,3 +100,30 @@ def _fsync_directory(folder: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_table(table, path, what: str = "table", fmt: str | None = None) -> None:
+    """Write a pandas DataFrame or a pyarrow Table to ``path`` atomically as ``fmt`` ("csv" or "parquet"; by
+    default CSV for a ``.csv`` path, else Parquet).
+
+    A missing pyarrow, or a table arrow cannot store (e.g. integer labels beyond int64), raises ModelError
+    naming ``what`` and ``path``; the previous file stays.
+    """
+    path = os.fspath(path)
+    csv = path.lower().endswith(".csv") if fmt is None else fmt == "csv"
+    with atomic_write(path, what) as tmp:
+        try:
+            if csv:
+                table = table if hasattr(table, "to_csv") else table.to_pandas()
+                table.to_csv(tmp, index=False)
+            elif hasattr(table, "to_parquet"):
+                table.to_parquet(tmp, index=False)
+            else:
+                import pyarrow.parquet as pq
+
+                pq.write_table(table, tmp)
+        except ImportError:
+            raise ModelError(f"{what} '{path}': writing Parquet needs pyarrow (pip install pyarrow), or use .csv") \
+                from None
+        except (OverflowError, TypeError, ValueError) as err:  # arrow's ArrowInvalid/ArrowTypeError among them
+            raise ModelError(f"could not write {what} '{path}': {type(err).__name__}: {err}") from None

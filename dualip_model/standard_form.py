@@ -197,6 +197,8 @@ class StandardForm:
                 raise bad(f"{what(i)}: {'cost' if key == 'c' else 'block rhs'} is {arrays[key][i]}")
         for lo_key, hi_key, what in (("col_lower", "col_upper", names.column), ("row_lower", "row_upper", names.row)):
             lo, hi = arrays[lo_key], arrays[hi_key]
+            if lo.strides == (0,) and hi.strides == (0,):  # one bound pair for all: check it once
+                lo, hi = lo[:1], hi[:1]
             i = _first(np.isnan(lo) | np.isnan(hi) | (lo > hi) | (lo == np.inf) | (hi == -np.inf))
             if i is not None:
                 raise bad(f"{what(i)}: bounds [{lo[i]}, {hi[i]}] (NaN, lower > upper or an infinite side "
@@ -235,15 +237,19 @@ class StandardForm:
             return
         lo, hi = np.asarray(self.col_lower), np.asarray(self.col_upper)
         simplex = (kind == BlockKind.SIMPLEX_LE) | (kind == BlockKind.SIMPLEX_EQ)
-        col_rhs = np.repeat(rhs, sizes)
-        col_simplex = np.repeat(simplex, sizes)
-        j = _first(col_simplex & ((lo != 0) | (hi < col_rhs)))
+        if lo.strides == (0,) and hi.strides == (0,):  # one bound pair for all columns: per block, no column array
+            b = _first(simplex & ((lo[0] != 0) | (hi[0] < rhs)) & (sizes > 0))
+            j = None if b is None else int(ptr[b])
+            with np.errstate(invalid="ignore"):
+                sum_lo, sum_hi = lo[0] * sizes, hi[0] * sizes  # 0 * inf: NaN for an empty block, fixed below
+            sum_lo, sum_hi = np.where(sizes > 0, sum_lo, 0.0), np.where(sizes > 0, sum_hi, 0.0)
+        else:
+            j = _first(np.repeat(simplex, sizes) & ((lo != 0) | (hi < np.repeat(rhs, sizes))))
+            sum_lo, sum_hi = _segment_sums(lo, ptr), _segment_sums(hi, ptr)
         if j is not None:
             b = int(np.searchsorted(ptr, j, side="right") - 1)
             raise bad(f"{names.block(b)}: simplex block over {names.column(j)} with bounds [{lo[j]}, {hi[j]}] "
                       f"(a simplex needs lower 0 and upper >= its rhs {rhs[b]})")
-        del col_rhs, col_simplex
-        sum_lo, sum_hi = _segment_sums(lo, ptr), _segment_sums(hi, ptr)
         slack = 1e-9 * (1 + np.abs(rhs) + np.abs(np.where(np.isfinite(sum_lo), sum_lo, 0)))
         equality = np.isin(kind, EQUALITY_KINDS)
         empty = has_sum & ((sum_lo - rhs > slack) | (equality & (rhs - sum_hi > slack)))

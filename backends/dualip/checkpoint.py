@@ -12,6 +12,7 @@ the pieces of the shard files that overlap its own blocks.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -25,6 +26,7 @@ import torch
 from dualip_model.atomic import atomic_write
 from dualip_model.errors import ModelError
 from dualip_model.standard_form import StandardForm
+from dualip_model.untrusted import npz_members, parse_json, read_npz
 
 FORMAT = "dualip-checkpoint-4"
 TRAJECTORY_OPTIONS = ("gamma", "gamma_decay", "gamma_min", "check_every", "newton_steps", "adaptive_step",
@@ -63,11 +65,16 @@ def save(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
 
 
 def load(path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors on the CPU, metadata) of a checkpoint; ModelError naming the file if it is not one."""
+    """(tensors on the CPU, metadata) of a checkpoint; ModelError naming the file if it is not one.
+
+    An .npz's array headers are checked against the file before anything is read (``untrusted``), the
+    metadata is bounded in size and depth, and only numeric arrays are accepted.
+    """
     path = Path(path)
+    where = f"checkpoint file '{path}'"
     if not path.is_file():
-        raise ModelError(f"checkpoint file '{path}' does not exist")
-    errors = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, RuntimeError)
+        raise ModelError(f"{where} does not exist")
+    errors = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError)
     if path.suffix == ".safetensors":
         safetensors_torch = _safetensors()
         from safetensors import SafetensorError, safe_open
@@ -79,15 +86,46 @@ def load(path) -> tuple[dict[str, torch.Tensor], dict]:
                 text = (f.metadata() or {}).get("dualip")
             tensors = safetensors_torch.load_file(str(path))
         else:
-            with np.load(path, allow_pickle=False) as z:
-                text = str(z["__meta__"]) if "__meta__" in z.files else None
-                tensors = {k: torch.from_numpy(z[k].copy()) for k in z.files if k != "__meta__"}
-        meta = json.loads(text) if text is not None else None
+            members = npz_members(str(path), where)
+            meta_member = members.pop("__meta__", None)
+            text = None
+            if meta_member is not None and meta_member.dtype.kind == "U" and meta_member.shape == ():
+                text = str(read_npz(str(path), {"__meta__": meta_member}, ["__meta__"], where)["__meta__"])
+            odd = [k for k, m in members.items() if m.dtype.kind not in "fiub"]
+            if odd:
+                raise ModelError(f"{where}: array '{odd[0]}' has dtype {members[odd[0]].dtype}, not a number type")
+            tensors = {k: torch.from_numpy(v) for k, v in read_npz(str(path), members, list(members), where).items()}
     except errors as exc:
-        raise ModelError(f"checkpoint file '{path}' is corrupt or not a checkpoint: {exc}") from exc
+        raise ModelError(f"{where} is corrupt or not a checkpoint: {exc}") from exc
+    meta = parse_json(text, where) if text is not None else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelError(f"checkpoint file '{path}' is not a {FORMAT} file")
+        raise ModelError(f"{where} is not a {FORMAT} file")
     return tensors, meta
+
+
+def check_run_meta(meta: dict, where: str) -> None:
+    """Raise ModelError unless ``meta`` holds every scalar field of the solver's Run with its type.
+
+    The fields are read from the Run dataclass itself (tensor fields are stored as arrays, not here), so a
+    crafted file fails here, naming the field, instead of with a KeyError or TypeError inside the solver.
+    """
+    from .solver import Certificate, Run
+
+    kinds = {"float": (int, float), "int": (int,), "list": (list,)}
+    wanted = {f.name: kinds[f.type] for f in dataclasses.fields(Run) if f.type in kinds}
+    wanted.update(problem=(str,), options=(dict,))
+    for key, types in wanted.items():
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ModelError(f"{where}: metadata field '{key}' is {str(value)[:40]!r}, expected "
+                             f"{' or '.join(t.__name__ for t in types)}")
+    cert = meta.get("best_cert")
+    if cert is not None:
+        names = [f.name for f in dataclasses.fields(Certificate)]
+        required = [f.name for f in dataclasses.fields(Certificate) if f.default is dataclasses.MISSING]
+        if not isinstance(cert, dict) or set(cert) - set(names) or set(required) - set(cert) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in cert.values()):
+            raise ModelError(f"{where}: metadata field 'best_cert' is not a certificate ({', '.join(names)})")
 
 
 def _safetensors():
@@ -113,7 +151,9 @@ class FileStore:
         save(path, tensors, meta)
 
     def load(self, path) -> tuple[dict[str, torch.Tensor], dict]:
-        return load(path)
+        tensors, meta = load(path)
+        check_run_meta(meta, f"checkpoint file '{path}'")
+        return tensors, meta
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -205,6 +245,7 @@ class ShardedStore:
             raise ModelError(f"checkpoint directory '{directory}' does not exist (a sharded solve checkpoints "
                              "into a directory)")
         tensors, meta = load(directory / STATE_FILE)
+        check_run_meta(meta, f"checkpoint file '{directory / STATE_FILE}'")
         shards = _shard_entries(directory, meta)
         span = {"blocks": (1, 2), "columns": (3, 4)}
         files = {}  # shard file -> its tensors, each read once for all the sharded keys
@@ -222,7 +263,11 @@ class ShardedStore:
                 part = files[entry[0]]
                 if key not in part:
                     break
-                pieces.append(part[key][covered - start:min(stop, hi) - start])
+                piece = part[key][covered - start:min(stop, hi) - start]
+                if piece.ndim != 1 or piece.shape[0] != min(stop, hi) - covered:
+                    raise ModelError(f"checkpoint directory '{directory}': shard file '{entry[0]}' holds "
+                                     f"{tuple(part[key].shape)} values of '{key}', not its {index} {start}..{stop - 1}")
+                pieces.append(piece)
                 covered = min(stop, hi)
             if covered < hi and lo < hi:
                 if key == "best_x":  # absent when no check had run yet, on every shard alike
