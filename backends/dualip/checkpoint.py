@@ -17,13 +17,14 @@ import functools
 import hashlib
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dualip_model.atomic import atomic_write
+from dualip_model.atomic import atomic_write, check_writable, check_writable_directory
 from dualip_model.errors import ModelError
 from dualip_model.standard_form import StandardForm
 from dualip_model.untrusted import npz_members, parse_json, read_npz
@@ -137,8 +138,26 @@ def _safetensors():
     return safetensors.torch
 
 
+def check_target(path, store=None) -> None:
+    """Before a solve: ModelError naming ``path`` unless the checkpoint can be written there (a file, or for a
+    ShardedStore ``store`` a directory)."""
+    if isinstance(store, ShardedStore):
+        check_writable_directory(path, "checkpoint directory")
+    else:
+        check_writable(path, "checkpoint file")
+
+
+def _kept_going(path, err: Exception) -> None:
+    """A checkpoint that could not be written does not end the solve: warn, naming the path, and go on."""
+    warnings.warn(f"checkpoint not written: {err}; the solve goes on and returns its result", RuntimeWarning,
+                  stacklevel=3)
+
+
 class FileStore:
-    """Checkpoints of a one-process solve: one file, fingerprinted by every array of the standard form."""
+    """Checkpoints of a one-process solve: one file, fingerprinted by every array of the standard form.
+
+    A save that fails (full disk, folder removed) warns and leaves the previous checkpoint; the solve goes on.
+    """
 
     def __init__(self, sf: StandardForm):
         self.sf = sf
@@ -148,7 +167,10 @@ class FileStore:
         return fingerprint(self.sf)
 
     def save(self, path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        save(path, tensors, meta)
+        try:
+            save(path, tensors, meta)
+        except ModelError as err:
+            _kept_going(path, err)
 
     def load(self, path) -> tuple[dict[str, torch.Tensor], dict]:
         tensors, meta = load(path)
@@ -219,23 +241,36 @@ class ShardedStore:
         return {"blocks": (s.block_start, s.block_stop), "columns": (s.col_start, s.col_stop)}
 
     def save(self, path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        """Each rank writes its shard file; then rank 0 writes the state naming them and drops older shards."""
+        """Each rank writes its shard file; then rank 0 writes the state naming them and drops older shards.
+
+        If any rank could not write its shard, no state is written (the previous checkpoint stays whole) and
+        the solve goes on, with a warning on the ranks that failed.
+        """
         directory, comm = Path(path), self.comm
-        directory.mkdir(parents=True, exist_ok=True)
         tensors = dict(tensors)
         local = {k: tensors.pop(k) for k in LOCAL_KEYS if k in tensors}
         ranges = self._ranges()
         name = f"shard-{comm.rank:05d}-of-{comm.world:05d}-it{meta['it']}.npz"
-        save(directory / name, local, {"ranges": ranges})
-        spans = comm.all_gather_np(np.array([*ranges["blocks"], *ranges["columns"]], dtype=np.int64))
-        if comm.rank == 0:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            save(directory / name, local, {"ranges": ranges})
+            written = 1
+        except (OSError, ModelError) as err:
+            _kept_going(directory, err)
+            written = 0
+        gathered = comm.all_gather_np(np.array([*ranges["blocks"], *ranges["columns"], written], dtype=np.int64))
+        spans = [g[:4] for g in gathered]
+        if comm.rank == 0 and all(g[4] for g in gathered):
             shards = [[f"shard-{k:05d}-of-{comm.world:05d}-it{meta['it']}.npz", *map(int, span)]
                       for k, span in enumerate(spans)]
             older = _listed_shards(directory)  # what the state being replaced names: the only files we delete
-            save(directory / STATE_FILE, tensors, {**meta, "shards": shards})
-            keep = {entry[0] for entry in shards}
-            for old in older - keep:
-                (directory / old).unlink(missing_ok=True)
+            try:
+                save(directory / STATE_FILE, tensors, {**meta, "shards": shards})
+            except ModelError as err:
+                _kept_going(directory, err)
+            else:
+                for old in older - {entry[0] for entry in shards}:
+                    (directory / old).unlink(missing_ok=True)
         comm.barrier()
 
     def load(self, path) -> tuple[dict[str, torch.Tensor], dict]:
