@@ -1,4 +1,4 @@
-"""The command line: solve, compare and describe LP/MPS model files (``python -m dualip_model --help``).
+"""The command line: solve, compare and describe model files (``python -m dualip_model --help``).
 
 Exit codes: 0 solved to optimality (every backend, for compare), 1 solved with another status
 (infeasible, unbounded, iteration or time limit, interrupted), 2 bad usage or input (a one-line message
@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     solve = sub.add_parser("solve", help="solve a model file on one backend",
                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
-                           description="Read an LP/MPS file, solve it on one backend, print the result and "
-                                       "write the primal and duals. Exit code 0 when optimal, 1 otherwise.")
+                           description="Read a model file (LP/MPS, or a saved standard form; the kind from its "
+                                       "content), solve it on one backend, print the result and write the primal "
+                                       "and duals. Exit code 0 when optimal, 1 otherwise.")
     _model_argument(solve)
     solve.add_argument("--backend", default="highs", metavar="NAME",
                        help="backend to solve with (default: highs; see 'info' or the README for the list)")

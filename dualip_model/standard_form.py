@@ -9,7 +9,9 @@ sum x <= r_i (or == r_i) is in block_rhs. Maximization has already been turned i
 layout says how to map results back to the user's model.
 
 A standard form is saved to and loaded from one file (``save``/``load``): ``.npz`` (numpy, never pickle)
-or ``.safetensors``, its arrays bit for bit plus the layout as JSON.
+or ``.safetensors``, its arrays bit for bit plus the layout as JSON, written atomically. ``validate`` checks
+every guarantee ``compile`` gives; ``compile`` and ``load`` both end with it, so a loaded file passes exactly
+the checks a compiled model does.
 """
 
 from __future__ import annotations
