@@ -44,8 +44,8 @@ def read_model(path, name: str | None = None) -> Model:
     if kind == "standard form":
         return model_from_standard_form(StandardForm.load(path), name)
     if kind is None:
-        raise ModelError(f"model file '{path}' is unreadable: not an MPS or LP text file, a gzipped one, or a "
-                         "standard form (.npz/.safetensors)")
+        raise ModelError(f"model file '{path}' could not be read: its content is none of MPS or LP text, gzip, or a "
+                         "saved standard form (.npz/.safetensors)")
     h = highspy.Highs()
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "read.log")  # HiGHS reports dropped entries only in its log

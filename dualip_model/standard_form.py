@@ -27,7 +27,7 @@ from ._arrays import is_nondecreasing
 from .atomic import atomic_write
 from .errors import ModelError
 from .polytopes import EQUALITY_KINDS, BlockKind
-from .untrusted import npz_members, parse_json, read_npz
+from .untrusted import MAX_JSON_BYTES, npz_members, parse_json, read_npz
 
 _FORMAT = "dualip_model.StandardForm"
 _VERSION = 1
@@ -194,24 +194,25 @@ class StandardForm:
         if not np.isfinite(self.offset):
             raise bad(f"the objective offset is {self.offset}")
         for key, what in (("c", names.column), ("block_rhs", names.block)):
-            i = _first(~np.isfinite(arrays[key]))
+            i = _first_chunked(arrays[key].shape[0], lambda sl, a=arrays[key]: ~np.isfinite(a[sl]))
             if i is not None:
                 raise bad(f"{what(i)}: {'cost' if key == 'c' else 'block rhs'} is {arrays[key][i]}")
         for lo_key, hi_key, what in (("col_lower", "col_upper", names.column), ("row_lower", "row_upper", names.row)):
             lo, hi = arrays[lo_key], arrays[hi_key]
             if lo.strides == (0,) and hi.strides == (0,):  # one bound pair for all: check it once
                 lo, hi = lo[:1], hi[:1]
-            i = _first(np.isnan(lo) | np.isnan(hi) | (lo > hi) | (lo == np.inf) | (hi == -np.inf))
+            i = _first_chunked(lo.shape[0], lambda sl, lo=lo, hi=hi: np.isnan(lo[sl]) | np.isnan(hi[sl]) | (lo[sl] > hi[sl])
+                               | (lo[sl] == np.inf) | (hi[sl] == -np.inf))
             if i is not None:
                 raise bad(f"{what(i)}: bounds [{lo[i]}, {hi[i]}] (NaN, lower > upper or an infinite side "
                           "the wrong way)")
         indptr, indices, data = self.A_indptr, self.A_indices, self.A_data
         if indptr[0] != 0 or indptr[-1] != nnz or not is_nondecreasing(indptr):
             raise bad("A_indptr is not a column pointer from 0 to nnz (nondecreasing)")
-        i = _first(~np.isfinite(data))
+        i = _first_chunked(nnz, lambda sl: ~np.isfinite(data[sl]))
         if i is not None:
             raise bad(f"coefficient of {names.entry(i)} is {data[i]}")
-        i = _first((indices < 0) | (indices >= m))
+        i = _first_chunked(nnz, lambda sl: (indices[sl] < 0) | (indices[sl] >= m))
         if i is not None:
             raise bad(f"{names.entry(i)}: row index {indices[i]} is outside 0..{m - 1}")
         i = _first_unsorted_entry(indptr, indices)
@@ -246,7 +247,10 @@ class StandardForm:
                 sum_lo, sum_hi = lo[0] * sizes, hi[0] * sizes  # 0 * inf: NaN for an empty block, fixed below
             sum_lo, sum_hi = np.where(sizes > 0, sum_lo, 0.0), np.where(sizes > 0, sum_hi, 0.0)
         else:
-            j = _first(np.repeat(simplex, sizes) & ((lo != 0) | (hi < np.repeat(rhs, sizes))))
+            def off_simplex(sl: slice) -> np.ndarray:
+                blk = np.searchsorted(ptr, np.arange(sl.start, sl.stop), side="right") - 1  # each column's block
+                return simplex[blk] & ((lo[sl] != 0) | (hi[sl] < rhs[blk]))
+            j = _first_chunked(lo.shape[0], off_simplex)
             sum_lo, sum_hi = _segment_sums(lo, ptr), _segment_sums(hi, ptr)
         if j is not None:
             b = int(np.searchsorted(ptr, j, side="right") - 1)
@@ -365,6 +369,8 @@ def _read_npz(path: str) -> tuple[dict, bytes | None]:
     meta = members.pop(_META_KEY, None)
     text = None
     if meta is not None and meta.dtype == np.uint8 and len(meta.shape) == 1:
+        if meta.shape[0] > MAX_JSON_BYTES:
+            raise ModelError(f"{where}: its metadata is {meta.shape[0]} bytes, more than the {MAX_JSON_BYTES} allowed")
         text = read_npz(path, {_META_KEY: meta}, [_META_KEY], where)[_META_KEY].tobytes()
     broadcast = _parse_meta(text, path)[2]
     _check_declared({k: (v.dtype, v.shape) for k, v in members.items()}, broadcast, where)
@@ -478,6 +484,15 @@ def _from_arrays(arrays: dict, text, path: str, part: str = "") -> StandardForm:
 def _first(mask: np.ndarray) -> int | None:
     """Index of the first True of a boolean array (None if none)."""
     return int(np.argmax(mask)) if mask.any() else None
+
+
+def _first_chunked(length: int, mask_of, chunk: int = 1 << 22) -> int | None:
+    """First i < length where mask_of(slice) is True, evaluated chunk by chunk (temporaries of one chunk)."""
+    for start in range(0, length, chunk):
+        i = _first(mask_of(slice(start, min(start + chunk, length))))
+        if i is not None:
+            return start + i
+    return None
 
 
 def _first_unsorted_entry(indptr: np.ndarray, indices: np.ndarray, chunk: int = 1 << 22) -> int | None:

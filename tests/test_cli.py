@@ -158,7 +158,7 @@ def test_unreadable_binary_file_is_named_as_such(capsys, tmp_path):
     bad.write_bytes(bytes(range(256)) * 4)
     for command in ("info", "solve"):
         code, out, err = run(capsys, command, bad)
-        assert code == 2 and out == "" and f"model file '{bad}' is unreadable" in err
+        assert code == 2 and out == "" and f"model file '{bad}' could not be read: its content is none of MPS or LP text" in err
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
