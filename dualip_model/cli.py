@@ -1,9 +1,14 @@
-"""The command line: solve, compare and describe LP/MPS model files (``python -m dualip_model --help``).
+"""The command line: solve, compare and describe model files (``python -m dualip_model --help``).
 
 Exit codes: 0 solved to optimality (every backend, for compare), 1 solved with another status
 (infeasible, unbounded, iteration or time limit, interrupted), 2 bad usage or input (a one-line message
-on stderr naming the file, backend or option, no traceback), 3 a sharded job lost a rank, 130 Ctrl-C
-outside a solver that handles it.
+on stderr naming the file, backend or option, no traceback; checked before solving), or an output that
+could not be written after all (the result is printed, with the path that failed), 3 a sharded job lost a
+rank, 130 Ctrl-C outside a solver that handles it.
+
+A model file's kind is read from its content: a standard form saved by ``StandardForm.save`` (.npz or
+.safetensors), a gzipped or plain MPS/LP text file. Every file written (--out, --duals, --plot,
+--write-model) is written atomically (``atomic.atomic_write``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import pandas as pd
 
 from . import registry
 from .backend import Capability
+from .atomic import atomic_write, check_writable, check_writable_directory, write_table
 from .errors import BackendNotFoundError, CapabilityError, DistributedError, ModelError
 from .polytopes import BlockKind
 from .status import Status
@@ -55,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     solve = sub.add_parser("solve", help="solve a model file on one backend",
                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
-                           description="Read an LP/MPS file, solve it on one backend, print the result and "
-                                       "write the primal and duals. Exit code 0 when optimal, 1 otherwise.")
+                           description="Read a model file (LP/MPS, or a saved standard form; the kind from its "
+                                       "content), solve it on one backend, print the result and write the primal "
+                                       "and duals. Exit code 0 when optimal, 1 otherwise.")
     _model_argument(solve)
     solve.add_argument("--backend", default="highs", metavar="NAME",
                        help="backend to solve with (default: highs; see 'info' or the README for the list)")
@@ -119,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="an .mps or .lp file (also .mps.gz / .lp.gz)")
+    parser.add_argument("model", metavar="MODEL",
+                        help="an .mps or .lp file (also gzipped), or a standard form saved by StandardForm.save "
+                             "(.npz or .safetensors); the kind is read from the file's content, not its name")
     parser.add_argument("--no-detect-blocks", dest="detect_blocks", action="store_false",
                         help="keep every row a coupling row (default: rows that are positive sums over disjoint "
                              "nonnegative columns are solved as simplex blocks; see docs/standard_form.md)")
@@ -219,12 +228,14 @@ def _solve(args) -> tuple[int, str]:
     for flag, path in (("--out", args.out), ("--duals", args.duals)):
         if path:
             _check_table_path(path, flag)
-    for flag, path in (("--write-model", args.write_model), ("--plot", args.plot)):
-        if path:
-            _check_directory(path, flag)
+    if args.write_model:
+        check_writable(args.write_model, "--write-model")
+    if args.plot:
+        _check_plot_path(args.plot)
 
     from .compare import backend_options
 
+    _check_option_types({args.backend: solver.Options}, given)
     options = backend_options(args.backend, values)
     with native_stdout_to_stderr():
         model = read_model(args.model, detect_blocks=args.detect_blocks)
@@ -235,26 +246,24 @@ def _solve(args) -> tuple[int, str]:
         finally:
             if progress is not None:
                 progress.close()
-    written = {}
+    written, failed = {}, []
     if result.raw.x is not None:
         if args.out:
-            _write_table(_primal_frame(result), args.out, "--out")
-            written["out"] = args.out
+            _write_output(written, failed, "out", args.out, lambda: write_table(_primal_frame(result), args.out, "--out"))
         if args.duals:
             if result.raw.row_dual is None:
                 print(f"warning: backend '{args.backend}' returned no duals ({result.status}); "
                       f"{args.duals} not written", file=sys.stderr)
             else:
-                _write_table(_dual_frame(result), args.duals, "--duals")
-                written["duals"] = args.duals
+                _write_output(written, failed, "duals", args.duals,
+                              lambda: write_table(_dual_frame(result), args.duals, "--duals"))
     elif args.out or args.duals:
         print(f"warning: no primal solution ({result.status}); nothing written to --out/--duals", file=sys.stderr)
     if args.plot:
-        _save_plot(result, args.plot)
-        written["plot"] = args.plot
+        _write_output(written, failed, "plot", args.plot, lambda: _save_plot(result, args.plot))
     if args.write_model:
         written["model"] = args.write_model
-    code = EXIT_OPTIMAL if result.status == Status.OPTIMAL else EXIT_NOT_OPTIMAL
+    code = _exit_code(result.status == Status.OPTIMAL, failed)
     if args.json:
         sf = result.standard_form
         return code, json.dumps({
@@ -265,7 +274,7 @@ def _solve(args) -> tuple[int, str]:
             "columns": sf.n_cols, "rows": sf.n_rows, "nonzeros": sf.nnz, "written": written,
         })
     lines = [str(result)] + [f"  wrote      {path} ({what})" for what, path in written.items()]
-    return code, "\n".join(lines)
+    return code, "\n".join(lines + failed)
 
 
 # ---------------------------------------------------------------------------------------------- solve-sharded
@@ -277,9 +286,13 @@ def _solve_sharded(args) -> tuple[int, str]:
     from .compare import backend_options
     from .progress import Progress
 
-    values = {key: value for key, (value, _) in _setting_values(args).items()}
+    given = _setting_values(args)
+    values = {key: value for key, (value, _) in given.items()}
     if args.duals:
         _check_table_path(args.duals, "--duals")
+    if args.out:
+        check_writable_directory(args.out, "--out")
+    _check_option_types({"dualip": registry.get("dualip").Options}, given)
     options = backend_options("dualip", values)
     comm = init_process_group(args.distributed_backend)
     progress = Progress(description="dualip sharded") if args.progress and comm.rank == 0 else None
@@ -292,7 +305,7 @@ def _solve_sharded(args) -> tuple[int, str]:
         if args.out and result.x is not None:
             written["out"] = result.save(args.out)
         if args.duals and comm.rank == 0 and result.row_dual is not None:
-            _write_table(_sharded_dual_frame(result), args.duals, "--duals")
+            write_table(_sharded_dual_frame(result), args.duals, "--duals")
             written["duals"] = args.duals
         comm.barrier()  # every rank's file is written before rank 0 reports
     except DistributedError:
@@ -364,8 +377,13 @@ def _parse_value(text: str):
 
 
 def _primal_frame(result) -> pd.DataFrame:
-    """The primal with one column per label level (for a file: 'columns', the column names) and 'value'."""
-    return result.to_frame()
+    """The primal with one column per label level (for a file: 'columns', the column names) and 'value'; with
+    several variables (a saved standard form's), a 'variable' column first and each one's label columns."""
+    names = list(result.model.variables)
+    if len(names) == 1:
+        return result.to_frame()
+    return pd.concat([result.to_frame(name).assign(variable=name) for name in names], ignore_index=True)[
+        lambda f: ["variable", *(c for c in f.columns if c != "variable")]]
 
 
 def _dual_frame(result) -> pd.DataFrame:
@@ -383,39 +401,81 @@ def _dual_frame(result) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _check_directory(path: str, flag: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ModelError(f"{flag} {path}: directory '{folder}' does not exist")
-
-
 def _check_table_path(path: str, flag: str) -> None:
+    """Before solving: a known table suffix and a path a file can be written at."""
     if not path.lower().endswith(TABLE_FORMATS):
         raise ModelError(f"{flag} {path}: unknown table format; use a name ending in {' or '.join(TABLE_FORMATS)}")
-    _check_directory(path, flag)
+    check_writable(path, flag)
 
 
-def _write_table(frame: pd.DataFrame, path: str, flag: str) -> None:
-    if path.lower().endswith(".csv"):
-        frame.to_csv(path, index=False)
-        return
-    try:
-        frame.to_parquet(path, index=False)
-    except ImportError as exc:
-        raise ModelError(f"{flag} {path}: writing Parquet needs pyarrow (pip install pyarrow), or use .csv") from exc
+def _check_plot_path(path: str) -> None:
+    """Before solving: matplotlib present, an image format it writes, and a writable path."""
+    figure = _figure_class(path)
+    formats = figure().canvas.get_supported_filetypes()
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    if suffix not in formats:
+        raise ModelError(f"--plot {path}: unknown image format {suffix!r}; use one of {', '.join(sorted(formats))}")
+    check_writable(path, "--plot")
 
 
-def _save_plot(results, path: str) -> None:
-    """Save plot_history(results) to ``path`` without pyplot (no window, no global backend change)."""
+def _figure_class(path: str):
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ModelError(f"--plot {path}: plotting needs matplotlib (pip install matplotlib)") from exc
+    return Figure
+
+
+def _save_plot(results, path: str) -> None:
+    """Save plot_history(results) to ``path`` atomically, without pyplot (no window, no global backend change)."""
     from .plotting import PANELS, plot_history
 
-    fig = Figure(figsize=(4.5 * len(PANELS), 3.6), layout="constrained")
+    fig = _figure_class(path)(figsize=(4.5 * len(PANELS), 3.6), layout="constrained")
     plot_history(results, ax=fig.subplots(1, len(PANELS)))
-    fig.savefig(path)
+    with atomic_write(path, "--plot") as tmp:  # tmp keeps the suffix matplotlib reads the format from
+        fig.savefig(tmp)
+
+
+def _write_output(written: dict, failed: list, what: str, path: str, write) -> None:
+    """Run ``write``; on ModelError keep going (the result is printed all the same) and note where it failed."""
+    try:
+        write()
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        failed.append(f"  NOT written {path} ({what}): {exc}")
+        return
+    written[what] = path
+
+
+def _exit_code(optimal: bool, failed: list) -> int:
+    """2 when an output could not be written (the result was still printed), else 0 optimal / 1 another status."""
+    if failed:
+        return EXIT_USAGE
+    return EXIT_OPTIMAL if optimal else EXIT_NOT_OPTIMAL
+
+
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_option_types(options_classes: dict, given: dict) -> None:
+    """Refuse, before anything is read or solved, a command-line option whose value has the wrong type for the
+    field of every backend's Options dataclass that has it (``--option check_every=2.5``: not an integer)."""
+    for key, (value, flag) in given.items():
+        for backend, cls in options_classes.items():
+            field = next((f for f in dataclasses.fields(cls) if f.name == key), None)
+            if field is None or not isinstance(field.type, str):
+                continue
+            parts = [p.strip() for p in field.type.split("|")]
+            if any(p not in _TYPES and p != "None" for p in parts):
+                continue  # a type the command line cannot spell (Any, a callable): the Options class checks it
+            if value is None and "None" in parts:
+                continue
+            allowed = tuple(t for p in parts for t in _TYPES.get(p, ()))
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed) \
+                    or (isinstance(value, float) and math.isnan(value)):
+                spelled = " or ".join({"int": "an integer", "float": "a number", "bool": "true or false",
+                                       "str": "text", "None": "none"}[p] for p in parts)
+                raise ModelError(f"{flag}: {backend} option '{key}' takes {spelled}, not {value!r}")
 
 
 def _number(value) -> float | None:
@@ -446,7 +506,8 @@ def _compare(args) -> tuple[int, str]:
     if args.out:
         _check_table_path(args.out, "--out")
     if args.plot:
-        _check_directory(args.plot, "--plot")
+        _check_plot_path(args.plot)
+    _check_option_types({name: solver.Options for name, solver in solvers.items()}, _setting_values(args))
     with native_stdout_to_stderr():
         try:
             comparison = compare(read_model(args.model, detect_blocks=args.detect_blocks), names,
@@ -455,18 +516,20 @@ def _compare(args) -> tuple[int, str]:
             for progress in progresses:
                 progress.close()
     table = comparison.table
+    written, failed = {}, []
     if args.out:
-        _write_table(table.reset_index(), args.out, "--out")
+        _write_output(written, failed, "out", args.out, lambda: write_table(table.reset_index(), args.out, "--out"))
     if args.plot:
-        _save_plot(comparison.results, args.plot)
+        _write_output(written, failed, "plot", args.plot, lambda: _save_plot(comparison.results, args.plot))
     all_optimal = all(r.status == Status.OPTIMAL for r in comparison.results.values())
-    code = EXIT_OPTIMAL if all_optimal else EXIT_NOT_OPTIMAL
+    code = _exit_code(all_optimal, failed)
     if args.json:
         records = [{"backend": name, **{k: _json_cell(v) for k, v in row.items()}}
                    for name, row in table.to_dict(orient="index").items()]
-        return code, json.dumps({"file": args.model, "reference": comparison.reference_backend, "results": records})
+        return code, json.dumps({"file": args.model, "reference": comparison.reference_backend, "results": records,
+                                 "written": written, "not_written": failed})
     reference = comparison.reference_backend or "none (no exact backend reached optimal)"
-    return code, f"{table.to_string()}\nreference: {reference}"
+    return code, "\n".join([table.to_string(), f"reference: {reference}", *failed])
 
 
 def _json_cell(value):

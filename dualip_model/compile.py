@@ -80,11 +80,13 @@ def compile_model(model) -> StandardForm:
         variables=tuple(Slot(v.name, "variable", v.start, v.stop) for v in model.variables.values()),
         constraints=tuple(block_slots + row_slots),
     )
-    return StandardForm(
+    sf = StandardForm(
         name=model.name, c=c, offset=offset, col_lower=col_lower, col_upper=col_upper,
         A_indptr=A_indptr, A_indices=A_indices, A_data=A_data, row_lower=row_lower, row_upper=row_upper,
         block_ptr=block_ptr, block_kind=block_kind, block_rhs=block_rhs, layout=layout,
     )
+    sf.validate(f"model '{model.name}'")  # the compiled arrays, once: what StandardForm.load also checks
+    return sf
 
 
 # --------------------------------------------------------------------------- size limits

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._arrays import to_numpy
+from .atomic import atomic_write, check_writable
 from .errors import ModelError
 from .polytopes import BlockKind
 from .standard_form import Layout, Slot, StandardForm
@@ -100,6 +101,7 @@ def compile_edge_table(source, out, *, block: str, cost: str, row: str | None = 
     source, out = os.fspath(source), os.fspath(out)
     if not out.endswith(".npz"):
         raise ModelError(f"compile_edge_table: output '{out}' must be an .npz file (written while streaming)")
+    check_writable(out, "compile_edge_table: output")
     if sense not in ("min", "max"):
         raise ModelError(f"compile_edge_table: sense must be 'min' or 'max', not {sense!r}")
     if block_kind not in KINDS:
@@ -200,9 +202,8 @@ def compile_edge_table(source, out, *, block: str, cost: str, row: str | None = 
                                        *(Slot(gname, "rows", m_edge + g, m_edge + g + 1)
                                          for g, gname in enumerate(globals_)))),
         )
-        written = os.path.join(directory, "form.npz")
-        sf.save(written)
-        os.replace(written, out)  # the whole file or none
+        sf.validate(f"compile_edge_table: edge table '{source}'")  # what compile() would refuse
+        sf.save(out)  # atomic: the whole file or none
         return EdgeTableForm(out, n, m, nnz, nb, pf.num_row_groups)
     finally:
         for part in scratch.values():
@@ -218,6 +219,7 @@ def write_edge_values(source, values, out, columns=(), name: str = "x") -> None:
     pq = pa.parquet
     source, out = os.fspath(source), os.fspath(out)
     columns = list(columns)
+    check_writable(out, "write_edge_values: output")
     pf = _open_edge_table(pq, source, columns)
     if name in columns:
         raise ModelError(f"write_edge_values: the values' column name {name!r} is also a table column")
@@ -225,8 +227,8 @@ def write_edge_values(source, values, out, columns=(), name: str = "x") -> None:
         raise ModelError(f"write_edge_values: {np.shape(values)} values for the {pf.metadata.num_rows} edges of "
                          f"'{source}' (one per edge, in file order)")
     start = 0
-    with pq.ParquetWriter(out, pa.schema([*(pf.schema_arrow.field(c) for c in columns),
-                                          pa.field(name, pa.float64())])) as writer:
+    schema = pa.schema([*(pf.schema_arrow.field(c) for c in columns), pa.field(name, pa.float64())])
+    with atomic_write(out, "edge values file") as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for group in range(pf.num_row_groups):
             table = pf.read_row_group(group, columns=columns)
             k = pf.metadata.row_group(group).num_rows
@@ -260,10 +262,10 @@ def _row_bounds(row, row_lower, row_upper) -> tuple[np.ndarray, np.ndarray]:
         np.asarray(to_numpy(row_lower, "row_lower"), dtype=np.float64)
     if lower.shape != upper.shape:
         raise ModelError(f"compile_edge_table: row_lower has {lower.shape[0]} rows, row_upper {upper.shape[0]}")
-    bad = np.flatnonzero(np.isnan(lower) | np.isnan(upper) | (lower > upper))
+    bad = np.flatnonzero(np.isnan(lower) | np.isnan(upper) | (lower > upper) | (lower == np.inf) | (upper == -np.inf))
     if bad.size:
         raise ModelError(f"compile_edge_table: row {bad[0]} has bounds [{lower[bad[0]]}, {upper[bad[0]]}] "
-                         f"(NaN or lower > upper)")
+                         f"(NaN, lower > upper, or an infinite side the wrong way)")
     return lower, upper
 
 

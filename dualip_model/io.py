@@ -18,31 +18,47 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .atomic import atomic_write
 from .errors import ModelError
 from .expressions import matmul
 from .model import Model
 from .flat_lp import block_rows
+from .polytopes import EQUALITY_KINDS, BlockKind
 from .sets import EdgeSet
+from .standard_form import StandardForm, content_format
 
 
 def read_model(path, name: str | None = None, detect_blocks: bool = True) -> Model:
-    """Read an LP or MPS file (format from the extension, .gz allowed) into a Model.
+    """Read a model file into a Model; its kind from its content (``file_kind``).
 
+    An LP or MPS file (gzipped or not; LP or MPS from the extension, else from the text) goes through
+    HiGHS's reader; a standard form saved by ``StandardForm.save`` (.npz or .safetensors, whatever its name)
+    is loaded and checked (``StandardForm.load``) and rebuilt as a model (``model_from_standard_form``).
     With ``detect_blocks`` (the default) the model's solves turn rows that are positive sums over disjoint
     nonnegative columns into simplex blocks (``model.reduction``, see dualip_model/block_detection.py);
     results are in the file's terms either way.
     """
     import highspy
 
+    from .backends.highs.backend import silent_highs
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ModelError(f"model file '{path}' does not exist")
-    h = highspy.Highs()
+    kind = file_kind(path)
+    if kind == "standard form":
+        return _with_block_detection(model_from_standard_form(StandardForm.load(path), name), detect_blocks)
+    if kind is None:
+        raise ModelError(f"model file '{path}' could not be read: its content is none of MPS or LP text, gzip, or a "
+                         "saved standard form (.npz/.safetensors)")
+    h = silent_highs()  # highspy.Highs() would print HiGHS's banner
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "read.log")  # HiGHS reports dropped entries only in its log
+        h.setOptionValue("output_flag", True)
         h.setOptionValue("log_to_console", False)
         h.setOptionValue("log_file", log)
-        readable = _gunzipped(path, tmp) if path.endswith(".gz") else path
+        readable = _gunzipped(path, tmp) if kind == "gzip" else path
+        readable = _with_text_suffix(readable, tmp)
         status = h.readModel(readable)
         h.setOptionValue("log_file", "")
         h.setOptionValue("output_flag", False)
@@ -92,6 +108,11 @@ def read_model(path, name: str | None = None, detect_blocks: bool = True) -> Mod
             matrix = sp.csr_matrix((value, index, start), shape=(m, n))
         model.subject_to(matmul(matrix, x, rows).between(np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)),
                          name="rows", block=False)
+    return _with_block_detection(model, detect_blocks)
+
+
+def _with_block_detection(model: Model, detect_blocks: bool) -> Model:
+    """``model`` whose solves detect simplex blocks among its rows (``detect_blocks``), else as it is."""
     if detect_blocks:
         from .block_detection import detect_blocks as reduction
 
@@ -129,9 +150,96 @@ def _bound_on_undefined_column(path: str, fixed: bool) -> str | None:
     return None
 
 
+def file_kind(path: str) -> str | None:
+    """What the first bytes of a model file say it is: "standard form", "gzip", "text" or None (none of them)."""
+    if content_format(path) is not None:
+        return "standard form"
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if b"\x00" in head:
+        return None
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # (a character cut at the end of the 4 KiB is fine)
+            return None
+    return "text"
+
+
+def _with_text_suffix(path: str, folder: str) -> str:
+    """``path`` if it ends in .mps or .lp (HiGHS picks its reader from that), else a link in ``folder`` that does:
+    .lp if the text opens like an LP file (an objective sense first), else .mps."""
+    if path.lower().endswith((".mps", ".lp")):
+        return path
+    with open(path, "rb") as fh:
+        words = [line.split(b"\\")[0].strip().lower() for line in fh.read(4096).splitlines()]
+    first = next((w for w in words if w), b"")
+    lp = first.split()[0].rstrip(b":") in _LP_SENSES if first else False
+    link = os.path.join(folder, "model" + (".lp" if lp else ".mps"))
+    try:
+        os.symlink(os.path.abspath(path), link)
+    except OSError:
+        shutil.copyfile(path, link)
+    return link
+
+
+_LP_SENSES = {b"min", b"max", b"minimize", b"maximize", b"minimum", b"maximum", b"minimise", b"maximise"}
+
+
+def model_from_standard_form(sf: StandardForm, name: str | None = None) -> Model:
+    """The model a standard form describes: one variable per variable slot of its layout (labels 0..k-1, the
+    file's bounds), one constraint per constraint slot (coupling rows as ``lower <= A x <= upper``, block
+    slots as ``sum x <= r`` or ``== r`` over each block's columns) and the objective in the layout's sense;
+    compiled, it gives the form back (up to the column order of its BOX blocks)."""
+    lay = sf.layout
+    where = f"standard form '{sf.name}'"
+    ends = [s.start for s in lay.variables[1:]] + [sf.n_cols]
+    if not lay.variables or lay.variables[0].start != 0 or any(s.stop != e for s, e in zip(lay.variables, ends)):
+        raise ModelError(f"{where}: its layout's variables do not cover the {sf.n_cols} columns in order")
+    position = np.arange(sf.n_cols) if lay.column_order is None else np.argsort(lay.column_order)
+    A = sf.A[:, position].tocsc()  # columns in model order
+    model = Model(name or sf.name)
+    xs = [model.variable(s.name, over=model.entities(s.name, s.stop - s.start),
+                         lower=lay.to_original(np.asarray(sf.col_lower))[s.start:s.stop],
+                         upper=lay.to_original(np.asarray(sf.col_upper))[s.start:s.stop]) for s in lay.variables]
+    c = lay.to_original(np.asarray(sf.c))
+    objective = sum(((lay.sense * c[x.start:x.stop]) * x).sum() for x in xs) + lay.sense * sf.offset
+    (model.maximize if lay.sense == -1 else model.minimize)(objective)
+
+    def rows(matrix, slot):
+        index = model.entities(f"{slot.name} rows", slot.stop - slot.start)
+        return sum(matmul(matrix[:, x.start:x.stop], x, index) for x in xs)
+
+    covered = {"rows": np.zeros(sf.n_rows, dtype=bool), "blocks": sf.block_kind == BlockKind.BOX}  # BOX: no row
+    for slot in lay.constraints:
+        covered[slot.kind][slot.start:slot.stop] = True
+        if slot.kind == "rows":
+            model.subject_to(rows(A[slot.start:slot.stop], slot).between(sf.row_lower[slot.start:slot.stop],
+                                                                          sf.row_upper[slot.start:slot.stop]),
+                             name=slot.name, block=False)
+            continue
+        ptr = np.asarray(sf.block_ptr[slot.start:slot.stop + 1], dtype=np.int64)
+        kinds = sf.block_kind[slot.start:slot.stop]
+        if (kinds == BlockKind.BOX).any():
+            raise ModelError(f"{where}: constraint '{slot.name}' holds a BOX block (a block without a sum)")
+        cols = np.arange(ptr[0], ptr[-1]) if lay.column_order is None else lay.column_order[ptr[0]:ptr[-1]]
+        member = sp.csr_matrix((np.ones(cols.shape[0]), (np.repeat(np.arange(kinds.shape[0]), np.diff(ptr)), cols)),
+                               shape=(kinds.shape[0], sf.n_cols))
+        rhs = sf.block_rhs[slot.start:slot.stop]
+        equal = np.isin(kinds, EQUALITY_KINDS)
+        model.subject_to(rows(member, slot).between(np.where(equal, rhs, -np.inf), rhs), name=slot.name)
+    for kind, mask in covered.items():
+        if not mask.all():
+            raise ModelError(f"{where}: its layout names no constraint for {kind} {int(np.argmin(mask))}")
+    return model
+
+
 def _gunzipped(path: str, folder: str) -> str:
     """Decompress with Python's gzip, which (unlike HiGHS's reader) refuses a truncated stream."""
-    target = os.path.join(folder, os.path.basename(path)[: -len(".gz")])
+    base = os.path.basename(path)
+    target = os.path.join(folder, base[: -len(".gz")] if base.endswith(".gz") else base)
     try:
         with gzip.open(path, "rb") as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
@@ -147,6 +255,7 @@ def write_model(model_or_sf, path) -> None:
     Block sum constraints are written as ordinary rows after the coupling rows. A model's columns and rows
     are named after its labels (``x[u1,i3]``, ``budget[i3]``; bare labels when the model has one variable or
     one constraint family, as a model read from a file has); a StandardForm gets HiGHS's default names.
+    The write is atomic (``atomic.atomic_write``).
     """
     import highspy
 
@@ -159,8 +268,9 @@ def write_model(model_or_sf, path) -> None:
         h.changeObjectiveSense(highspy.ObjSense.kMaximize)
         h.changeColsCost(sf.n_cols, np.arange(sf.n_cols, dtype=np.int32), -np.asarray(sf.c))
         h.changeObjectiveOffset(-sf.offset)
-    if h.writeModel(os.fspath(path)) == highspy.HighsStatus.kError:
-        raise ModelError(f"could not write model to '{path}'")
+    with atomic_write(path, "model file") as tmp:  # tmp keeps the suffix HiGHS reads the format from
+        if h.writeModel(tmp) == highspy.HighsStatus.kError:
+            raise ModelError(f"could not write model to '{path}'")
 
 
 def _label_strings(index, count: int) -> np.ndarray:

@@ -17,13 +17,14 @@ import difflib
 import numpy as np
 import pandas as pd
 
+from .atomic import write_table
 from .backend import RawResult
 from .errors import ModelError
 from .polytopes import EQUALITY_KINDS, BlockKind
 from .sets import EdgeSet, EntitySet
 from .standard_form import StandardForm
 from .status import Status
-from .tables import _pyarrow, write_parquet
+from .tables import _pyarrow
 
 
 def relative_gap(objective: float, bound: float) -> float:
@@ -232,8 +233,8 @@ class Result:
         return self._arrow(_label_columns(var.index, ("value",)), {"value": values}, {"variable": var.name})
 
     def to_parquet(self, path, var=None) -> None:
-        """Write to_arrow(var) as a Parquet file."""
-        write_parquet(self.to_arrow(var), path)
+        """Write to_arrow(var) as a Parquet file (atomically: the old file or the new one, never a partial one)."""
+        write_table(self.to_arrow(var), path, "Parquet file", "parquet")
 
     def duals_frame(self, constraint) -> pd.DataFrame:
         """A constraint's rows as a DataFrame: label columns, then ``dual``, ``activity`` and ``slack``.
@@ -256,8 +257,8 @@ class Result:
                            {"constraint": con.name})
 
     def duals_to_parquet(self, path, constraint) -> None:
-        """Write duals_to_arrow(constraint) as a Parquet file."""
-        write_parquet(self.duals_to_arrow(constraint), path)
+        """Write duals_to_arrow(constraint) as a Parquet file (atomically, as to_parquet)."""
+        write_table(self.duals_to_arrow(constraint), path, "Parquet file", "parquet")
 
     # ------------------------------------------------------------------ plots
     def plot(self, **kwargs):
@@ -317,7 +318,7 @@ class Result:
         for name, labels, codes in columns:
             try:
                 arr = pa.array(labels)
-            except (pa.ArrowException, TypeError, ValueError) as err:
+            except (pa.ArrowException, OverflowError, TypeError, ValueError) as err:
                 raise ModelError(f"labels of set '{name}' cannot become an arrow column: {err}") from None
             data[name] = arr if codes is None else arr.take(pa.array(codes))
         data.update({name: pa.array(v) for name, v in values.items()})

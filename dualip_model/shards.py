@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ModelError
-from .standard_form import _META_KEY, Layout, Slot, StandardForm, _file_format, _from_arrays, _safetensors
+from .standard_form import _META_KEY, Layout, Slot, StandardForm, _from_arrays, _safetensors, content_format
+from .untrusted import npz_members, parse_json, read_npz
 
 _SLICED = ("c", "col_lower", "col_upper", "column_order")  # by column
 _BY_BLOCK = ("block_kind", "block_rhs")
@@ -52,9 +53,11 @@ class _SavedArrays:
 
     def __init__(self, path: str):
         self.path = path
-        self.format = _file_format(path)
         if not os.path.isfile(path):
             raise ModelError(f"standard form file '{path}' does not exist")
+        self.format = content_format(path)
+        if self.format is None:
+            raise ModelError(f"standard form file '{path}' is neither an .npz nor a .safetensors file (by content)")
         self._arrays: dict[str, object] = {}
         try:
             if self.format == "npz":
@@ -65,32 +68,26 @@ class _SavedArrays:
             raise ModelError(f"standard form file '{path}' could not be read (corrupt or truncated): {err}") from None
 
     def _open_npz(self) -> None:
-        with zipfile.ZipFile(self.path) as z:
-            for info in z.infolist():
-                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-                if info.compress_type != zipfile.ZIP_STORED:  # a compressed member (not ours): read it whole
-                    with z.open(info) as fh:
-                        self._arrays[name] = np.lib.format.read_array(fh, allow_pickle=False)
-                    continue
-                with open(self.path, "rb") as fh:
-                    fh.seek(info.header_offset)
-                    local = fh.read(30)  # the local file header: its name and extra field lengths vary
-                    if local[:4] != b"PK\x03\x04":
-                        raise ValueError(f"member {info.filename}: bad local header")
-                    start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") \
-                        + int.from_bytes(local[28:30], "little")
-                    fh.seek(start)
-                    version = np.lib.format.read_magic(fh)
-                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
-                        else np.lib.format.read_array_header_2_0
-                    shape, fortran, dtype = read_header(fh)
-                    if dtype.hasobject or fortran or len(shape) != 1:
-                        raise ValueError(f"member {info.filename}: not a 1-d plain array")
-                    offset = fh.tell()
-                if offset + shape[0] * dtype.itemsize > start + info.file_size:
-                    raise ValueError(f"member {info.filename} is truncated")
-                self._arrays[name] = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape) \
-                    if shape[0] else np.zeros(0, dtype=dtype)
+        """Members as memory maps (stored ones) or read whole (compressed ones), each header checked first."""
+        where = f"standard form file '{self.path}'"
+        members = npz_members(self.path, where)
+        for name, member in members.items():
+            info = member.info
+            if member.fortran or len(member.shape) != 1:
+                raise ValueError(f"member {info.filename}: not a 1-d plain array")
+            if info.compress_type != zipfile.ZIP_STORED:  # a compressed member (not ours): read it whole
+                self._arrays[name] = read_npz(self.path, members, [name], where)[name]
+                continue
+            with open(self.path, "rb") as fh:
+                fh.seek(info.header_offset)
+                local = fh.read(30)  # the local file header: its name and extra field lengths vary
+                if local[:4] != b"PK\x03\x04":
+                    raise ValueError(f"member {info.filename}: bad local header")
+                start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") \
+                    + int.from_bytes(local[28:30], "little")
+            offset = start + info.file_size - member.shape[0] * member.dtype.itemsize  # the header precedes the data
+            self._arrays[name] = np.memmap(self.path, dtype=member.dtype, mode="r", offset=offset,
+                                           shape=member.shape) if member.shape[0] else np.zeros(0, member.dtype)
         raw = self._arrays.pop(_META_KEY, None)
         self.meta_text = None if raw is None else np.asarray(raw, dtype=np.uint8).tobytes()
 
@@ -165,12 +162,12 @@ def load_shard(path, rank: int, world: int) -> Shard:
     f = _SavedArrays(path)
     if f.meta_text is None:
         raise ModelError(f"standard form file '{path}': no dualip_model metadata (not written by StandardForm.save)")
+    meta = parse_json(f.meta_text, f"standard form file '{path}'")
     try:
-        meta = json.loads(f.meta_text)
         lay, broadcast = meta["layout"], set(meta["broadcast"])
         if not isinstance(lay, dict):
             raise TypeError("layout")
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise ModelError(f"standard form file '{path}': its metadata is not valid (corrupt file)") from None
     for name in ("A_indptr", "block_ptr", "A_indices", "c", "row_lower"):
         if name not in f:
@@ -200,7 +197,8 @@ def load_shard(path, rank: int, world: int) -> Shard:
     local_meta = {"format": meta.get("format"), "version": meta.get("version"), "name": meta.get("name"),
                   "offset": meta.get("offset"), "broadcast": sorted(broadcast),
                   "layout": {"sense": lay.get("sense"), "variables": [], "constraints": []}}
-    sf = _from_arrays(arrays, json.dumps(local_meta), path)
+    sf = _from_arrays(arrays, json.dumps(local_meta), path,
+                      f" (shard {rank} of {world}: its column 0 is column {c0}, its block 0 is block {b0})")
     try:
         layout = Layout(sense=int(lay["sense"]), column_order=None,
                         variables=tuple(Slot(str(a), str(k), int(s), int(e)) for a, k, s, e in lay["variables"]),

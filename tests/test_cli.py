@@ -113,11 +113,20 @@ def test_highs_options_through_option_flags(capsys):
     (["solve", AVGAS, "--option", "threads"], "--option 'threads': expected KEY=VALUE"),
     (["solve", AVGAS, "--time-limit", "5", "--option", "time_limit=6"], "'time_limit' given twice"),
     (["solve", AVGAS, "--backend", "dualip", "--option", "callback=print"], "callback cannot be given"),
-    (["solve", AVGAS, "--backend", "dualip", "--option", "tol=abc"], "DualipOptions.tol: invalid value 'abc'"),
     (["solve", AFIRO, "--backend", "dualip"], "cannot bound"),
+    (["solve", AVGAS, "--backend", "dualip", "--option", "tol=abc"], "dualip option 'tol' takes a number, not 'abc'"),
+    (["solve", AVGAS, "--backend", "dualip", "--option", "check_every=2.5"],
+     r"--option check_every=2\.5: dualip option 'check_every' takes an integer, not 2\.5"),
+    (["solve", AVGAS, "--backend", "dualip", "--option", "seed=a"], "'seed' takes an integer, not 'a'"),
+    (["solve", AVGAS, "--backend", "dualip", "--option", "flat_rows=1"], "'flat_rows' takes true or false"),
+    (["solve", AVGAS, "--backend", "dualip", "--option", "max_iter=nan"], "'max_iter' takes an integer, not nan"),
+    (["compare", AVGAS, "--backends", "highs,dualip", "--option", "check_every=0.5"], "takes an integer"),
+    (["solve", AVGAS, "--plot", "p.xyz"], r"--plot p\.xyz: unknown image format 'xyz'; use one of .*png"),
     (["solve", AVGAS, "--backend", "dualip", "--device", "tpu"], "DualipOptions.device"),
     (["solve", AVGAS, "--out", "x.txt"], "--out x.txt: unknown table format"),
-    (["solve", AVGAS, "--duals", "missing_dir/y.parquet"], "--duals missing_dir/y.parquet: directory"),
+    (["solve", AVGAS, "--duals", "missing_dir/y.parquet"], "--duals 'missing_dir/y.parquet': directory .* does not exist"),
+    (["solve", AVGAS, "--write-model", "missing_dir/m.mps"], "--write-model 'missing_dir/m.mps': directory"),
+    (["compare", AVGAS, "--plot", "missing_dir/p.png"], "--plot 'missing_dir/p.png': directory"),
     (["compare", AVGAS, "--backends", "highs", "--tol", "1e-3"], r"no compared backend \(highs\).*\['tol'\]"),
     (["compare", AVGAS, "--backends", "highs", "--progress"], "none of the compared backends"),
     (["compare", AVGAS, "--backends", ","], "no backend names"),
@@ -142,6 +151,67 @@ def test_unreadable_model_file_exits_2(capsys, tmp_path):
     bad.write_text("this is not an MPS file\n")
     code, out, err = run(capsys, "info", bad)
     assert code == 2 and "could not be read" in err and str(bad) in err
+
+
+def test_unreadable_binary_file_is_named_as_such(capsys, tmp_path):
+    bad = tmp_path / "model.mps"
+    bad.write_bytes(bytes(range(256)) * 4)
+    for command in ("info", "solve"):
+        code, out, err = run(capsys, command, bad)
+        assert code == 2 and out == "" and f"model file '{bad}' could not be read: its content is none of MPS or LP text" in err
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_commands_read_saved_standard_forms_by_content(capsys, tmp_path, suffix):
+    """solve, info and compare take the package's own saved form, whatever the file is called (issue 18, 5)."""
+    model = matching_model(synthetic_matching(40, 4, 0.4, seed=3))
+    reference = model.solve("highs")
+    saved = tmp_path / f"form{suffix}"
+    model.compile().save(saved)
+    renamed = tmp_path / "form.data"  # the name says nothing: the content decides
+    os.replace(saved, renamed)
+    code, out, err = run(capsys, "solve", renamed, "--json", "--out", tmp_path / "x.csv", "--duals", tmp_path / "y.csv")
+    assert code == 0, err
+    assert rel(json.loads(out)["objective"], reference.objective) <= 1e-9
+    x = pd.read_csv(tmp_path / "x.csv")
+    assert np.allclose(np.sort(x["value"]), np.sort(reference.x_all), atol=1e-9)
+    code, out, err = run(capsys, "info", renamed, "--json")
+    assert code == 0 and json.loads(out)["blocks"]["SIMPLEX_LE"]["blocks"] == 40
+    code, out, err = run(capsys, "compare", renamed, "--backends", "highs", "--json")
+    assert code == 0 and rel(json.loads(out)["results"][0]["objective"], reference.objective) <= 1e-9
+
+
+def test_text_model_without_its_suffix_is_read_by_content(capsys, tmp_path):
+    plain = tmp_path / "afiro.model"
+    plain.write_bytes(Path(AFIRO).read_bytes())
+    code, out, err = run(capsys, "solve", plain, "--json")
+    assert code == 0 and rel(json.loads(out)["objective"], OPTIMA["afiro"]["objective"]) <= 1e-9
+
+
+def test_unwritable_outputs_are_refused_before_solving(capsys, tmp_path, monkeypatch):
+    """A path that is a folder, or in a missing folder, fails before anything is read or solved (issue 19, 7)."""
+    folder = tmp_path / "taken.csv"
+    folder.mkdir()
+    solved = []
+    monkeypatch.setattr(dm.Model, "solve", lambda *a, **k: solved.append(1))
+    for flag, path in (("--out", folder), ("--duals", tmp_path / "none" / "y.csv"), ("--plot", tmp_path / "p.png" / "q.png")):
+        code, out, err = run(capsys, "solve", AVGAS, flag, path)
+        assert code == 2 and out == "" and str(path) in err and flag in err
+    assert solved == []
+
+
+def test_an_output_that_fails_after_the_solve_keeps_the_result_and_names_the_path(capsys, tmp_path, monkeypatch):
+    out_path = tmp_path / "x.csv"
+    out_path.write_text("old\n")
+
+    def disk_full(frame, path, what, fmt=None):
+        raise dm.ModelError(f"could not write {what} '{path}': [Errno 28] No space left on device")
+
+    monkeypatch.setattr(cli, "write_table", disk_full)
+    code, out, err = run(capsys, "solve", AVGAS, "--out", out_path, "--duals", tmp_path / "y.csv")
+    assert code == 2
+    assert "optimal" in out and f"NOT written {out_path} (out)" in out  # the result is printed all the same
+    assert "No space left on device" in err and out_path.read_text() == "old\n"
 
 
 # ----------------------------------------------------------------------------------------- compare

@@ -103,7 +103,7 @@ def test_a_compressed_npz_is_read_whole_and_still_split(tmp_path):
 @pytest.mark.parametrize("damage, message", [
     ("truncate", "could not be read"),
     ("foreign", "no dualip_model metadata"),
-    ("nan", "holds NaN or inf"),
+    ("nan", r"shard 1 of 2: its column 0 is column \d+.*\): column \d+: cost is nan"),
 ])
 def test_bad_shard_files_are_refused_naming_the_file(tmp_path, damage, message):
     sf = matching_model().compile()

@@ -119,14 +119,19 @@ def test_file_holds_no_pickle_and_plain_json_layout(tmp_path):
     assert meta["layout"]["sense"] == -1
 
 
-def test_suffix_decides_and_no_suffix_is_added(tmp_path):
+def test_suffix_decides_the_written_format_content_the_read_one(tmp_path):
     sf = permuted_model().compile()
     with pytest.raises(dm.ModelError, match=r"standard form file '.*sf\.bin': unknown suffix '\.bin'"):
         sf.save(tmp_path / "sf.bin")
-    with pytest.raises(dm.ModelError, match=r"unknown suffix ''"):
-        StandardForm.load(tmp_path / "sf")
     sf.save(tmp_path / "sf.NPZ")
     assert os.listdir(tmp_path) == ["sf.NPZ"]
+    for suffix in SUFFIXES:  # read by content, whatever the name says
+        sf.save(tmp_path / f"form{suffix}")
+        os.replace(tmp_path / f"form{suffix}", tmp_path / "form.bin")
+        assert_same(StandardForm.load(tmp_path / "form.bin"), sf)
+    (tmp_path / "text.npz").write_text("NAME x\n")
+    with pytest.raises(dm.ModelError, match=r"'.*text\.npz' is neither an \.npz nor a \.safetensors file"):
+        StandardForm.load(tmp_path / "text.npz")
 
 
 def test_missing_file_and_unwritable_path(tmp_path):
@@ -179,7 +184,7 @@ def test_foreign_files_are_refused(tmp_path):
     npy = tmp_path / "array.npz"
     with open(npy, "wb") as fh:
         np.save(fh, np.zeros(3))
-    with pytest.raises(dm.ModelError, match=r"'.*array\.npz' is not an \.npz archive"):
+    with pytest.raises(dm.ModelError, match=r"'.*array\.npz' is neither an \.npz nor a \.safetensors file"):
         StandardForm.load(npy)
     pickled = tmp_path / "pickled.npz"
     with open(pickled, "wb") as fh:
@@ -218,15 +223,32 @@ def tampered(tmp_path, **changes):
     (dict(extra=np.zeros(2)), r"unknown arrays \['extra'\]"),
     (dict(A_indices=np.zeros(3, dtype=np.int64)), r"array 'A_indices' has dtype int64"),
     (dict(col_upper=np.zeros(4)), r"array 'col_upper' has 4 entries, expected 7"),
-    (dict(A_indices=lambda a: np.full_like(a, 3)), r"A_indices holds a row outside 0\.\.2"),
-    (dict(A_indptr=lambda a: a[::-1].copy()), r"A_indptr is not a valid column pointer"),
+    (dict(A_indices=lambda a: np.full_like(a, 3)), r"nonzero 0 of A \(column 0 \(variable 'x', entry 1\)\): row index 3 "
+                                                   r"is outside 0\.\.2"),
+    (dict(A_indptr=lambda a: a[::-1].copy()), r"A_indptr is not a column pointer"),
     (dict(block_ptr=lambda a: np.minimum(a, 3)), r"block_ptr does not split the 7 columns"),
-    (dict(block_kind=lambda a: np.full_like(a, 9)), r"block_kind holds an unknown block kind"),
-    (dict(c=np.array([np.nan] * 7)), r"array 'c' holds NaN or inf"),
+    (dict(block_kind=lambda a: np.full_like(a, 9)), r"block 0 \(constraint 'one', entry 0\): unknown block kind 9"),
+    (dict(c=np.array([np.nan] * 7)), r"column 0 \(variable 'x', entry 1\): cost is nan"),
     (dict(column_order=np.zeros(7, dtype=np.int32)), r"column_order is not a permutation"),
     (dict(broadcast=["c"]), r"array 'c' cannot be a broadcast value"),
+    # what compile() guarantees beyond the file's structure (issue 19, item 4)
+    (dict(block_rhs=lambda a: np.where(np.arange(4) == 1, -1.0, a)),
+     r"block 1 \(constraint 'one', entry 1\): block polytope is empty \(sum x <= -1\.0"),
+    (dict(A_indices=lambda a: np.concatenate([[2, 0], a[2:]]).astype(np.int32)),
+     r"nonzero 1 of A \(column 0 \(variable 'x', entry 1\)\) comes after row 2 in its column"),
+    (dict(A_indices=lambda a: np.concatenate([[2, 2], a[2:]]).astype(np.int32)),
+     r"nonzero 1 of A .* comes after row 2 in its column: row indices must increase strictly"),
+    (dict(row_lower=lambda a: np.where(np.arange(3) == 2, 5.0, a)),
+     r"row 2 \(constraint 'range', entry 0\): bounds \[5\.0, 4\.0\]"),
+    (dict(col_lower=lambda a: np.where(np.arange(7) == 6, 3.0, a)),
+     r"column 6 \(variable 'y', entry 1\): bounds \[3\.0, 2\.0\]"),
+    (dict(block_kind=lambda a: np.where(np.arange(4) == 3, 1, a).astype(np.int8)),
+     r"block 3: a BOX block has rhs|block 3: simplex block over column 5 \(variable 'y', entry 0\)"),
+    (dict(A_data=lambda a: np.where(np.arange(a.shape[0]) == 4, np.inf, a)),
+     r"coefficient of nonzero 4 of A \(column 2 \(variable 'x', entry 2\)\) is inf"),
 ], ids=["version", "format", "layout", "missing", "unknown", "dtype", "length", "row-range", "indptr", "blocks",
-        "kind", "nan", "permutation", "broadcast"])
+        "kind", "nan", "permutation", "broadcast", "block-rhs", "unsorted-rows", "duplicate-rows", "row-bounds",
+        "column-bounds", "simplex-bounds", "inf-coefficient"])
 def test_inconsistent_contents_are_refused(tmp_path, changes, message):
     path = tampered(tmp_path, **changes)
     with pytest.raises(dm.ModelError, match=rf"standard form file '.*t\.npz': {message}"):
@@ -244,6 +266,6 @@ def test_safetensors_missing_gives_a_clear_error(tmp_path, monkeypatch):
     sf = permuted_model().compile()
     with pytest.raises(dm.ModelError, match=r"cannot save '.*sf\.safetensors'.*safetensors package.*\.npz"):
         sf.save(tmp_path / "sf.safetensors")
-    path = write_bytes(tmp_path / "x.safetensors", b"12345678")
+    path = write_bytes(tmp_path / "x.safetensors", (2).to_bytes(8, "little") + b"{}")  # a safetensors header
     with pytest.raises(dm.ModelError, match=r"cannot load '.*x\.safetensors'.*pip install"):
         StandardForm.load(path)

@@ -22,6 +22,7 @@ from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
 from dualip_model.standard_form import StandardForm
 from dualip_model.status import Status
 
+from . import checkpoint
 from .block_order import BlockOrder
 from .comm import LOCAL, Comm
 from .fast_projection import simplex_box_linear_minimize
@@ -181,6 +182,8 @@ def solve_standard_form(sf: StandardForm, options: DualipOptions, comm: Comm = L
     """
     start = time.perf_counter()
     _device_dtype(options)  # an unavailable device is refused before any work
+    if options.checkpoint is not None:
+        checkpoint.check_target(options.checkpoint, store)  # an unwritable path is refused before any work
     y0, gamma0 = _warm_start(options.warm_start, sf)
     torch.manual_seed(options.seed)
     if options.resume is not None and options.warm_start is not None:

@@ -12,18 +12,22 @@ the pieces of the shard files that overlap its own blocks.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dualip_model.atomic import atomic_write, check_writable, check_writable_directory
 from dualip_model.errors import ModelError
 from dualip_model.standard_form import StandardForm
+from dualip_model.untrusted import npz_members, parse_json, read_npz
 
 FORMAT = "dualip-checkpoint-4"
 TRAJECTORY_OPTIONS = ("gamma", "gamma_decay", "gamma_min", "check_every", "newton_steps", "adaptive_step",
@@ -47,26 +51,31 @@ def fingerprint(sf: StandardForm) -> str:
 
 
 def save(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Write atomically (a temporary file renamed over ``path``): an interrupted save leaves the old file."""
+    """Write atomically (``atomic_write``: a temporary file renamed over ``path``): a failed save leaves the old file."""
     path = Path(path)
     arrays = {k: v.detach().cpu().clone() for k, v in tensors.items()}  # own memory each (safetensors)
     text = json.dumps({"format": FORMAT, **meta})
-    tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".safetensors":
         safetensors_torch = _safetensors()
-        safetensors_torch.save_file(arrays, str(tmp), metadata={"dualip": text})
-    else:
-        with open(tmp, "wb") as f:
-            np.savez(f, __meta__=np.array(text), **{k: v.numpy() for k, v in arrays.items()})
-    os.replace(tmp, path)
+    with atomic_write(path, "checkpoint file") as tmp:
+        if path.suffix == ".safetensors":
+            safetensors_torch.save_file(arrays, tmp, metadata={"dualip": text})
+        else:
+            with open(tmp, "wb") as f:
+                np.savez(f, __meta__=np.array(text), **{k: v.numpy() for k, v in arrays.items()})
 
 
 def load(path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors on the CPU, metadata) of a checkpoint; ModelError naming the file if it is not one."""
+    """(tensors on the CPU, metadata) of a checkpoint; ModelError naming the file if it is not one.
+
+    An .npz's array headers are checked against the file before anything is read (``untrusted``), the
+    metadata is bounded in size and depth, and only numeric arrays are accepted.
+    """
     path = Path(path)
+    where = f"checkpoint file '{path}'"
     if not path.is_file():
-        raise ModelError(f"checkpoint file '{path}' does not exist")
-    errors = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, RuntimeError)
+        raise ModelError(f"{where} does not exist")
+    errors = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError)
     if path.suffix == ".safetensors":
         safetensors_torch = _safetensors()
         from safetensors import SafetensorError, safe_open
@@ -78,15 +87,46 @@ def load(path) -> tuple[dict[str, torch.Tensor], dict]:
                 text = (f.metadata() or {}).get("dualip")
             tensors = safetensors_torch.load_file(str(path))
         else:
-            with np.load(path, allow_pickle=False) as z:
-                text = str(z["__meta__"]) if "__meta__" in z.files else None
-                tensors = {k: torch.from_numpy(z[k].copy()) for k in z.files if k != "__meta__"}
-        meta = json.loads(text) if text is not None else None
+            members = npz_members(str(path), where)
+            meta_member = members.pop("__meta__", None)
+            text = None
+            if meta_member is not None and meta_member.dtype.kind == "U" and meta_member.shape == ():
+                text = str(read_npz(str(path), {"__meta__": meta_member}, ["__meta__"], where)["__meta__"])
+            odd = [k for k, m in members.items() if m.dtype.kind not in "fiub"]
+            if odd:
+                raise ModelError(f"{where}: array '{odd[0]}' has dtype {members[odd[0]].dtype}, not a number type")
+            tensors = {k: torch.from_numpy(v) for k, v in read_npz(str(path), members, list(members), where).items()}
     except errors as exc:
-        raise ModelError(f"checkpoint file '{path}' is corrupt or not a checkpoint: {exc}") from exc
+        raise ModelError(f"{where} is corrupt or not a checkpoint: {exc}") from exc
+    meta = parse_json(text, where) if text is not None else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelError(f"checkpoint file '{path}' is not a {FORMAT} file")
+        raise ModelError(f"{where} is not a {FORMAT} file")
     return tensors, meta
+
+
+def check_run_meta(meta: dict, where: str) -> None:
+    """Raise ModelError unless ``meta`` holds every scalar field of the solver's Run with its type.
+
+    The fields are read from the Run dataclass itself (tensor fields are stored as arrays, not here), so a
+    crafted file fails here, naming the field, instead of with a KeyError or TypeError inside the solver.
+    """
+    from .solver import Certificate, Run
+
+    kinds = {"float": (int, float), "int": (int,), "list": (list,)}
+    wanted = {f.name: kinds[f.type] for f in dataclasses.fields(Run) if f.type in kinds}
+    wanted.update(problem=(str,), options=(dict,))
+    for key, types in wanted.items():
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ModelError(f"{where}: metadata field '{key}' is {str(value)[:40]!r}, expected "
+                             f"{' or '.join(t.__name__ for t in types)}")
+    cert = meta.get("best_cert")
+    if cert is not None:
+        names = [f.name for f in dataclasses.fields(Certificate)]
+        required = [f.name for f in dataclasses.fields(Certificate) if f.default is dataclasses.MISSING]
+        if not isinstance(cert, dict) or set(cert) - set(names) or set(required) - set(cert) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in cert.values()):
+            raise ModelError(f"{where}: metadata field 'best_cert' is not a certificate ({', '.join(names)})")
 
 
 def _safetensors():
@@ -98,8 +138,26 @@ def _safetensors():
     return safetensors.torch
 
 
+def check_target(path, store=None) -> None:
+    """Before a solve: ModelError naming ``path`` unless the checkpoint can be written there (a file, or for a
+    ShardedStore ``store`` a directory)."""
+    if isinstance(store, ShardedStore):
+        check_writable_directory(path, "checkpoint directory")
+    else:
+        check_writable(path, "checkpoint file")
+
+
+def _kept_going(path, err: Exception) -> None:
+    """A checkpoint that could not be written does not end the solve: warn, naming the path, and go on."""
+    warnings.warn(f"checkpoint not written: {err}; the solve goes on and returns its result", RuntimeWarning,
+                  stacklevel=3)
+
+
 class FileStore:
-    """Checkpoints of a one-process solve: one file, fingerprinted by every array of the standard form."""
+    """Checkpoints of a one-process solve: one file, fingerprinted by every array of the standard form.
+
+    A save that fails (full disk, folder removed) warns and leaves the previous checkpoint; the solve goes on.
+    """
 
     def __init__(self, sf: StandardForm):
         self.sf = sf
@@ -109,10 +167,15 @@ class FileStore:
         return fingerprint(self.sf)
 
     def save(self, path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        save(path, tensors, meta)
+        try:
+            save(path, tensors, meta)
+        except ModelError as err:
+            _kept_going(path, err)
 
     def load(self, path) -> tuple[dict[str, torch.Tensor], dict]:
-        return load(path)
+        tensors, meta = load(path)
+        check_run_meta(meta, f"checkpoint file '{path}'")
+        return tensors, meta
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -178,23 +241,36 @@ class ShardedStore:
         return {"blocks": (s.block_start, s.block_stop), "columns": (s.col_start, s.col_stop)}
 
     def save(self, path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        """Each rank writes its shard file; then rank 0 writes the state naming them and drops older shards."""
+        """Each rank writes its shard file; then rank 0 writes the state naming them and drops older shards.
+
+        If any rank could not write its shard, no state is written (the previous checkpoint stays whole) and
+        the solve goes on, with a warning on the ranks that failed.
+        """
         directory, comm = Path(path), self.comm
-        directory.mkdir(parents=True, exist_ok=True)
         tensors = dict(tensors)
         local = {k: tensors.pop(k) for k in LOCAL_KEYS if k in tensors}
         ranges = self._ranges()
         name = f"shard-{comm.rank:05d}-of-{comm.world:05d}-it{meta['it']}.npz"
-        save(directory / name, local, {"ranges": ranges})
-        spans = comm.all_gather_np(np.array([*ranges["blocks"], *ranges["columns"]], dtype=np.int64))
-        if comm.rank == 0:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            save(directory / name, local, {"ranges": ranges})
+            written = 1
+        except (OSError, ModelError) as err:
+            _kept_going(directory, err)
+            written = 0
+        gathered = comm.all_gather_np(np.array([*ranges["blocks"], *ranges["columns"], written], dtype=np.int64))
+        spans = [g[:4] for g in gathered]
+        if comm.rank == 0 and all(g[4] for g in gathered):
             shards = [[f"shard-{k:05d}-of-{comm.world:05d}-it{meta['it']}.npz", *map(int, span)]
                       for k, span in enumerate(spans)]
-            save(directory / STATE_FILE, tensors, {**meta, "shards": shards})
-            keep = {entry[0] for entry in shards}
-            for old in directory.glob("shard-*.npz"):
-                if old.name not in keep:
-                    old.unlink()
+            older = _listed_shards(directory)  # what the state being replaced names: the only files we delete
+            try:
+                save(directory / STATE_FILE, tensors, {**meta, "shards": shards})
+            except ModelError as err:
+                _kept_going(directory, err)
+            else:
+                for old in older - {entry[0] for entry in shards}:
+                    (directory / old).unlink(missing_ok=True)
         comm.barrier()
 
     def load(self, path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -204,10 +280,8 @@ class ShardedStore:
             raise ModelError(f"checkpoint directory '{directory}' does not exist (a sharded solve checkpoints "
                              "into a directory)")
         tensors, meta = load(directory / STATE_FILE)
-        try:
-            shards = [(str(f), int(b0), int(b1), int(c0), int(c1)) for f, b0, b1, c0, c1 in meta["shards"]]
-        except (KeyError, TypeError, ValueError):
-            raise ModelError(f"checkpoint directory '{directory}': {STATE_FILE} lists no valid shard files") from None
+        check_run_meta(meta, f"checkpoint file '{directory / STATE_FILE}'")
+        shards = _shard_entries(directory, meta)
         span = {"blocks": (1, 2), "columns": (3, 4)}
         files = {}  # shard file -> its tensors, each read once for all the sharded keys
         for key, index in LOCAL_KEYS.items():
@@ -224,7 +298,11 @@ class ShardedStore:
                 part = files[entry[0]]
                 if key not in part:
                     break
-                pieces.append(part[key][covered - start:min(stop, hi) - start])
+                piece = part[key][covered - start:min(stop, hi) - start]
+                if piece.ndim != 1 or piece.shape[0] != min(stop, hi) - covered:
+                    raise ModelError(f"checkpoint directory '{directory}': shard file '{entry[0]}' holds "
+                                     f"{tuple(part[key].shape)} values of '{key}', not its {index} {start}..{stop - 1}")
+                pieces.append(piece)
                 covered = min(stop, hi)
             if covered < hi and lo < hi:
                 if key == "best_x":  # absent when no check had run yet, on every shard alike
@@ -233,3 +311,45 @@ class ShardedStore:
                                  f"{covered}..{hi - 1}")
             tensors[key] = torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.float64)
         return tensors, meta
+
+
+def _shard_entries(directory: Path, meta: dict) -> list[tuple[str, int, int, int, int]]:
+    """The state file's shard list: (file, first block, end block, first column, end column) per shard file.
+
+    A file must be a plain name inside ``directory`` (no folder, no ``..``, not absolute): a checkpoint
+    reads and deletes nothing outside its own folder.
+    """
+    def bad(what: str) -> ModelError:
+        return ModelError(f"checkpoint directory '{directory}': {STATE_FILE} {what}")
+
+    entries = meta.get("shards")
+    if not isinstance(entries, list) or not entries:
+        raise bad("lists no shard files")
+    out = []
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 5 and isinstance(entry[0], str)
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in entry[1:])):
+            raise bad(f"has a malformed shard entry {str(entry)[:80]!r} (expected [file, b0, b1, c0, c1])")
+        name = entry[0]
+        if not _plain_name(name):
+            raise bad(f"names shard file {name!r} outside the checkpoint directory; only plain file names are read")
+        if entry[1] > entry[2] or entry[3] > entry[4]:
+            raise bad(f"gives shard file {name!r} an empty-or-reversed range {entry[1:]}")
+        out.append((name, *entry[1:]))
+    return out
+
+
+def _plain_name(name: str) -> bool:
+    """True for a file name with no folder part: not absolute, no separator, not '.' or '..'."""
+    return (name not in ("", ".", "..") and os.path.basename(name) == name and "/" not in name
+            and "\\" not in name and not os.path.isabs(name))
+
+
+def _listed_shards(directory: Path) -> set[str]:
+    """The shard files named by the state file now in ``directory`` (none if it is missing or unreadable)."""
+    if not (directory / STATE_FILE).is_file():
+        return set()
+    try:
+        return {entry[0] for entry in _shard_entries(directory, load(directory / STATE_FILE)[1])}
+    except ModelError:
+        return set()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dualip_model.atomic import write_table
 from dualip_model.backend import RawResult
 from dualip_model.errors import DistributedError, ModelError
 from dualip_model.result import relative_gap
@@ -97,15 +99,12 @@ class ShardResult:
         return pd.DataFrame({"column": self.columns, "value": values})
 
     def save(self, directory) -> str:
-        """Write this rank's primal to ``directory``/x-RANK-of-WORLD.parquet (or .csv without pyarrow)."""
+        """Write this rank's primal to ``directory``/x-RANK-of-WORLD.parquet (or .csv without pyarrow), atomically."""
         os.makedirs(directory, exist_ok=True)
         stem = os.path.join(os.fspath(directory), f"x-{self.rank:05d}-of-{self.world:05d}")
-        try:
-            self.to_frame().to_parquet(stem + ".parquet", index=False)
-            return stem + ".parquet"
-        except ImportError:
-            self.to_frame().to_csv(stem + ".csv", index=False)
-            return stem + ".csv"
+        path = stem + (".parquet" if importlib.util.find_spec("pyarrow") is not None else ".csv")
+        write_table(self.to_frame(), path, f"rank {self.rank}'s primal")
+        return path
 
 
 def solve_sharded(path, options: DualipOptions | None = None, comm: Comm | None = None, **settings) -> ShardResult:
