@@ -131,8 +131,7 @@ def lagrangian_bound(sf: dm.StandardForm, raw: dm.RawResult) -> float:
     y = -np.asarray(raw.row_dual, dtype=np.float64)  # the dualip solver's sign: y > 0 prices the upper side
     y[(y > 0) & ~np.isfinite(sf.row_upper)] = 0.0
     y[(y < 0) & ~np.isfinite(sf.row_lower)] = 0.0
-    bound, *_ = float64_certificate(sf, np.asarray(raw.x, dtype=np.float64), y)
-    return bound
+    return float64_certificate(sf, np.asarray(raw.x, dtype=np.float64), y).bound
 
 
 def finite(value: float) -> float | None:

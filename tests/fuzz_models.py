@@ -197,6 +197,8 @@ def build(spec: Spec) -> dm.Model:
                 expr = expr + (o.cy * y).sum()
             parts[o.name], weights[o.name] = expr, o.weight
         (m.minimize if spec.sense == 1 else m.maximize)(parts, weights)
+    else:
+        m.minimize(0)  # a feasibility problem, said so
     if spec.block != "none":
         sums = x.sum(by=users)
         relation = sums <= spec.block_rhs if spec.block == "le" else sums == spec.block_rhs

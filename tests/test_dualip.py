@@ -573,11 +573,15 @@ def test_sparse_rows_products_and_row_minimum_match_dense(kind):
 
 def test_lp_file_with_unbounded_columns_is_refused_before_iterating_naming_them():
     """afiro has columns without upper bounds: no finite Lagrangian bound exists, so dualip refuses it before any
-    iteration (was: 2,000 iterations, bound -inf, and zero duals for every row)."""
-    m = dm.read_model("tests/data/netlib/afiro.mps")
+    iteration (was: 2,000 iterations, bound -inf, and zero duals for every row); read as blocks, 6 of them sit in
+    the simplex blocks detected among its rows, and the other 26 are still named."""
+    flat = dm.read_model("tests/data/netlib/afiro.mps", detect_blocks=False)
+    blocks = dm.read_model("tests/data/netlib/afiro.mps")
     with mock.patch.object(DualAscentSolver, "solve", side_effect=AssertionError("iterated")):
         with pytest.raises(dm.CapabilityError, match=r"32 column\(s\) without a finite bound.*x\[0\], x\[1\]"):
-            m.solve("dualip", max_iter=2000)
+            flat.solve("dualip", max_iter=2000)
+        with pytest.raises(dm.CapabilityError, match=r"26 column\(s\) without a finite bound.*x\[1\], x\[2\]"):
+            blocks.solve("dualip", max_iter=2000)
 
 
 @pytest.mark.parametrize("lower, upper, cost, in_row, refused", [
