@@ -122,8 +122,10 @@ def solve_standard_form(sf: StandardForm, options: DualipOptions, comm: Comm = L
     status = out["status"]
     guarantees = ["bound: unregularized Lagrangian bound L(y), valid for any dual y" if np.isfinite(bound) else
                   "bound: none (-inf): a block LP is unbounded at these duals (columns without finite bounds)"]
-    if prob.repairable:
+    if prob.zero_feasible:
         guarantees.append("primal: feasible by construction (violated rows cut greedily, slack refilled)")
+    elif prob.repairable:  # the greedy moves can fall short: what the float64 recheck measures is what holds
+        guarantees.append(f"primal: repaired (cut, raises, moves), relative infeasibility {infeas:.2e}")
     else:
         guarantees.append(f"primal: relative infeasibility {infeas:.2e} (no repair for this structure)")
     if status == Status.OPTIMAL and (infeas > options.tol or relative_gap(objective, bound) > options.tol

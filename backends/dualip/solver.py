@@ -324,8 +324,8 @@ class DualAscentSolver:
         else:
             xr, viol = x, raw_viol
         h = self.support(y)
-        # a repairable problem is feasible (x = 0 is), so no Farkas ray can exist there
-        no_ray = p.repairable or not p.m
+        # where x = 0 is feasible no Farkas ray can exist (equality blocks and floors can make a problem infeasible)
+        no_ray = p.zero_feasible or not p.m
         farkas = [torch.zeros((), dtype=p.dtype, device=p.device) if no_ray else self.farkas(d) for d in rays]
         # sums over columns: one all-reduce for the three of them
         objective = self.dot(p.c, xr)
