@@ -166,7 +166,7 @@ def test_equality_blocks_are_repaired_exactly(seed, box, weighted, noise):
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("equality", [False, True])
 @pytest.mark.parametrize("box", [None, 0.6])
-@pytest.mark.parametrize("floors", ["global", "item"])
+@pytest.mark.parametrize("floors", ["global", "item", "none"])
 def test_floors_are_met_exactly(seed, equality, box, floors):
     """A revenue floor at 0.9 of the most revenue the capacities allow, or per-item minimum deliveries, next to
     the capacities: raised with block room, or moved within full blocks."""
@@ -175,6 +175,124 @@ def test_floors_are_met_exactly(seed, equality, box, floors):
     if xs is None:
         pytest.skip("the oracle finds no feasible point")
     p = build(sf)
-    assert p.repairable and not p.zero_feasible
+    assert p.repairable and p.zero_feasible == (floors == "none" and not equality)  # (box-cut `<=`: the cut)
     for noise in (1e-3, 1e-1):
         check_repair(sf, p, candidate(sf, p, xs, noise, seed))
+
+
+def assignment(seed: int, users: int = 60, tasks: int = 8) -> dm.Model:
+    """`== 1` blocks (each user does one task, split as it likes), task capacities with 25% headroom, minimize."""
+    rng = np.random.default_rng(seed)
+    edges = np.unique(rng.integers(0, users * tasks, size=4 * users))
+    user, task = edges // tasks, edges % tasks
+    m = dm.Model("assignment")
+    u, t = m.entities("user", users), m.entities("task", tasks)
+    e = m.edges("e", u, t, src=user, dst=task)
+    x = m.variable("x", over=e)
+    m.minimize((rng.uniform(1.0, 2.0, len(edges)) * x).sum())
+    active = np.isin(np.arange(users), user).astype(float)
+    m.subject_to(x.sum(by=u) == active, name="one")
+    m.subject_to(x.sum(by=t) <= 1.25 * active.sum() / tasks, name="capacity")
+    return m
+
+
+def revenue_floor(seed: int, users: int = 60, items: int = 8) -> dm.Model:
+    """Ad allocation: users at most one impression, item budgets, a global revenue floor that binds."""
+    rng = np.random.default_rng(seed)
+    edges = np.unique(rng.integers(0, users * items, size=4 * users))
+    user, item = edges // items, edges % items
+    m = dm.Model("floor")
+    u, i = m.entities("user", users), m.entities("item", items)
+    e = m.edges("e", u, i, src=user, dst=item)
+    x = m.variable("x", over=e)
+    value, rev = rng.uniform(0.5, 1.5, len(edges)), rng.uniform(0.1, 1.0, len(edges))
+    m.maximize((value * x).sum())
+    m.subject_to(x.sum(by=u) <= 1.0, name="cap")
+    m.subject_to((rev * x).sum(by=i) <= 0.3 * users / items, name="budget")
+    m.subject_to((rev * x).sum() >= 0.95 * 0.3 * users * (1 - 0.5 / items), name="revenue")
+    return m
+
+
+@pytest.mark.parametrize("make", [assignment, revenue_floor])
+@pytest.mark.parametrize("seed", range(3))
+def test_dualip_returns_an_exactly_feasible_primal(make, seed):
+    """The solves the issue reported as OPTIMAL with rows violated by 5e-4..5e-3: every row now holds to 1e-9
+    relative to (1 + |side|), at HiGHS's objective within tol; the guarantee says the x was repaired."""
+    model = make(seed)
+    ref = model.solve("highs")
+    res = model.solve("dualip", tol=1e-4, max_iter=20000)
+    assert res.status == dm.Status.OPTIMAL, res.message
+    sf = res.standard_form
+    x = res.raw.x
+    assert violations(sf, x)[0] <= 1e-9
+    assert abs(res.objective - ref.objective) <= 2e-4 * max(1.0, abs(ref.objective))
+    assert any(g.startswith("primal: repaired") for g in res.guarantees)
+
+
+def test_a_thin_instance_falls_short_in_its_rows_never_in_its_blocks():
+    """Capacities with little headroom and coefficients that differ per edge: the fix must reroute mass between
+    tight rows (a generalized flow), which the greedy does not do. The result stays in its blocks, the rows it
+    misses are there to measure, and a solve never calls such a primal feasible by construction."""
+    sf = random_model(1, equality=True, box=None, floors="none", weighted=True, headroom=0.6)
+    assert oracle(sf) is not None  # a feasible point exists
+    p = build(sf)
+    x = candidate(sf, p, oracle(sf), 1e-3, 1)
+    rows, blocks, box = violations(sf, repair(x.clone(), p.A @ x, p).numpy())
+    assert blocks <= 1e-12 and box <= 1e-12
+    assert rows > 1e-6
+    assert not p.zero_feasible
+
+
+def test_repair_kind_follows_the_structure():
+    """"cut" (x = 0 feasible), "moves" (equality blocks, floors), None (negative coefficients or sides, columns
+    not from 0); a row with l_r <= 0 holds for every x >= 0 and keeps the cut class."""
+    from dualip_model.backends.dualip.problem import _repairable
+
+    def model(block="<=", floor=None, coef=1.0, lower=0.0):
+        m = dm.Model("kind")
+        users, items = m.entities("user", 2), m.entities("item", 2)
+        e = m.edges("e", users, items, src=[0, 0, 1], dst=[0, 1, 1])
+        x = m.variable("x", over=e, lower=lower)
+        m.minimize(x.sum())
+        m.subject_to(x.sum(by=users) <= 1.0 if block == "<=" else x.sum(by=users) == 1.0, name="users")
+        m.subject_to((coef * x).sum(by=items) <= 2.0, name="cap")
+        if floor is not None:
+            m.subject_to(x.sum() >= floor, name="floor")
+        return m.compile()
+
+    assert _repairable(model()) == "cut"
+    assert _repairable(model(floor=-1.0)) == "cut"
+    assert _repairable(model(floor=0.5)) == "moves"
+    assert _repairable(model(block="==")) == "moves"
+    assert _repairable(model(coef=-1.0)) is None
+    assert _repairable(model(lower=0.1)) is None
+
+
+@pytest.mark.parametrize("storage", ["fast", "compact"])
+@pytest.mark.parametrize("floors", ["none", "global", "item"])
+def test_float32_and_compact_storage_repair_to_their_rounding(storage, floors):
+    """In float32 (values rounded up where the repair applies) every row holds to float32 rounding; the compact
+    storage (A's rows in the repair's order, chunked products) gives the fast storage's point."""
+    sf = random_model(3, equality=True, box=None, floors=floors)
+    xs = oracle(sf)
+    p64, p32 = build(sf, storage), build(sf, storage, torch.float32)
+    x = candidate(sf, p64, xs, 1e-2, 3)
+    x32 = x.to(torch.float32)
+    xr = repair(x32.clone(), p32.A @ x32, p32).double().numpy()
+    rows, blocks, box = violations(sf, xr)
+    assert rows <= 1e-5 and blocks <= 1e-6 and box <= 1e-6
+    fast = repair(x.clone(), build(sf).A @ x, build(sf)).numpy()
+    np.testing.assert_allclose(repair(x.clone(), p64.A @ x, p64).numpy(), fast, rtol=1e-9, atol=1e-12)
+
+
+def test_fused_cpu_falls_back_to_the_torch_repair():
+    """fused_cpu's C++ repair is the cut class's; for equality blocks and floors it runs the torch repair."""
+    from dualip_model.backends.dualip.fused_cpu import FusedCpu, compiler_found
+
+    if not compiler_found():
+        pytest.skip("no C++ compiler to build the fused extension with")
+    sf = random_model(2, equality=True, box=None, floors="global")
+    p = build(sf)
+    x = candidate(sf, p, oracle(sf), 1e-2, 2)
+    np.testing.assert_array_equal(FusedCpu(p).repair(x.clone(), p.A @ x).numpy(),
+                                  repair(x.clone(), p.A @ x, p).numpy())
