@@ -305,6 +305,7 @@ class _Moves:
         self.upper = torch.as_tensor(prob.blocks.upper, dtype=x.dtype, device=x.device).expand(x.shape[0])
         eq = prob.repair_plan.equality
         self.eq = torch.zeros_like(prob.blocks.is_box) if eq is None else eq
+        self.any_eq = eq is not None
 
     def times(self, z: torch.Tensor) -> torch.Tensor:
         return self.comm.sum(self.prob.A.matvec(z, chunk=self.entries))
@@ -326,7 +327,9 @@ class _Moves:
         need = floor_need(p.row_lower, ax)
         gap = (b.rhs - b.sum(x)).clamp(min=0)
         block_room = torch.where(b.is_box, torch.inf, gap)
-        deficit = torch.where(self.eq, gap, 0.0)
+        # a deficit within rounding of r_i (as row_slack's noise) is left to place_deficits: no pass for it
+        noise = 1024 * torch.finfo(x.dtype).eps * b.rhs
+        deficit = torch.where(self.eq & (gap > noise), gap, 0.0)
         return ax, slack, need, (self.upper - x).clamp(min=0), block_room, deficit
 
     def best(self, key: torch.Tensor, mask: torch.Tensor):
@@ -378,11 +381,11 @@ def repair_moves(x: torch.Tensor, prob) -> torch.Tensor:
     for _ in range(MOVE_PASSES):
         ax, slack, need, room, block_room, deficit = mv.state(x)
         open_col = open_col_at(mv, slack, room)
-        stuck = (deficit > 0) & (b.count(open_col) == 0)
+        stuck = (deficit > 0) & (b.count(open_col) == 0) if mv.any_eq else deficit > 0
         flags = torch.stack([torch.cat([deficit, need]).amax() > 0, need.amax() > 0, stuck.any(),
                              deficit.amax() > 0]).tolist()
         if not flags[0]:  # (the pass's one host read)
-            return x
+            break
         # (1) raises: floor-helping columns toward the needs, then the cheapest toward the deficits
         gain = prob.At.matvec((need > 0).to(x.dtype))  # sum of a_rj over the unmet floors of column j
         helper = open_col & (gain > 0) & (b.spread(block_room) > 0)
@@ -442,8 +445,8 @@ def repair_moves(x: torch.Tensor, prob) -> torch.Tensor:
             limit = torch.where(taken > 0, (surplus / taken.clamp(min=1e-300)).clamp(max=1.0), 1.0)
             give.mul_(b.spread(b.reduce(torch.where(give > 0, mv.col_min(limit), 1.0), "min", initial=1.0)))
             x = mv.move(x, give, receivers, count, room, slack)
-    _, _, _, room, _, deficit = mv.state(x)
-    return place_deficits(x, deficit, room, b)
+    deficit = torch.where(mv.eq, (b.rhs - b.sum(x)).clamp(min=0), 0.0)
+    return place_deficits(x, deficit, (mv.upper - x).clamp(min=0), b)
 
 
 def open_col_at(mv: _Moves, slack: torch.Tensor, room: torch.Tensor) -> torch.Tensor:
