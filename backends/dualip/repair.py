@@ -286,6 +286,7 @@ def repair(x, ax, prob, overwrite: bool = False) -> torch.Tensor:
 
 
 MOVE_PASSES = 8  # rounds of raise, floor move and deficit move; each round is a few products with A and A^T
+MIN_PROGRESS = 0.9  # a pass "did not get far" when it leaves more than this share of the deficits and needs
 RELAY_DEPTH = 3  # blocks between a stuck equality block and an open column that a deficit move looks through
 FLOOR_ULPS = 64  # a floor l_r counts as met from l_r (1 + FLOOR_ULPS eps) on: room for the rounding of A x
 
@@ -374,18 +375,23 @@ def repair_moves(x: torch.Tensor, prob) -> torch.Tensor:
     """Raises and block-preserving moves that restore equality blocks' sums and floor rows from a point that
     meets every <= row and has sum x <= r_i in every block (after the cut and the shrink), in place.
 
-    At most MOVE_PASSES passes, each ended early (one host read) once no deficit and no need is left.
+    At most MOVE_PASSES passes, ended early (two host reads per pass) once no deficit and no need is left, or
+    once three passes in a row leave more than MIN_PROGRESS of the least left before (a point the passes cannot
+    fix costs a few passes, not all).
     """
     mv, b = _Moves(x, prob), prob.blocks
-    c = prob.c
+    c, last, stalled = prob.c, math.inf, 0
     for _ in range(MOVE_PASSES):
         ax, slack, need, room, block_room, deficit = mv.state(x)
         open_col = open_col_at(mv, slack, room)
         stuck = (deficit > 0) & (b.count(open_col) == 0) if mv.any_eq else deficit > 0
         flags = torch.stack([torch.cat([deficit, need]).amax() > 0, need.amax() > 0, stuck.any(),
                              deficit.amax() > 0]).tolist()
-        if not flags[0]:  # (the pass's one host read)
+        left = float(deficit.sum() + need.sum()) if flags[0] else 0.0  # (the pass's host reads)
+        stalled = stalled + 1 if left > MIN_PROGRESS * last else 0  # (a move pays off one pass later)
+        if not flags[0] or stalled == 3:  # done, or three passes in a row did not get far: stop
             break
+        last = min(last, left)
         # (1) raises: floor-helping columns toward the needs, then the cheapest toward the deficits
         gain = prob.At.matvec((need > 0).to(x.dtype))  # sum of a_rj over the unmet floors of column j
         helper = open_col & (gain > 0) & (b.spread(block_room) > 0)
