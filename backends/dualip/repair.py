@@ -375,7 +375,7 @@ def repair_moves(x: torch.Tensor, prob) -> torch.Tensor:
     """Raises and block-preserving moves that restore equality blocks' sums and floor rows from a point that
     meets every <= row and has sum x <= r_i in every block (after the cut and the shrink), in place.
 
-    At most MOVE_PASSES passes, ended early (two host reads per pass) once no deficit and no need is left, or
+    At most MOVE_PASSES passes, ended early (one host read per pass) once no deficit and no need is left, or
     once three passes in a row leave more than MIN_PROGRESS of the least left before (a point the passes cannot
     fix costs a few passes, not all).
     """
@@ -385,9 +385,10 @@ def repair_moves(x: torch.Tensor, prob) -> torch.Tensor:
         ax, slack, need, room, block_room, deficit = mv.state(x)
         open_col = open_col_at(mv, slack, room)
         stuck = (deficit > 0) & (b.count(open_col) == 0) if mv.any_eq else deficit > 0
-        flags = torch.stack([torch.cat([deficit, need]).amax() > 0, need.amax() > 0, stuck.any(),
-                             deficit.amax() > 0]).tolist()
-        left = float(deficit.sum() + need.sum()) if flags[0] else 0.0  # (the pass's host reads)
+        # (the pass's one host read) what is left; whether any floor is unmet, any block stuck, any deficit left
+        left, *flags = torch.stack([deficit.sum() + need.sum(), need.amax(), stuck.any().to(x.dtype),
+                                    deficit.amax()]).tolist()
+        flags = [left > 0] + [f > 0 for f in flags]
         stalled = stalled + 1 if left > MIN_PROGRESS * last else 0  # (a move pays off one pass later)
         if not flags[0] or stalled == 3:  # done, or three passes in a row did not get far: stop
             break
