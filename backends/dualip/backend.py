@@ -32,6 +32,8 @@ from .projections import BlockStructure, linear_minimize
 from .solver import DualAscentSolver
 from .termination import Interrupt, Measures, StoppingRule, block_violation, largest, side_violation
 
+EXACTLY_FEASIBLE = 1e-9  # a repaired x whose largest relative violation is at float64 rounding level
+
 
 def _device_dtype(options: DualipOptions):
     """(device, dtype, storage) with the device's defaults filled in."""
@@ -235,13 +237,19 @@ def _solve(sf, options, comm, store, y0, gamma0, interrupt) -> RawResult:
                   "bound: none (-inf): a block LP is unbounded at these duals"]
     worst = f"largest relative violation {m.violation:.2e} (rows, block sums and column bounds, each relative to " \
             f"1 + |side|)"
-    if prob.repairable:
+    if prob.zero_feasible:
         guarantees.append(f"primal: feasible by construction (violated rows cut greedily, slack refilled); {worst}")
+    elif prob.repairable and m.violation <= EXACTLY_FEASIBLE:  # the moves can fall short: the recheck says whether they did
+        guarantees.append(f"primal: feasible, repaired (violated rows cut, floors raised, mass moved within "
+                          f"equality blocks); {worst}")
     elif status == Status.OPTIMAL:
-        guarantees.append(f"primal: within tol {options.tol:g} of feasible, not exactly (no repair for this "
-                          f"structure); {worst}")
+        guarantees.append(f"primal: within tol {options.tol:g} of feasible, not exactly "
+                          f"({'the repair fell short' if prob.repairable else 'no repair for this structure'}); "
+                          f"{worst}")
     else:
-        guarantees.append(f"primal: not certified feasible (no repair for this structure); {worst}")
+        guarantees.append(f"primal: not certified feasible "
+                          f"({'the repair fell short' if prob.repairable else 'no repair for this structure'}); "
+                          f"{worst}")
     ray = None
     if status == Status.INFEASIBLE:
         ray = to_original * out["ray"].double().cpu().numpy()

@@ -24,7 +24,7 @@ import torch
 
 from dualip_model.errors import ModelError
 
-from .repair import cut_rows_by_threshold, row_slack
+from .repair import cut_rows_by_threshold, repair, row_slack
 
 _SOURCE_FILE = Path(__file__).with_name("fused_cpu.cpp")  # the kernels; their Python bindings come from _FUNCTIONS
 
@@ -121,6 +121,8 @@ class FusedCpu:
         """repair.repair in place, its per-column passes in C++: cut violated rows (on several ranks
         repair.cut_rows_by_threshold), shrink blocks, fill the slack; the rows' sums all-reduced between passes."""
         p, comm = self.prob, self.prob.comm
+        if p.m and p.repair_plan.moves:  # equality blocks or floors: the torch repair (raises and moves)
+            return repair(x, ax, p, overwrite=True)
         if p.m and comm.world > 1:
             x = cut_rows_by_threshold(x, ax, p.row_upper, p.c, p.repair_plan, comm)
         elif p.m:

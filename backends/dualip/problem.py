@@ -194,7 +194,7 @@ class ScaledProblem:
     norm_sq: float  # ||A~||_2^2 (upper estimate)
     blocks: Blocks
     fast_projection: bool  # all blocks are BOX / SIMPLEX_LE / SIMPLEX_EQ
-    repairable: bool  # A >= 0 on <= rows only, u >= 0, blocks down-closed at 0: scaling down keeps feasibility
+    repairable: bool  # A >= 0, u >= 0, columns from 0: repair.repair applies (see _repairable)
     repair_plan: RepairPlan | None  # rows' entries sorted for the greedy cut (repairable problems only)
     b_norm: float  # ||finite row bounds|| in original units, for the relative infeasibility
     row_size: torch.Tensor  # (m,) 1 + |finite side| per row in original units, for per-row relative measures
@@ -207,6 +207,12 @@ class ScaledProblem:
     @property
     def m(self) -> int:
         return self.sf.n_rows
+
+    @property
+    def zero_feasible(self) -> bool:
+        """x = 0 meets every row and block (no floor, no equality block): the repair is exact by construction and
+        no Farkas ray can exist."""
+        return self.repairable and (self.repair_plan is None or not self.repair_plan.moves)
 
     def chunk(self, count: int) -> int | None:
         """How many entries or columns (of ``count``) the check handles at once: about 1/16 of them in the compact
@@ -245,7 +251,9 @@ class ScaledProblem:
         A_csr = scipy.sparse.csc_matrix((scaled, sf.A_indices, sf.A_indptr), shape=(m, n)).tocsr()  # no copy of A
         A_csr.sort_indices()
         c_host = sf.c / sigma
-        repairable = not comm.max_np(not _repairable(sf))  # every rank's columns must allow it
+        lo, hi = sf.row_lower, sf.row_upper
+        repair = comm.max_np(_REPAIRS.index(_repairable(sf)))  # the least repairable rank's kind, for all
+        repairable = _REPAIRS[int(repair)] is not None
         # values rounded up where the repair applies: A_stored >= A >= 0, so A x <= A_stored x <= u for x >= 0
         up = repairable and values != torch.float64
         # rows of A in the repair's order (worst cost per unit of row use first) where a repair applies
@@ -269,10 +277,11 @@ class ScaledProblem:
         if order is not None:
             rows = A if compact else SparseRows(A_csr.indptr, rows_sorted, A_csr.data[order], (m, n), "segment",
                                                 device, dtype, round_up=up)
-            plan = RepairPlan(rows=rows, single=single)
+            equality = np.isin(sf.block_kind, EQUALITY_KINDS)
+            plan = RepairPlan(rows=rows, single=single, equality=t(equality, torch.bool) if equality.any() else None,
+                              floors=_REPAIRS[int(repair)] == "moves" and bool(comm.max_np((lo > 0).any())))
         blocks = Blocks.build(sf, device, dtype, compact)
         fast = not comm.max_np(not np.isin(sf.block_kind, FAST_KINDS).all())
-        lo, hi = sf.row_lower, sf.row_upper
         finite = np.concatenate([lo[np.isfinite(lo)], hi[np.isfinite(hi)]])
         side = np.maximum(np.where(np.isfinite(lo), np.abs(lo), 0.0), np.where(np.isfinite(hi), np.abs(hi), 0.0))
         return ScaledProblem(
@@ -321,12 +330,16 @@ def _norm_sq_upper(A_csr, seed: int, comm: Comm = LOCAL, iters: int = 60) -> flo
     return min(1.02 * est, cap)
 
 
-def _repairable(sf: StandardForm) -> bool:
-    """True if scaling columns down (x -> diag(f) x, 0 <= f <= 1) can only remove row violations."""
-    if sf.n_rows and (np.isfinite(sf.row_lower).any() or (sf.row_upper < 0).any()):
-        return False
-    if (sf.A_data < 0).any():
-        return False
+_REPAIRS = ("cut", "moves", None)  # from most to least repairable: a sharded problem takes its ranks' worst
+
+
+def _repairable(sf: StandardForm) -> str | None:
+    """Which repair applies: "cut" where scaling columns down (x -> diag(f) x, 0 <= f <= 1) can only remove row
+    violations and x = 0 is feasible (A >= 0, u >= 0, no floor l_r > 0, blocks down-closed at 0); "moves" where
+    equality blocks or floors need mass put back after the cut (A >= 0, u >= 0, columns from 0); else None."""
+    if (sf.A_data < 0).any() or (sf.n_rows and (sf.row_upper < 0).any()):
+        return None
     if (np.asarray(sf.col_lower) != 0).any():
-        return False
-    return not np.isin(sf.block_kind, EQUALITY_KINDS).any()
+        return None
+    floors = sf.n_rows and (sf.row_lower > 0).any()  # a row with l_r <= 0 holds for every x >= 0 (A >= 0)
+    return "moves" if floors or np.isin(sf.block_kind, EQUALITY_KINDS).any() else "cut"

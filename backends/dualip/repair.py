@@ -8,6 +8,19 @@ to sum x <= r_i; (3) fill: every block with spare capacity raises its best (most
 rows all have slack, the raises scaled per row so that no row exceeds u. Every step keeps A x <= u.
 With the columns sharded over ranks (``prob.comm``) a row's entries are spread over them, so the cut finds
 each row's greedy threshold by a bucketed search on the cost density, a few all-reduces per check.
+
+Equality blocks (sum x = r_i, simplex or box-cut) and floor rows (A x >= l_r > 0) take the same cut and
+shrink, after which every <= row and every block's upper side hold; ``repair_moves`` then restores the
+deficits d_i = r_i - sum x of equality blocks and the needs (l_r - A x)_+ of floor rows in a bounded number
+of passes, each (1) a raise: blocks with room (LE spare, EQ deficit, boxes) raise their open columns (all
+<= rows with slack), floor-helping ones toward the needs, then the cheapest toward the deficits; (2) a floor
+move: a block shifts mass from columns of lower floor gain g_j = sum of a_rj over the unmet floors to its open
+column of highest gain (sum x kept); (3) a deficit move: where an equality block has no open column, blocks
+with mass in its tight rows move that mass to their own open columns (sum x kept), which frees the rows for
+the next raise. Every raise and move is scaled per <= row so that no row passes u, so <= rows and block sums
+never break. A deficit left after the passes is placed regardless of rows (x stays in the blocks, the rows
+it overfills are measured by the caller), so the result is exactly feasible only where the caller's check
+finds every row met; docs/repair.md says when that is guaranteed.
 """
 
 from __future__ import annotations
@@ -32,6 +45,13 @@ class RepairPlan:
 
     rows: SparseRows  # kind "segment": ptr (m+1,) row starts, idx (nnz,) columns (int32), worst entry first
     single: bool  # every column lies in at most one row: a column's factor is its one entry's
+    equality: torch.Tensor | None = None  # (nb,) bool: sum x == r_i (simplex or box-cut); None: no such block
+    floors: bool = False  # some row has a lower side l_r > 0
+
+    @property
+    def moves(self) -> bool:
+        """The cut alone does not end the repair (equality blocks or floors): ``repair_moves`` runs after it."""
+        return self.equality is not None or self.floors
 
     @property
     def ptr(self) -> torch.Tensor:
@@ -245,7 +265,8 @@ def fill_slack(x: torch.Tensor, c: torch.Tensor, A, At, upper: torch.Tensor, blo
 
 
 def repair(x, ax, prob, overwrite: bool = False) -> torch.Tensor:
-    """A feasible point near x for a repairable ScaledProblem: cut violated rows, shrink blocks, fill slack.
+    """A feasible point near x for a repairable ScaledProblem: cut violated rows, shrink blocks, (for equality
+    blocks and floors: raises and moves, ``repair_moves``), fill slack.
 
     With ``overwrite`` x itself becomes the result (no copy of the column vector).
     """
@@ -257,6 +278,192 @@ def repair(x, ax, prob, overwrite: bool = False) -> torch.Tensor:
         x = cut_rows(x, ax, prob.row_upper, prob.repair_plan, prob.chunk(prob.repair_plan.cols.numel()), overwrite)
         overwrite = True
     x = shrink_blocks(x, prob.blocks, overwrite=overwrite)
+    if prob.m and prob.repair_plan.moves:
+        x = repair_moves(x, prob)
     if prob.m:
         x = fill_slack(x, prob.c, prob.A, prob.At, prob.row_upper, prob.blocks, comm, prob.chunk(prob.n), True)
     return x
+
+
+MOVE_PASSES = 8  # rounds of raise, floor move and deficit move; each round is a few products with A and A^T
+MIN_PROGRESS = 0.9  # a pass "did not get far" when it leaves more than this share of the deficits and needs
+RELAY_DEPTH = 3  # blocks between a stuck equality block and an open column that a deficit move looks through
+FLOOR_ULPS = 64  # a floor l_r counts as met from l_r (1 + FLOOR_ULPS eps) on: room for the rounding of A x
+
+
+def floor_need(lower: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
+    """(l (1 + FLOOR_ULPS eps) - A x)_+ on rows with l_r > 0, else 0."""
+    target = lower * (1.0 + FLOOR_ULPS * torch.finfo(ax.dtype).eps)
+    return torch.where(lower > 0, (target - ax).clamp(min=0), 0.0)
+
+
+class _Moves:
+    """The data of ``repair_moves`` for one problem and the per-pass quantities it recomputes."""
+
+    def __init__(self, x: torch.Tensor, prob):
+        self.prob, self.blocks, self.comm = prob, prob.blocks, prob.comm
+        self.entries = prob.chunk(prob.A.idx.numel())
+        self.upper = torch.as_tensor(prob.blocks.upper, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        eq = prob.repair_plan.equality
+        self.eq = torch.zeros_like(prob.blocks.is_box) if eq is None else eq
+        self.any_eq = eq is not None
+
+    def times(self, z: torch.Tensor) -> torch.Tensor:
+        return self.comm.sum(self.prob.A.matvec(z, chunk=self.entries))
+
+    def col_max(self, per_row: torch.Tensor) -> torch.Tensor:
+        """max over the rows r of column j of per_row[r] (>= 0; 0 for a column without rows)."""
+        return self.prob.At.row_min(-per_row, empty=0.0).neg_()
+
+    def col_min(self, per_row: torch.Tensor) -> torch.Tensor:
+        """min over the rows r of column j of per_row[r] (<= 1; 1 for a column without rows)."""
+        return self.prob.At.row_min(per_row, empty=1.0)
+
+    def state(self, x: torch.Tensor):
+        """(slack of <= rows, need of floors, room per column, per block: room (LE spare, EQ deficit, inf for
+        a box) and deficit (EQ only)) at x."""
+        b, p = self.blocks, self.prob
+        ax = self.times(x)
+        slack = row_slack(p.row_upper, ax)
+        need = floor_need(p.row_lower, ax)
+        gap = (b.rhs - b.sum(x)).clamp(min=0)
+        block_room = torch.where(b.is_box, torch.inf, gap)
+        # a deficit within rounding of r_i (as row_slack's noise) is left to place_deficits: no pass for it
+        noise = 1024 * torch.finfo(x.dtype).eps * b.rhs
+        deficit = torch.where(self.eq & (gap > noise), gap, 0.0)
+        return ax, slack, need, (self.upper - x).clamp(min=0), block_room, deficit
+
+    def best(self, key: torch.Tensor, mask: torch.Tensor):
+        """(mask of the columns of least key among ``mask`` in each block, ties all, and their count per block)."""
+        b = self.blocks
+        masked = torch.where(mask, key, torch.inf)
+        best = mask & (masked == b.spread(b.reduce(masked, "min", initial=torch.inf)))
+        return best, b.count(best)
+
+    def spread_over(self, amount: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Each block's ``amount`` in equal shares over its ``mask`` columns (0 elsewhere)."""
+        b = self.blocks
+        return torch.where(mask, b.spread(amount / b.count(mask).clamp(min=1.0)), 0.0)
+
+    def share(self, wanted: torch.Tensor, holding: torch.Tensor) -> torch.Tensor:
+        """Per row, the fraction of what ``holding`` puts there that covers ``wanted`` (at most 1; 0 where nothing
+        is wanted)."""
+        held = self.times(holding)
+        return torch.where(wanted > 0, (wanted / held.clamp(min=1e-300)).clamp(max=1.0), 0.0)
+
+    def row_fit(self, delta: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
+        """delta scaled per column so that A delta <= slack on every <= row (a column's factor is its tightest
+        row's)."""
+        demand = self.times(delta)
+        factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), 1.0)
+        return delta.mul_(self.col_min(factor).clamp_(0.0, 1.0))
+
+    def move(self, x: torch.Tensor, give: torch.Tensor, receivers: torch.Tensor, count: torch.Tensor,
+             room: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
+        """x with each block's donation sum(give) moved onto its ``receivers`` (equal shares within their room),
+        the receivers' raises fit to the <= rows' slack and the donations cut to what was placed: sum x kept."""
+        b = self.blocks
+        total = b.sum(give)
+        share = torch.where(receivers, torch.minimum(room, b.spread(total / count.clamp(min=1.0))), 0.0)
+        share = self.row_fit(share, slack)
+        placed = b.sum(share)
+        kept = torch.where(total > 0, placed / total.clamp(min=1e-300), 0.0).clamp_(0.0, 1.0)
+        return x.sub_(give.mul_(b.spread(kept))).add_(share).clamp_(min=0)
+
+
+def repair_moves(x: torch.Tensor, prob) -> torch.Tensor:
+    """Raises and block-preserving moves that restore equality blocks' sums and floor rows from a point that
+    meets every <= row and has sum x <= r_i in every block (after the cut and the shrink), in place.
+
+    At most MOVE_PASSES passes, ended early (one host read per pass) once no deficit and no need is left, or
+    once three passes in a row leave more than MIN_PROGRESS of the least left before (a point the passes cannot
+    fix costs a few passes, not all).
+    """
+    mv, b = _Moves(x, prob), prob.blocks
+    c, last, stalled = prob.c, math.inf, 0
+    for _ in range(MOVE_PASSES):
+        ax, slack, need, room, block_room, deficit = mv.state(x)
+        open_col = open_col_at(mv, slack, room)
+        stuck = (deficit > 0) & (b.count(open_col) == 0) if mv.any_eq else deficit > 0
+        # (the pass's one host read) what is left; whether any floor is unmet, any block stuck, any deficit left
+        left, *flags = torch.stack([deficit.sum() + need.sum(), need.amax(), stuck.any().to(x.dtype),
+                                    deficit.amax()]).tolist()
+        flags = [left > 0] + [f > 0 for f in flags]
+        stalled = stalled + 1 if left > MIN_PROGRESS * last else 0  # (a move pays off one pass later)
+        if not flags[0] or stalled == 3:  # done, or three passes in a row did not get far: stop
+            break
+        last = min(last, left)
+        # (1) raises: floor-helping columns toward the needs, then the cheapest toward the deficits
+        gain = prob.At.matvec((need > 0).to(x.dtype))  # sum of a_rj over the unmet floors of column j
+        helper = open_col & (gain > 0) & (b.spread(block_room) > 0)
+        picked, count = mv.best(c / gain.clamp(min=1e-300), helper)
+        cap = torch.where(picked, torch.minimum(room, b.spread(block_room / count.clamp(min=1.0))), 0.0)
+        # a column alone meets each of its floors with need_r / a_rj: about need / (gain / floors) (unbounded caps)
+        reach = mv.col_max(need) / gain.clamp(min=1e-300)
+        cap = torch.where(torch.isfinite(cap), cap, torch.where(picked, reach, 0.0))
+        supply = mv.times(cap)
+        theta = torch.where(need > 0, (need / supply.clamp(min=1e-300)).clamp(max=1.0), 0.0)
+        raise_f = cap * mv.col_max(theta)
+        left = (deficit - b.sum(raise_f)).clamp(min=0)
+        to_fill = open_col & (b.spread(left) > 0)
+        picked, count = mv.best(c, to_fill & ((room - raise_f) > 0))
+        raise_d = torch.where(picked, torch.minimum(room - raise_f, b.spread(left / count.clamp(min=1.0))), 0.0)
+        x.add_(mv.row_fit(raise_f.add_(raise_d), slack))
+        del raise_f, raise_d, cap, supply
+        if flags[3]:  # what the cheapest columns could not take: equal shares over every open column with room
+            ax, slack, need, room, block_room, deficit = mv.state(x)
+            x.add_(mv.row_fit(torch.minimum(room, mv.spread_over(deficit, open_col_at(mv, slack, room))), slack))
+        # (2) floor moves: from columns of lower gain to the block's open column of highest gain
+        if flags[1]:
+            ax, slack, need, room, block_room, deficit = mv.state(x)
+            gain = prob.At.matvec((need > 0).to(x.dtype))
+            receivers, count = mv.best(-gain, open_col_at(mv, slack, room) & (gain > 0))
+            top = b.spread(b.reduce(torch.where(receivers, gain, -torch.inf), "max", initial=-torch.inf))
+            give = torch.where(gain < top, x, 0.0)
+            # scale the moves so that the floors they raise are met, not passed: need_r / (what a full move adds)
+            gain_full = mv.times(torch.where(receivers, b.spread(b.sum(give) / count.clamp(min=1.0)), 0.0) - give)
+            theta = torch.where((need > 0) & (gain_full > 0), (need / gain_full.clamp(min=1e-300)).clamp(max=1.0), 0.0)
+            # every floor row the move lowers keeps its surplus: (A x - l)_+ / (what a full move takes)
+            surplus = torch.where(prob.row_lower > 0, (ax - prob.row_lower).clamp(min=0), torch.inf)
+            limit = torch.where(gain_full < 0, (surplus / (-gain_full).clamp(min=1e-300)).clamp(max=1.0), 1.0)
+            frac = torch.minimum(b.reduce(torch.where(receivers, mv.col_max(theta), 0.0), "max", initial=0.0),
+                                 b.reduce(torch.where((give > 0) | receivers, mv.col_min(limit), 1.0), "min",
+                                          initial=1.0))
+            x = mv.move(x, give.mul_(b.spread(frac)), receivers, count, room, slack)
+        # (3) deficit moves: blocks with mass in the tight rows of a stuck equality block move it to open columns
+        if flags[2]:
+            ax, slack, need, room, block_room, deficit = mv.state(x)
+            open_col = open_col_at(mv, slack, room)
+            stuck = (deficit > 0) & (b.count(open_col) == 0)
+            receivers, count = mv.best(c, open_col)
+            # what the stuck blocks would put in each tight row: each column with room could take the whole deficit
+            wish = torch.where(b.spread(stuck), torch.minimum(room, b.spread(deficit)), 0.0)
+            wanted = torch.where(slack > 0, 0.0, mv.times(wish))
+            holds = x > 0
+            for _ in range(RELAY_DEPTH):  # blocks holding wanted rows without an open column pass the wish on
+                theta = mv.share(wanted, torch.where(holds, x, 0.0))
+                relayed = torch.where(b.spread(count == 0) & holds, x * mv.col_max(theta), 0.0)
+                wish = mv.spread_over(b.sum(relayed), (room > 0) & (relayed == 0))
+                wanted = torch.maximum(wanted, torch.where(slack > 0, 0.0, mv.times(wish)))
+            movable = torch.where(b.spread(count > 0), x, 0.0)
+            give = movable.mul_(mv.col_max(mv.share(wanted, movable)))
+            surplus = torch.where(prob.row_lower > 0, (ax - prob.row_lower).clamp(min=0), torch.inf)
+            taken = mv.times(give)
+            limit = torch.where(taken > 0, (surplus / taken.clamp(min=1e-300)).clamp(max=1.0), 1.0)
+            give.mul_(b.spread(b.reduce(torch.where(give > 0, mv.col_min(limit), 1.0), "min", initial=1.0)))
+            x = mv.move(x, give, receivers, count, room, slack)
+    deficit = torch.where(mv.eq, (b.rhs - b.sum(x)).clamp(min=0), 0.0)
+    return place_deficits(x, deficit, (mv.upper - x).clamp(min=0), b)
+
+
+def open_col_at(mv: _Moves, slack: torch.Tensor, room: torch.Tensor) -> torch.Tensor:
+    """Columns with room whose <= rows all have slack."""
+    return (mv.col_min((slack > 0).to(room.dtype)) > 0) & (room > 0)
+
+
+def place_deficits(x: torch.Tensor, deficit: torch.Tensor, room: torch.Tensor, blocks) -> torch.Tensor:
+    """x plus each equality block's deficit over its columns in proportion to min(room_j, d_i), rows regardless:
+    x back in its block (sum x = r_i: sum_j min(room_j, d_i) >= d_i wherever the block is nonempty)."""
+    weight = torch.minimum(room, blocks.spread(deficit))
+    total = blocks.sum(weight)
+    return x.add_(weight.mul_(blocks.spread(torch.where(total > 0, deficit / total.clamp(min=1e-300), 0.0))))

@@ -384,8 +384,8 @@ class DualAscentSolver:
         if not p.repairable:  # (the repair scales blocks back within their sums; the float64 recheck measures all)
             infeasibility = torch.maximum(infeasibility, self.block_violation(xr))
         h = self.support(y)
-        # a repairable problem is feasible (x = 0 is), so no Farkas ray can exist there
-        no_ray = p.repairable or not p.m
+        # where x = 0 is feasible no Farkas ray can exist (equality blocks and floors can make a problem infeasible)
+        no_ray = p.zero_feasible or not p.m
         farkas = [torch.zeros((), dtype=p.dtype, device=p.device) if no_ray else self.farkas(d) for d in rays]
         # sums over columns: one all-reduce for the three of them
         objective = self.dot(p.c, xr)
