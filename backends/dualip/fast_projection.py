@@ -8,11 +8,21 @@ go through ``Blocks`` (row reductions per block size or membership mat-vecs in t
 reductions in the compact one). With a fixed number of steps there is no host synchronization; the result
 is exact whenever the active set has settled, which warm starting makes the common case.
 ``projections.project`` is the exact reference.
+
+Box-cut blocks (l <= x <= u, sum x <=/== r_i; ``box_cut_project``, every kind at once) take the same warm-started
+Newton steps on s_i(tau) = sum_j clip(v_j - tau, l_j, u_j) = r_i. s_i is nonincreasing and piecewise linear but
+neither convex nor concave (columns join the free set as tau passes v_j - u_j and leave it at v_j - l_j), so
+Newton alone may overshoot and cycle; the steps of one call keep a bracket (the points evaluated so far with
+s > r and with s < r) and a Newton point outside it is replaced by the secant point of the bracket. A Newton
+step from the root's linear piece lands on the root, so the warm-started steps are exact once the free set has
+settled, as for simplices.
 """
 
 from __future__ import annotations
 
 import torch
+
+__all__ = ["simplex_box_project", "box_cut_project", "simplex_box_linear_minimize"]
 
 
 def simplex_box_project(v, tau, blocks, steps: int, overwrite: bool = False):
@@ -34,6 +44,50 @@ def simplex_box_project(v, tau, blocks, steps: int, overwrite: bool = False):
     tau = torch.where(blocks.is_box, 0.0, tau)
     x = blocks.minus(v, tau, out=v if overwrite else None)
     return torch.clamp_(x, blocks.lower, blocks.upper), tau
+
+
+
+def box_cut_project(v, tau, blocks, steps: int, overwrite: bool = False):
+    """(x, tau): x = clip(v - tau[block], l, u), sum_block x = r where the sum binds (tau >= 0 on LE, 0 on BOX blocks).
+
+    Per step, at the current tau: f = s(tau) - r, the free columns k = #{j : l_j <= v_j - tau <= u_j} (the slope of
+    s), and delta, the distance to the nearest breakpoint in the direction sign(f) at which a column joins the
+    free set (one at its upper bound when tau rises, one at its lower bound when tau falls). tau moves by
+    sign(f) |f| / k where that stays within delta: no column joins on the way, so the slope stays within k and tau
+    cannot pass the root. Else it moves to that breakpoint and past it by rounding's reach (16 eps (max |v| +
+    |tau|), so that the column counts as free at the next step). The steps approach the root from either side,
+    each one landing on it or passing a breakpoint; a flat piece (k = 0) is left in one step. Columns of any
+    bounds, infinite included. A fixed number of steps: no host synchronization. Temporaries: two column
+    vectors and a mask besides v and x; with ``overwrite`` x takes v's memory.
+    """
+    rhs, lower, upper = blocks.rhs, blocks.lower, blocks.upper
+    tau = _box_cut_domain(tau, blocks)
+    v_min, v_max = torch.aminmax(v) if v.numel() else (v.new_zeros(()), v.new_zeros(()))
+    reach = 16 * torch.finfo(v.dtype).eps * torch.maximum(v_max, -v_min)
+    tiny = torch.finfo(v.dtype).tiny
+    for _ in range(steps):
+        d = blocks.minus(v, tau)
+        x = torch.clamp(d, lower, upper)
+        f = blocks.sum(x).sub_(rhs)
+        k = blocks.count(x == d)
+        e = d.sub_(x)  # > 0: at the upper bound, joins after tau rises by e; < 0: at the lower bound, after it falls by -e
+        # 1 / e (0 where e = 0), whose block maximum is 1 / (the nearest join rising) and minimum -1 / (falling)
+        inv = torch.div(e, torch.addcmul(torch.tensor(tiny, dtype=e.dtype, device=e.device), e, e, out=x), out=x)
+        del d, e
+        near = torch.where(f > 0, blocks.reduce(inv, "max", initial=0.0), -blocks.reduce(inv, "min", initial=0.0))
+        del inv, x
+        grade = f.abs()
+        jump = (k == 0) | (grade * near > k)  # |f| / k passes the nearest join (at 1 / near)
+        move = torch.where(jump, 1.0 / near + (reach + tau.abs() * 16 * torch.finfo(v.dtype).eps), grade / k)
+        tau = _box_cut_domain(tau + torch.where(torch.isfinite(move), move, 0.0) * torch.sign(f), blocks)
+    x = blocks.minus(v, tau, out=v if overwrite else None)
+    return torch.clamp_(x, lower, upper), tau
+
+
+def _box_cut_domain(tau, blocks):
+    """tau moved into its domain: >= 0 on LE blocks, 0 on BOX blocks."""
+    tau = torch.where(blocks.is_le, tau.clamp(min=0), tau)
+    return torch.where(blocks.is_box, 0.0, tau)
 
 
 def simplex_box_linear_minimize(g, blocks, need_x: bool = True):
