@@ -1,11 +1,11 @@
 """Per-iteration cost of the `dualip` ascent by block kind on one model shape, side by side in one process; prints JSON.
 
     python benchmarks/block_kinds.py                          # 1e5 and 1e6 nonzeros, one thread, median of 3
-    python benchmarks/block_kinds.py --sizes 1e5 --layout sorted
+    python benchmarks/block_kinds.py --sizes 1e5 --layouts sorted
 
 Model ("guaranteed delivery", issue 20): E edges between users and campaigns (each edge's user and campaign
 uniform: a Poisson(--edges-per-user) degree; repeated pairs dropped), max sum v_e x_e with a floor and a cap row
-per campaign (sum_e x_e >= f_c, sum_e x_e <= k_c), so A holds 2 E nonzeros. ``--layout sorted`` numbers the users
+per campaign (sum_e x_e >= f_c, sum_e x_e <= k_c), so A holds 2 E nonzeros. Layout "sorted" numbers the users
 by degree, so that the compiled blocks come sorted by size and every kind gets the grouped layout (dense
 per-size reductions, block_order.py); with "random" only the simplex and box variants get it (the solver
 sorts only those). Three variants differ only in the blocks:
@@ -114,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1e5,1e6", help="nonzeros of A (2 per edge), comma-separated")
     parser.add_argument("--edges-per-user", type=int, default=5)
-    parser.add_argument("--layout", choices=["random", "sorted"], default="random")
+    parser.add_argument("--layouts", default="random,sorted", help="comma-separated: random, sorted")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     parser.add_argument("--storage", choices=["fast", "compact"], default="fast")
     parser.add_argument("--threads", type=int, default=1)
@@ -126,14 +126,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runs = []
-    for size in (float(s) for s in args.sizes.split(",")):
-        run = {"nnz_target": size}
-        for variant in VARIANTS:
-            sf = delivery_model(int(size) // 2, variant, args.edges_per_user, args.layout, args.seed).compile()
-            run[variant] = measure(sf, args)
-        for variant in ("boxcut", "box"):
-            run[f"{variant}_over_simplex"] = run[variant]["iteration_ms"] / run["simplex"]["iteration_ms"]
-        runs.append(run)
+    for layout in args.layouts.split(","):
+        for size in (float(s) for s in args.sizes.split(",")):
+            run = {"layout": layout, "nnz_target": size}
+            for variant in VARIANTS:
+                sf = delivery_model(int(size) // 2, variant, args.edges_per_user, layout, args.seed).compile()
+                run[variant] = measure(sf, args)
+            for variant in ("boxcut", "box"):
+                run[f"{variant}_over_simplex"] = run[variant]["iteration_ms"] / run["simplex"]["iteration_ms"]
+            runs.append(run)
     report = {"benchmark": "block_kinds", "machine": platform.machine(), "cpus": os.cpu_count(),
               "threads": args.threads, "load_average": os.getloadavg(), "torch": torch.__version__,
               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "runs": runs}
