@@ -7,8 +7,9 @@ Model ("guaranteed delivery", issue 20): E edges between users and campaigns (ea
 uniform: a Poisson(--edges-per-user) degree; repeated pairs dropped), max sum v_e x_e with a floor and a cap row
 per campaign (sum_e x_e >= f_c, sum_e x_e <= k_c), so A holds 2 E nonzeros. Layout "sorted" numbers the users
 by degree, so that the compiled blocks come sorted by size and every kind gets the grouped layout (dense
-per-size reductions, block_order.py); with "random" only the simplex and box variants get it (the solver
-sorts only those). Three variants differ only in the blocks:
+per-size reductions, block_order.py, where there are few sizes for the columns: at 1e6 nonzeros, not at 1e5);
+with "random" only the simplex and box variants get it (the solver sorts only those). Three variants differ
+only in the blocks:
 
 - "simplex": 0 <= x, sum over a user's edges <= 1 (SIMPLEX_LE blocks),
 - "boxcut":  0 <= x <= 0.5, sum over a user's edges <= 1 (BOXCUT_LE blocks: the delivery family),

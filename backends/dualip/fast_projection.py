@@ -48,6 +48,8 @@ def simplex_box_project(v, tau, blocks, steps: int, overwrite: bool = False):
     return torch.clamp_(x, blocks.lower, blocks.upper), tau
 
 
+_ROUNDING_REACH = 16  # eps (|v| + |tau|): how far past a breakpoint a box-cut step goes to count its column free
+
 
 def box_cut_project(v, tau, blocks, steps: int, overwrite: bool = False):
     """(x, tau): x = clip(v - tau[block], l, u), sum_block x = r where the sum binds (tau >= 0 on LE, 0 on BOX blocks).
@@ -56,31 +58,35 @@ def box_cut_project(v, tau, blocks, steps: int, overwrite: bool = False):
     s), and delta, the distance to the nearest breakpoint in the direction sign(f) at which a column joins the
     free set (one at its upper bound when tau rises, one at its lower bound when tau falls). tau moves by
     sign(f) |f| / k where that stays within delta: no column joins on the way, so the slope stays within k and tau
-    cannot pass the root. Else it moves to that breakpoint and past it by rounding's reach (16 eps (max |v| +
-    |tau|), so that the column counts as free at the next step). The steps approach the root from either side,
-    each one landing on it or passing a breakpoint; a flat piece (k = 0) is left in one step. Columns of any
-    bounds, infinite included. A fixed number of steps: no host synchronization. Temporaries: two column
+    cannot pass the root. Else it moves onto that breakpoint and past it by rounding's reach (_ROUNDING_REACH eps
+    (max |v| + |tau|)), so that the column counts as free at the next step. The steps approach the root from
+    either side, each one landing on it or passing a breakpoint; a flat piece (k = 0) is left in one step. Columns
+    of any bounds, infinite included. A fixed number of steps: no host synchronization. Temporaries: two column
     vectors and a mask besides v and x; with ``overwrite`` x takes v's memory.
     """
     rhs, lower, upper = blocks.rhs, blocks.lower, blocks.upper
-    tau = _box_cut_domain(tau, blocks)
+    eps = torch.finfo(v.dtype).eps
+    tiny = torch.tensor(torch.finfo(v.dtype).tiny, dtype=v.dtype, device=v.device)
     v_min, v_max = torch.aminmax(v) if v.numel() else (v.new_zeros(()), v.new_zeros(()))
-    reach = 16 * torch.finfo(v.dtype).eps * torch.maximum(v_max, -v_min)
-    tiny = torch.finfo(v.dtype).tiny
+    v_abs = torch.maximum(v_max, -v_min)
+    tau = _box_cut_domain(tau, blocks)
     for _ in range(steps):
         d = blocks.minus(v, tau)
         x = torch.clamp(d, lower, upper)
         f = blocks.sum(x).sub_(rhs)
         k = blocks.count(x == d)
-        e = d.sub_(x)  # > 0: at the upper bound, joins after tau rises by e; < 0: at the lower bound, after it falls by -e
-        # 1 / e (0 where e = 0), whose block maximum is 1 / (the nearest join rising) and minimum -1 / (falling)
-        inv = torch.div(e, torch.addcmul(torch.tensor(tiny, dtype=e.dtype, device=e.device), e, e, out=x), out=x)
+        # e > 0: at the upper bound, joins once tau has risen by e; e < 0: at the lower bound, once it fell by -e
+        e = d.sub_(x)
+        # 1 / e (0 where e = 0, in x's memory): per block, max = 1 / (nearest join rising), min = -1 / (falling)
+        inv = torch.div(e, torch.addcmul(tiny, e, e, out=x), out=x)
         del d, e
-        near = torch.where(f > 0, blocks.reduce(inv, "max", initial=0.0), -blocks.reduce(inv, "min", initial=0.0))
+        inv_delta = torch.where(f > 0, blocks.reduce(inv, "max", initial=0.0),
+                                -blocks.reduce(inv, "min", initial=0.0))
         del inv, x
-        grade = f.abs()
-        jump = (k == 0) | (grade * near > k)  # |f| / k passes the nearest join (at 1 / near)
-        move = torch.where(jump, 1.0 / near + (reach + tau.abs() * 16 * torch.finfo(v.dtype).eps), grade / k)
+        size = f.abs()
+        jump = (k == 0) | (size * inv_delta > k)  # |f| / k would pass the nearest join, at 1 / inv_delta
+        past = _ROUNDING_REACH * eps * (v_abs + tau.abs())  # onto the join and past it by rounding's reach
+        move = torch.where(jump, 1.0 / inv_delta + past, size / k)  # (no join to reach: inf, no move)
         tau = _box_cut_domain(tau + torch.where(torch.isfinite(move), move, 0.0) * torch.sign(f), blocks)
     x = blocks.minus(v, tau, out=v if overwrite else None)
     return torch.clamp_(x, lower, upper), tau
