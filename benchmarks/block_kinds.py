@@ -13,13 +13,17 @@ only in the blocks:
 
 - "simplex": 0 <= x, sum over a user's edges <= 1 (SIMPLEX_LE blocks),
 - "boxcut":  0 <= x <= 0.5, sum over a user's edges <= 1 (BOXCUT_LE blocks: the delivery family),
-- "box":     0 <= x <= 0.5, no user rows (one BOX block).
+- "box":     0 <= x <= 0.5, no user rows (one BOX block);
+
+and "boxcut_exact", the box-cut model with the iteration's projection done as before issue 20 (the exact
+sort-based projection every iteration, ``ExactIterationSolver``).
 
 Per variant and size: the milliseconds of one iteration of DualAscentSolver.iterate (the two products and the
 projection, after --warm iterations from y = 0), of the projection alone (``primal`` at the same point, the
-iteration's Newton steps) and of the exact sort-based projection (``projections.project``), each the median
-of --repeat timings of --iterations iterations, with torch pinned to --threads threads. ``boxcut_over_simplex``
-and ``box_over_simplex`` divide the iteration times (the issue's target: box-cut at most 1.5x). The machine's
+iteration's Newton steps) and of the exact sort-based projection (``projections.project``, what the checks
+run), each the median of --repeat timings of --iterations iterations, the variants timed in turn, with torch
+pinned to --threads threads. ``boxcut_over_simplex`` and ``box_over_simplex``: the median of the rounds'
+ratios of iteration times (the issue's target: box-cut at most 1.5x). The machine's
 load average is reported: timings on a shared machine are noisy, compare the ratios of one run.
 """
 
@@ -75,40 +79,67 @@ def delivery_model(n_edges: int, variant: str, edges_per_user: int, layout: str,
     return m
 
 
-def median_ms(work, count: int, repeat: int) -> float:
-    """Median over ``repeat`` timings of ``work()``, in milliseconds per ``count``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - start) * 1e3 / count)
-    return statistics.median(times)
+def ms_per(work, count: int) -> float:
+    """Milliseconds of one ``work()`` call, per ``count``."""
+    start = time.perf_counter()
+    work()
+    return (time.perf_counter() - start) * 1e3 / count
 
 
-def measure(sf, args) -> dict:
-    """Iteration, warm projection and exact projection milliseconds on the standard form ``sf``."""
-    opts = DualipOptions(dtype=args.dtype, storage=args.storage)
-    prob, _ = _scaled_problem(sf, opts)
-    solver = DualAscentSolver(prob, opts)
-    gamma = 3e-2
-    step = gamma / prob.norm_sq
-    st = AscentState.start(torch.zeros(prob.m, dtype=prob.dtype), sf.n_blocks, prob.norm_sq / gamma)
-    st = solver.iterate(st, gamma, step, args.warm)
-    v = prob.At.matvec(st.w, add=prob.c).mul_(-1.0 / gamma)  # the iteration's projection point at w
-    bs = BlockStructure.from_standard_form(prob.sf, prob.device, prob.dtype)
-    out = {"n_cols": int(sf.n_cols), "n_rows": int(sf.n_rows), "n_blocks": int(sf.n_blocks), "nnz": int(sf.nnz),
-           "block_kinds": sorted({int(k) for k in sf.block_kind}), "fast_projection": bool(prob.fast_projection),
-           "grouped_blocks": prob.blocks.groups is not None}
-    k = args.iterations
-    out["iteration_ms"] = median_ms(lambda: solver.iterate(st, gamma, step, k), k, args.repeat)
+class ExactIterationSolver(DualAscentSolver):
+    """The solver with the former box-cut iteration: the exact sort-based projection at every step."""
 
-    def projections():
-        for _ in range(k):
-            solver.primal(v.clone(), st.tau, opts.newton_steps, overwrite=True)
-    clone_ms = median_ms(lambda: [v.clone() for _ in range(k)], k, args.repeat)
-    out["projection_ms"] = max(median_ms(projections, k, args.repeat) - clone_ms, 0.0)
-    out["exact_projection_ms"] = median_ms(lambda: [project(v, bs) for _ in range(k)], k, args.repeat)
-    return out
+    def primal(self, v, tau, steps, overwrite=False):
+        return project(v, self.bs), tau
+
+
+class Variant:
+    """One variant's solver, warmed up: an ascent state after --warm iterations and the projection point there."""
+
+    def __init__(self, sf, args, solver=DualAscentSolver):
+        self.opts = DualipOptions(dtype=args.dtype, storage=args.storage)
+        prob, _ = _scaled_problem(sf, self.opts)
+        self.solver = solver(prob, self.opts)
+        self.gamma = 3e-2
+        self.step = self.gamma / prob.norm_sq
+        st = AscentState.start(torch.zeros(prob.m, dtype=prob.dtype), sf.n_blocks, prob.norm_sq / self.gamma)
+        self.st = self.solver.iterate(st, self.gamma, self.step, args.warm)
+        self.v = prob.At.matvec(self.st.w, add=prob.c).mul_(-1.0 / self.gamma)  # the projection point at w
+        self.bs = BlockStructure.from_standard_form(prob.sf, prob.device, prob.dtype)
+        self.info = {"n_cols": int(sf.n_cols), "n_rows": int(sf.n_rows), "n_blocks": int(sf.n_blocks),
+                     "nnz": int(sf.nnz), "block_kinds": sorted({int(k) for k in sf.block_kind}),
+                     "fast_projection": bool(prob.fast_projection), "grouped_blocks": prob.blocks.groups is not None}
+
+    def timings(self, k: int) -> dict:
+        """One timing of k iterations, k warm projections (``primal``, the iteration's Newton steps; the copy of
+        the point they overwrite subtracted) and k exact ones, in ms each."""
+        s, v = self.solver, self.v
+        copies = ms_per(lambda: [v.clone() for _ in range(k)], k)
+        warm = ms_per(lambda: [s.primal(v.clone(), self.st.tau, self.opts.newton_steps, overwrite=True)
+                               for _ in range(k)], k)
+        return {"iteration_ms": ms_per(lambda: s.iterate(self.st, self.gamma, self.step, k), k),
+                "projection_ms": max(warm - copies, 0.0),
+                "exact_projection_ms": ms_per(lambda: [project(v, self.bs) for _ in range(k)], k)}
+
+
+def measure(size: float, layout: str, args) -> dict:
+    """The three variants at one size and layout, timed in turn --repeat times (so that a change of the machine's
+    load hits all of them alike); medians, and the per-round ratios to simplex."""
+    models = {name: delivery_model(int(size) // 2, name, args.edges_per_user, layout, args.seed).compile()
+              for name in VARIANTS}
+    variants = {name: Variant(sf, args) for name, sf in models.items()}
+    variants["boxcut_exact"] = Variant(models["boxcut"], args, ExactIterationSolver)
+    rounds = [{name: variant.timings(args.iterations) for name, variant in variants.items()}
+              for _ in range(args.repeat)]
+    run = {"layout": layout, "nnz_target": size}
+    for name, variant in variants.items():
+        run[name] = {**variant.info, **{key: statistics.median(r[name][key] for r in rounds)
+                                        for key in rounds[0][name]}}
+    for name in ("boxcut", "box", "boxcut_exact"):
+        ratios = [r[name]["iteration_ms"] / r["simplex"]["iteration_ms"] for r in rounds]
+        run[f"{name}_over_simplex"] = statistics.median(ratios)
+        run[f"{name}_over_simplex_rounds"] = ratios
+    return run
 
 
 def main() -> None:
@@ -126,16 +157,7 @@ def main() -> None:
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    runs = []
-    for layout in args.layouts.split(","):
-        for size in (float(s) for s in args.sizes.split(",")):
-            run = {"layout": layout, "nnz_target": size}
-            for variant in VARIANTS:
-                sf = delivery_model(int(size) // 2, variant, args.edges_per_user, layout, args.seed).compile()
-                run[variant] = measure(sf, args)
-            for variant in ("boxcut", "box"):
-                run[f"{variant}_over_simplex"] = run[variant]["iteration_ms"] / run["simplex"]["iteration_ms"]
-            runs.append(run)
+    runs = [measure(float(size), layout, args) for layout in args.layouts.split(",") for size in args.sizes.split(",")]
     report = {"benchmark": "block_kinds", "machine": platform.machine(), "cpus": os.cpu_count(),
               "threads": args.threads, "load_average": os.getloadavg(), "torch": torch.__version__,
               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "runs": runs}

@@ -25,4 +25,5 @@ def test_block_kinds_reports_every_kind_and_the_ratios(tmp_path):
         assert not run["boxcut"]["fast_projection"] and run["simplex"]["fast_projection"]
         for variant in ("simplex", "boxcut", "box"):
             assert run[variant]["iteration_ms"] > 0 and run[variant]["exact_projection_ms"] > 0
-        assert run["boxcut_over_simplex"] > 0 and run["box_over_simplex"] > 0
+        assert run["boxcut_exact"]["block_kinds"] == [3]
+        assert min(run["boxcut_over_simplex"], run["box_over_simplex"], run["boxcut_exact_over_simplex"]) > 0
