@@ -68,8 +68,12 @@ def box_cut_project(v, tau, blocks, steps: int, overwrite: bool = False):
     eps = torch.finfo(v.dtype).eps
     tiny = torch.tensor(torch.finfo(v.dtype).tiny, dtype=v.dtype, device=v.device)
     v_min, v_max = torch.aminmax(v) if v.numel() else (v.new_zeros(()), v.new_zeros(()))
-    v_abs = torch.maximum(v_max, -v_min)
-    tau = _box_cut_domain(tau, blocks)
+    reach = _ROUNDING_REACH * eps * torch.maximum(v_max, -v_min)
+    # tau's domain as a floor (0 on LE blocks, -inf elsewhere) and a factor (0 on BOX blocks): per-block torch.where
+    # costs several times an arithmetic op on the CPU, and the steps make ~20 per-block ops
+    floor = torch.full_like(rhs, -torch.inf).masked_fill_(blocks.is_le, 0.0)
+    keep = (~blocks.is_box).to(rhs.dtype)
+    tau = torch.maximum(tau, floor).mul_(keep)
     for _ in range(steps):
         d = blocks.minus(v, tau)
         x = torch.clamp(d, lower, upper)
@@ -80,22 +84,15 @@ def box_cut_project(v, tau, blocks, steps: int, overwrite: bool = False):
         # 1 / e (0 where e = 0, in x's memory): per block, max = 1 / (nearest join rising), min = -1 / (falling)
         inv = torch.div(e, torch.addcmul(tiny, e, e, out=x), out=x)
         del d, e
-        inv_delta = torch.where(f > 0, blocks.reduce(inv, "max", initial=0.0),
-                                -blocks.reduce(inv, "min", initial=0.0))
+        join = torch.where(f > 0, blocks.reduce(inv, "max", initial=0.0), blocks.reduce(inv, "min", initial=0.0))
         del inv, x
-        size = f.abs()
-        jump = (k == 0) | (size * inv_delta > k)  # |f| / k would pass the nearest join, at 1 / inv_delta
-        past = _ROUNDING_REACH * eps * (v_abs + tau.abs())  # onto the join and past it by rounding's reach
-        move = torch.where(jump, 1.0 / inv_delta + past, size / k)  # (no join to reach: inf, no move)
-        tau = _box_cut_domain(tau + torch.where(torch.isfinite(move), move, 0.0) * torch.sign(f), blocks)
+        jump = (k == 0) | (f * join > k)  # |f| / k would pass the nearest join, at 1 / |join| (f join >= 0)
+        # onto the join and past it by rounding's reach (no join to reach: 1 / 0, no move)
+        onto = torch.nan_to_num(join.abs_().reciprocal_(), posinf=0.0).add_(tau.abs().mul_(_ROUNDING_REACH * eps))
+        move = torch.where(jump, onto.add_(reach).mul_(torch.sign(f)), f / k)
+        tau = torch.maximum(tau.add_(move), floor).mul_(keep)
     x = blocks.minus(v, tau, out=v if overwrite else None)
     return torch.clamp_(x, lower, upper), tau
-
-
-def _box_cut_domain(tau, blocks):
-    """tau moved into its domain: >= 0 on LE blocks, 0 on BOX blocks."""
-    tau = torch.where(blocks.is_le, tau.clamp(min=0), tau)
-    return torch.where(blocks.is_box, 0.0, tau)
 
 
 def simplex_box_linear_minimize(g, blocks, need_x: bool = True):
