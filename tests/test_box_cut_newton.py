@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_projections import ALL_KINDS, TOL, _scale, as_dtype, check_feasible, make_sf, oracle_project, random_blocks
+from test_projections import TOL, _scale, as_dtype, check_feasible, make_sf, oracle_project, random_blocks
 
 import dualip_model as dm
 from dualip_model.backends.dualip import block_order
