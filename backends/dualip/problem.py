@@ -46,7 +46,7 @@ class Blocks:
     member: torch.Tensor | None  # (nb, n) sparse CSR of ones, member[i, j] = 1 iff column j is in block i
     groups: tuple[tuple[int, int, int, int, int], ...] | None  # (b0, b1, a, e, size) per size (fast storage)
     rhs: torch.Tensor  # (nb,)
-    is_le: torch.Tensor  # (nb,) bool: SIMPLEX_LE
+    is_le: torch.Tensor  # (nb,) bool: SIMPLEX_LE or BOXCUT_LE
     is_box: torch.Tensor  # (nb,) bool: BOX
     any_box: bool  # some block is BOX (else the box branches of the kernels are skipped)
     lower: torch.Tensor | float  # (n,) or scalar
@@ -161,7 +161,7 @@ class Blocks:
             offsets=t(sf.block_ptr, torch.int32 if compact else torch.int64), counts=t(counts, torch.int32),
             # the block of each column: spreads are one gather (repeat_interleave would build an int64 index)
             seg=t(np.repeat(np.arange(nb, dtype=np.int32), counts), torch.int32), member=member, groups=groups,
-            rhs=t(sf.block_rhs), is_le=t(kinds == BlockKind.SIMPLEX_LE, torch.bool),
+            rhs=t(sf.block_rhs), is_le=t(np.isin(kinds, (BlockKind.SIMPLEX_LE, BlockKind.BOXCUT_LE)), torch.bool),
             is_box=t(kinds == BlockKind.BOX, torch.bool), any_box=bool((kinds == BlockKind.BOX).any()),
             lower=float(sf.col_lower[0]) if uniform and n else t(sf.col_lower),
             upper=float(sf.col_upper[0]) if uniform and n else t(sf.col_upper),

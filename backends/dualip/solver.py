@@ -26,7 +26,7 @@ from dualip_model.result import relative_gap
 from dualip_model.status import Status
 
 from . import checkpoint
-from .fast_projection import simplex_box_linear_minimize, simplex_box_project
+from .fast_projection import box_cut_project, simplex_box_linear_minimize, simplex_box_project
 from .fused_cpu import FusedCpu
 from .memory import MemoryReport, TemporaryTracker, held_bytes
 from .problem import ScaledProblem
@@ -237,7 +237,7 @@ class DualAscentSolver:
         """(x*(v), tau): the projection of v onto C; with ``overwrite`` (fast projection) x may take v's memory."""
         if self.prob.fast_projection:
             return simplex_box_project(v, tau, self.prob.blocks, steps, overwrite)
-        return project(v, self.bs), tau
+        return box_cut_project(v, tau, self.prob.blocks, steps, overwrite)
 
     def iterate(self, st: AscentState, gamma: float, step: float, k: int, lip_floor: float = 1e-2) -> AscentState:
         """k accelerated proximal ascent steps; tensor ops only (no host synchronization).
