@@ -239,7 +239,7 @@ def _solve(sf, options, comm, store, y0, gamma0, interrupt) -> RawResult:
             f"1 + |side|)"
     if prob.zero_feasible:
         guarantees.append(f"primal: feasible by construction (violated rows cut greedily, slack refilled); {worst}")
-    elif prob.repairable and m.violation <= EXACTLY_FEASIBLE:  # the moves can fall short: the recheck says whether they did
+    elif prob.repairable and m.violation <= EXACTLY_FEASIBLE:  # the moves can fall short: the recheck tells
         guarantees.append(f"primal: feasible, repaired (violated rows cut, floors raised, mass moved within "
                           f"equality blocks); {worst}")
     elif status == Status.OPTIMAL:
