@@ -80,10 +80,12 @@ def test_the_sorted_standard_form_is_the_same_problem(no_thresholds, seed):
     assert BlockOrder.of(out) is None  # already sorted
 
 
-def test_no_order_for_box_cut_blocks_or_for_too_many_sizes(no_thresholds):
+def test_box_cut_blocks_are_ordered_too_but_not_too_many_sizes(no_thresholds):
     sf = make_sf([(BlockKind.SIMPLEX_LE, np.zeros(3), np.full(3, np.inf), 1.0),
                   (BlockKind.BOXCUT_LE, np.zeros(2), np.ones(2), 1.0)])
-    assert BlockOrder.of(sf) is None  # the exact (sort-based) projection serves this one
+    order = BlockOrder.of(sf)  # the box-cut Newton steps reduce equal-size groups densely too
+    assert [BlockKind(k) for k in order.sf.block_kind] == [BlockKind.BOXCUT_LE, BlockKind.SIMPLEX_LE]
+    np.testing.assert_array_equal(order.columns, [3, 4, 0, 1, 2])
     with mock.patch.object(block_order, "MAX_GROUPS", 2):
         sf3 = make_sf([(BlockKind.SIMPLEX_LE, np.zeros(k), np.full(k, np.inf), 1.0) for k in (3, 1, 2)])
         assert BlockOrder.of(sf3) is None

@@ -16,7 +16,7 @@ import numpy as np
 from dualip_model.polytopes import BlockKind
 from dualip_model.standard_form import StandardForm
 
-FAST_KINDS = (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)
+FAST_KINDS = (BlockKind.BOX, BlockKind.SIMPLEX_LE, BlockKind.SIMPLEX_EQ)  # projected by simplex_box_project
 MAX_GROUPS = 64  # distinct block sizes at most: each is one small op per reduction
 MIN_GROUP_COLUMNS = 1 << 14  # columns per distinct size on average: below, the per-op overhead dominates
 
@@ -45,10 +45,10 @@ class BlockOrder:
 
     @staticmethod
     def of(sf: StandardForm) -> "BlockOrder | None":
-        """The size-sorted form of ``sf`` when it is not sorted yet, its sizes allow the grouped layout and all
-        its blocks are simplices or boxes (the projection the grouped reductions serve); else None."""
-        if not np.isin(sf.block_kind, FAST_KINDS).all():
-            return None
+        """The size-sorted form of ``sf`` when it is not sorted yet and its sizes allow the grouped layout; else
+        None. Every block kind gains: the simplex/box projection and the box-cut Newton steps both reduce
+        equal-size groups densely (box-cut at 1e6 nonzeros in random user order: 1.61x a simplex iteration
+        unsorted, 1.30x sorted)."""
         counts = np.diff(np.asarray(sf.block_ptr, dtype=np.int64))
         blocks = np.argsort(counts, kind="stable")
         sorted_ptr = np.concatenate([[0], np.cumsum(counts[blocks])])
