@@ -688,3 +688,21 @@ def test_flat_row_search_leaves_a_progressing_solve_alone():
     assert on.status == off.status == dm.Status.OPTIMAL and on.iterations == off.iterations
     np.testing.assert_array_equal(np.asarray(on.dual("budget")), np.asarray(off.dual("budget")))
     np.testing.assert_array_equal(on.x_all, off.x_all)
+
+
+@pytest.mark.parametrize("loadavg, cpus, expected", [
+    ("0.10 0.20 0.30 1/100 5", 8, 4),  # only this process runs: torch's setting (4 here)
+    ("15.9 15.2 14.0 1/100 5", 8, 4),  # high averages from this process's own earlier solves do not count
+    ("2.00 2.00 2.00 6/100 5", 8, 3),  # 5 tasks of other processes running now: 8 - 5 cores left
+    ("9.00 9.00 9.00 12/100 5", 8, 1),  # more than the cores: at least 1
+])
+def test_default_threads_leave_the_cores_other_processes_run_on(loadavg, cpus, expected):
+    from dualip_model.backends.dualip import options as options_module
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        with mock.patch("builtins.open", mock.mock_open(read_data=loadavg)), \
+                mock.patch.object(options_module.os, "sched_getaffinity", return_value=set(range(cpus)), create=True):
+            assert options_module.default_threads() == expected
+    finally:
+        torch.set_num_threads(before)

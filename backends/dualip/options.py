@@ -30,7 +30,7 @@ class DualipOptions:
     device: str = field(default_factory=lambda: default_device())  # "cpu", "cuda" or "cuda:N"; default CUDA if available
     dtype: str | None = None  # "float32" or "float64"; default float64 on CPU, float32 on CUDA
     # torch intra-op threads during the solve (restored after it); None: default_threads(), torch's setting less
-    # the cores other work keeps busy. Set it for repeatable fused_cpu runs (their sums depend on the count)
+    # the tasks other processes run at the start. Set it for repeatable runs (sums depend on the count)
     threads: int | None = None
     # "fast": torch sparse CSR products, block index per column (quickest on CPU); "compact": gathers and segment
     # sums, A stored once per orientation, <= 40 B per nonzero in float32, traceable by torch.compile;
@@ -125,17 +125,25 @@ def default_device() -> str:
 
 
 def default_threads() -> int:
-    """Intra-op threads of a solve: torch's setting (physical cores unless changed), less the cores that other
-    work keeps busy (the 1-minute load average), at least 1."""
+    """Intra-op threads of a solve: torch's setting (physical cores unless changed), less the tasks of other
+    processes running right now, at least 1.
+
+    Runnable tasks are read from /proc/loadavg at the solve's start, when this process runs one thread (torch's
+    workers sleep between ops), so only other work is counted; the load averages are not used, since they count
+    this process's own earlier solves (a second solve on a dedicated 16-core machine would get 1 thread).
+    Elsewhere than Linux: torch's setting.
+    """
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            running = int(f.read().split()[3].split("/")[0])  # "0.52 0.61 0.70 3/512 4242": 3 runnable now
+    except (OSError, ValueError, IndexError):
+        return torch.get_num_threads()
     try:
         cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
+    except AttributeError:
         cpus = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        busy = 0.0
-    return max(1, min(torch.get_num_threads(), int(cpus - busy + 0.5)))
+    others = max(0, running - 1)  # less the thread reading
+    return max(1, min(torch.get_num_threads(), cpus - others))
 
 
 def storage_for(device: torch.device, storage: str | None = None) -> str:
