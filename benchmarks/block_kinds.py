@@ -30,7 +30,6 @@ load average is reported: timings on a shared machine are noisy, compare the rat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -44,6 +43,7 @@ from dualip_model.backends.dualip.options import DualipOptions
 from dualip_model.backends.dualip.projections import BlockStructure, project
 from dualip_model.backends.dualip.solver import AscentState, DualAscentSolver
 from dualip_model.model import Model
+from gpu_scale import emit  # benchmarks/ is the script's folder, on sys.path
 
 VARIANTS = ("simplex", "boxcut", "box")
 EDGE_UPPER = 0.5  # the delivery family's per-edge cap
@@ -161,11 +161,7 @@ def main() -> None:
     report = {"benchmark": "block_kinds", "machine": platform.machine(), "cpus": os.cpu_count(),
               "threads": args.threads, "load_average": os.getloadavg(), "torch": torch.__version__,
               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "runs": runs}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

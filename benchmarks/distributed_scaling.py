@@ -46,6 +46,7 @@ from dualip_model.backends.dualip.options import DualipOptions
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.shards import load_shard
 from dualip_model.synthetic import matching_model, synthetic_matching
+from gpu_scale import emit  # benchmarks/ is the script's folder, on sys.path
 
 THREADS_PER_RANK = 1
 FIXED_TOL = 1e-12
@@ -305,11 +306,7 @@ def main() -> None:
     report["runs"] = runs
     report["summary"] = summarize(runs, args.tol)
     report["load_average_1min_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import os
 
 import pandas as pd
 
+from .atomic import atomic_write
 from .errors import ModelError
 
 
@@ -109,12 +110,14 @@ def _read_dataset(path: str, wanted: list[str] | None):
 
 
 def write_parquet(table, path) -> None:
-    """Write a pyarrow Table to a Parquet file at ``path`` (replacing it); ModelError naming the file on failure."""
+    """Write a pyarrow Table to a Parquet file at ``path`` (replacing it atomically: a failed write leaves the
+    previous file); ModelError naming the file on failure."""
     pa = _pyarrow("writing Parquet")
     import pyarrow.parquet as pq
 
     path = os.fspath(path)
-    try:
-        pq.write_table(table, path)
-    except (pa.ArrowException, OSError) as err:
-        raise ModelError(f"could not write Parquet file '{path}': {err}") from None
+    with atomic_write(path, "Parquet file") as tmp:  # an OSError becomes a ModelError naming the file
+        try:
+            pq.write_table(table, tmp)
+        except pa.ArrowException as err:
+            raise ModelError(f"could not write Parquet file '{path}': {err}") from None

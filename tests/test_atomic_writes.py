@@ -65,6 +65,8 @@ def writers():
         "duals_to_parquet": (("pyarrow.parquet", "write_table", 1),
                              lambda p: result().duals_to_parquet(p, "budget"), ".parquet"),
         "cli-csv": ((pd.DataFrame, "to_csv", 1), lambda p: cli.main(["solve", AVGAS, "--out", str(p)]), ".csv"),
+        "write_parquet": (("pyarrow.parquet", "write_table", 1), lambda p: dm.write_parquet(result().to_arrow(), p),
+                          ".parquet"),
     }
 
 
