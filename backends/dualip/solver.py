@@ -625,7 +625,9 @@ class DualAscentSolver:
         p, o = self.prob, self.opts
         # two in a row, not a noisy dip; and a candidate within tol of its rows (the stage's own optimum meets them:
         # a stage ended at stationarity ~ tol left the candidates' floors short by ~ tol at every stage)
-        settled = cert.infeasibility <= o.tol or cert.stationarity <= SETTLED * o.tol
+        # (not where the candidate is already more than tol from this stage's bound: the bound needs a smaller gamma)
+        settled = cert.infeasibility <= o.tol or cert.stationarity <= SETTLED * o.tol or \
+            relative_gap(cert.objective, run.best_bound) > o.tol
         run.calm = run.calm + 1 if cert.stationarity <= o.tol and settled else 0
         if run.calm < 2 or run.gamma * o.gamma_decay < o.gamma_min:
             return
