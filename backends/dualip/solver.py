@@ -194,6 +194,9 @@ _PACE_PROBE = 5  # iterations of the first chunk under a time limit (then the pa
 _SEARCH_NEWTON_STEPS = 4  # Newton steps of the flat-row search's projections (trial points move a few rows only)
 
 
+SETTLED = 0.1  # a stage whose candidates miss rows by more than tol ends at this share of tol's stationarity
+
+
 def _trajectory_options(opts) -> dict:
     return {k: getattr(opts, k) for k in checkpoint.TRAJECTORY_OPTIONS}
 
@@ -620,7 +623,12 @@ class DualAscentSolver:
     def continuation(self, run: "Run", cert: Certificate) -> None:
         """End the gamma stage once y is stationary at two checks in a row: gamma *= decay, duals extrapolated."""
         p, o = self.prob, self.opts
-        run.calm = run.calm + 1 if cert.stationarity <= o.tol else 0  # two in a row, not a noisy dip
+        # two in a row, not a noisy dip; and a candidate within tol of its rows (the stage's own optimum meets them:
+        # a stage ended at stationarity ~ tol left the candidates' floors short by ~ tol at every stage)
+        # (not where the candidate is already more than tol from this stage's bound: the bound needs a smaller gamma)
+        settled = cert.infeasibility <= o.tol or cert.stationarity <= SETTLED * o.tol or \
+            relative_gap(cert.objective, run.best_bound) > o.tol
+        run.calm = run.calm + 1 if cert.stationarity <= o.tol and settled else 0
         if run.calm < 2 or run.gamma * o.gamma_decay < o.gamma_min:
             return
         y_stage = run.st.y.clone()
