@@ -13,6 +13,10 @@
 4. precision: dualip float32 vs float64 on the parity models and the scaled matchings of the parity suite.
 5. scaling: dualip on matchings whose costs, rows, entries or rhs spread over 1e-k..1e+k (k = 1..7), and
    per kind of spread the widest one every seed solved to OPTIMAL (``dualip_handles``).
+6. files and faults: the outcome of each case of the test suite's crafted-file, failed-write, Ctrl-C, SIGKILL,
+   resume and lost-rank tests (``AREAS``); ``wrong_answers`` (the fuzz disagreements) and ``lost_results``
+   (failed fault cases) must be 0. Per fuzz family and backend, ``not_converged_rate``: the share of models
+   with an optimum that ended at a limit.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import gzip
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,6 +95,11 @@ def fuzz(examples: int, names: list[str], rng_seed: int) -> dict:
 
         campaign()
         for mine in stats["backends"].values():
+            solvable = sum(n for key, n in mine["statuses"].items() if key.startswith("optimal -> "))
+            limits = sum(n for key, n in mine["statuses"].items()
+                         if key in ("optimal -> iteration_limit", "optimal -> time_limit"))
+            # models with an optimum that the backend ended at a limit (the goal is 0)
+            mine["not_converged_rate"] = round(limits / solvable, 4) if solvable else None
             mine["statuses"] = dict(mine["statuses"])
             mine["seconds"] = round(mine["seconds"], 2)
         families[family] = stats
@@ -102,6 +112,46 @@ def fuzz(examples: int, names: list[str], rng_seed: int) -> dict:
                                "first": known_examples[key]} for key, count in known.items()},
         "fuzzed_infeasible_unbounded": {name: dict(c) for name, c in detection.items()},
     }
+
+
+# ----------------------------------------------------------------------------------------- files and faults
+AREAS = {  # area -> (what each case shows, the test files and -k selection that hold its cases)
+    "files": ("a crafted, truncated or oversized file is refused with a ModelError naming it before any large "
+              "allocation, a loaded form passes compile()'s checks, and a write that fails half way leaves the "
+              "previous file and no temporary",
+              ["tests/test_untrusted_files.py", "tests/test_atomic_writes.py", "tests/test_standard_form_files.py"],
+              None),
+    "faults": ("Ctrl-C anywhere in a solve returns INTERRUPTED with the best result, SIGKILL during a save leaves "
+               "the old or the new file, checkpoints resume bit for bit, a lost rank is named",
+               ["tests/test_termination.py", "tests/test_atomic_writes.py", "tests/test_checkpoint.py",
+                "tests/test_distributed.py"], "ctrl_c or sigkill or resume or checkpoint or killed"),
+}
+
+
+def suite_areas() -> dict:
+    """Per area, the outcome of each of its test cases (a pytest run over the files that hold them)."""
+    import xml.etree.ElementTree as ElementTree
+
+    out = {}
+    for area, (shows, files, keyword) in AREAS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            junit = os.path.join(tmp, "junit.xml")
+            command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *files]
+            if keyword:
+                command += ["-k", keyword]
+            subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+            cases = ElementTree.parse(junit).getroot().iter("testcase")
+            outcome = collections.Counter()
+            failed = []
+            for case in cases:
+                kind = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
+                outcome[kind] += 1
+                if kind in ("failure", "error"):
+                    failed.append(f"{case.get('classname')}::{case.get('name')}")
+        out[area] = {"shows": shows, "command": " ".join(command[1:]).replace(junit, "JUNIT"),
+                     "cases": sum(outcome.values()), "passed": outcome["passed"], "skipped": outcome["skipped"],
+                     "failed": failed}
+    return out
 
 
 # ----------------------------------------------------------------------------------------- 2. status cases
@@ -268,7 +318,7 @@ def _model_cases() -> list[tuple[str, object]]:
 def bad_inputs() -> list[dict]:
     """Every bad input tried; its error type and message, and whether a backend was reached."""
     from dualip_model.backends.highs import HighsBackend
-    from test_bad_input import NAN_ELSEWHERE, SHAPES_AND_TYPES
+    from test_bad_input import NAN_ELSEWHERE, OVERFLOW, SHAPES_AND_TYPES
 
     def on_tiny(make):
         def attempt():
@@ -280,6 +330,7 @@ def bad_inputs() -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         cases = ([(f"NaN/inf: {cid}", on_tiny(make)) for cid, make, _ in NAN_ELSEWHERE]
                  + [(f"shape/type: {cid}", on_tiny(make)) for cid, make, _ in SHAPES_AND_TYPES]
+                 + [(f"overflow: {cid}", on_tiny(make)) for cid, make, _ in OVERFLOW]
                  + _model_cases() + _file_cases(tmp))
         solve = HighsBackend.solve
         reached = []
@@ -389,6 +440,9 @@ def main() -> None:
     report["bad_inputs"] = bad_inputs()
     report["bad_inputs_not_refused"] = [b["input"] for b in report["bad_inputs"]
                                         if b["error"] != "ModelError" and b["error"] != "BackendNotFoundError"]
+    report.update(suite_areas())
+    report["wrong_answers"] = report["disagreements"]
+    report["lost_results"] = len(report["faults"]["failed"])
     report["precision"] = precision(names)
     if not args.no_scaling and "dualip" in names:
         table = scaling(args.scaling_seeds)
