@@ -228,6 +228,17 @@ def test_box_lp_from_lp_file(backend, seed, tmp_path):
     check_optimal(m, backend)
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_matching_read_back_from_mps(backend, seed, tmp_path):
+    """A matching written flat to MPS and read back: its user rows become simplex blocks again (block detection),
+    and every backend answers it as the block model, in the file's rows and columns."""
+    path = tmp_path / "matching.mps"
+    dm.write_model(small_matching(seed), path)
+    m = dm.read_model(path)
+    assert m.reduction is not None and m.reduction(m.compile())[0].n_blocks == 60
+    check_optimal(m, backend)
+
+
 def test_global_simplex_only_no_coupling_rows(backend):
     res, _ = check_optimal(global_simplex(), backend)
     assert res.objective == pytest.approx(12.0, rel=1e-6)
