@@ -43,7 +43,7 @@ from dualip_model.backends.dualip.backend import float64_certificate
 from dualip_model.cli import native_stdout_to_stderr
 from dualip_model.flat_lp import FlatLP, flat_lp
 from dualip_model.polytopes import BlockKind
-from dualip_model.result import relative_gap
+from dualip_model.status import relative_gap
 from families import FAMILIES
 from gpu_scale import emit, source_version
 

@@ -16,10 +16,10 @@ from .model import Model, NoObjectiveWarning
 from .plotting import plot_history
 from .polytopes import BlockKind
 from .progress import Progress, chain_callbacks
-from .result import Result, relative_gap
+from .result import Result
 from .sets import EdgeSet, EntitySet
 from .standard_form import Layout, Slot, StandardForm
-from .status import Status
+from .status import Status, relative_gap
 from .tables import read_table, write_parquet
 from .variables import Variable
 

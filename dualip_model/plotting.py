@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ModelError
-from .result import relative_gap
+from .status import relative_gap
 
 PANELS = ("gap", "infeasibility", "objective")
 AXES = ("iteration", "time")

@@ -23,15 +23,8 @@ from .errors import ModelError
 from .polytopes import EQUALITY_KINDS, BlockKind
 from .sets import EdgeSet, EntitySet
 from .standard_form import StandardForm
-from .status import Status
+from .status import Status, relative_gap
 from .tables import _pyarrow
-
-
-def relative_gap(objective: float, bound: float) -> float:
-    """(objective - bound) / max(1, |objective|, |bound|) in minimization terms; NaN if either is unknown."""
-    if not (np.isfinite(objective) and np.isfinite(bound)):
-        return float("nan") if np.isnan(objective) or np.isnan(bound) else float("inf")
-    return (objective - bound) / max(1.0, abs(objective), abs(bound))
 
 
 SENSE_KEYS = ("objective", "bound", "dual", "candidate_objective")  # history values in objective units

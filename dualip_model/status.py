@@ -1,8 +1,9 @@
-"""One status enum for every backend; each backend maps its native codes to it in its own package."""
+"""One status enum for every backend (each maps its native codes to it in its own package); the relative gap."""
 
 from __future__ import annotations
 
 import enum
+import math
 
 
 class Status(str, enum.Enum):
@@ -24,3 +25,10 @@ class Status(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def relative_gap(objective: float, bound: float) -> float:
+    """(objective - bound) / max(1, |objective|, |bound|) in minimization terms; NaN if either is unknown."""
+    if not (math.isfinite(objective) and math.isfinite(bound)):
+        return math.nan if math.isnan(objective) or math.isnan(bound) else math.inf
+    return (objective - bound) / max(1.0, abs(objective), abs(bound))

@@ -31,7 +31,7 @@ from dualip_model.backends.dualip.options import DualipOptions
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.backends.dualip.solver import DualAscentSolver
 from dualip_model.polytopes import BlockKind
-from dualip_model.result import relative_gap
+from dualip_model.status import relative_gap
 from dualip_model.standard_form import Layout, StandardForm
 from dualip_model.synthetic import matching_model, synthetic_matching
 from test_parity import assignment_short_of_capacity, check_optimal, mildly_infeasible_matching, scaled_matching

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dualip_model.errors import ModelError
-from dualip_model.result import relative_gap
+from dualip_model.status import relative_gap
 from dualip_model.status import Status
 
 from . import checkpoint

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dualip_model.result import relative_gap
+from dualip_model.status import relative_gap
 
 FAR = 3  # rank tier of a candidate outside tol of feasibility (FAR + 1: one whose objective also crosses the bound)
 ROUNDING_EPS = 100  # a gap above -100 eps of the working precision is rounding, read as 0
