@@ -248,8 +248,8 @@ class LinearExpression:
     __hash__ = None
 
     def between(self, lower, upper) -> Relation:
-        """lower <= e <= upper (a range); either side may be +-inf, scalars or arrays."""
-        return Relation(self, lower, upper)
+        """lower <= e <= upper (a range); either side may be +-inf, scalars or arrays, or None for no bound."""
+        return Relation(self, -np.inf if lower is None else lower, np.inf if upper is None else upper)
 
     # ----------------------------------------------------------------- evaluation
     def value(self, x: np.ndarray) -> np.ndarray | float:

@@ -284,3 +284,17 @@ def test_empty_block_message_prints_both_bound_sums():
     with pytest.raises(dm.ModelError, match=r"constraint 'blk\[s=0\]': block polytope is empty \(rhs 0.9, column "
                                             r"bounds sum to \[1.0, 4.0\]; the block needs sum <= 0.9"):
         m.compile()
+
+
+def test_between_takes_none_for_a_side_without_bound():
+    """None means no bound, as for variable bounds (and in linopy and cvxpy)."""
+    m = dm.Model("range")
+    x = m.variable("x", over=m.entities("s", 3), upper=1.0)
+    m.maximize(x.sum())
+    w = np.array([1.0, 2.0, 3.0])
+    m.subject_to((w * x).sum().between(None, 2.0), name="at_most")
+    m.subject_to((w * x).sum().between(0.5, None), name="at_least")
+    res = m.solve("highs")
+    assert res.objective == pytest.approx(1.5)  # x = (1, 0.5, 0): the weighted row caps the sum at 2
+    sf = m.compile()
+    assert sorted(zip(sf.row_lower.tolist(), sf.row_upper.tolist())) == [(-np.inf, 2.0), (0.5, np.inf)]
