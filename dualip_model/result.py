@@ -22,7 +22,7 @@ from .backend import RawResult
 from .errors import ModelError
 from .polytopes import EQUALITY_KINDS, BlockKind
 from .sets import EdgeSet, EntitySet
-from .standard_form import StandardForm
+from .standard_form import StandardForm, segment_sums
 from .status import Status, relative_gap
 from .tables import _pyarrow
 
@@ -331,7 +331,7 @@ class Result:
             if self._Ax is None:
                 self._Ax = sf.A @ self._compiled_x()
             return self._Ax[start:stop], sf.row_lower[start:stop], sf.row_upper[start:stop]
-        activity = _segment_sums(self._compiled_x(), sf.block_ptr[start : stop + 1])
+        activity = segment_sums(self._compiled_x(), sf.block_ptr[start : stop + 1])
         upper = sf.block_rhs[start:stop]
         lower = np.where(np.isin(sf.block_kind[start:stop], EQUALITY_KINDS), upper, -np.inf)
         return activity, lower, upper
@@ -437,15 +437,4 @@ def _label_columns(index, taken: tuple[str, ...]) -> list[tuple[str, pd.Index, n
         while name in taken:
             name += "_label"
         out.append((name, labels, codes))
-    return out
-
-
-def _segment_sums(x: np.ndarray, ptr: np.ndarray) -> np.ndarray:
-    """s_i = sum x[ptr[i]:ptr[i+1]] for i < len(ptr) - 1 (0 for empty segments), one reduceat."""
-    starts, stops = ptr[:-1], ptr[1:]
-    out = np.zeros(starts.shape[0])
-    nonempty = stops > starts
-    if nonempty.any():
-        # between consecutive non-empty starts lie only empty segments, so reduceat's runs are exact
-        out[nonempty] = np.add.reduceat(x[ptr[0] : ptr[-1]], starts[nonempty] - ptr[0])
     return out

@@ -251,7 +251,7 @@ class StandardForm:
                 blk = np.searchsorted(ptr, np.arange(sl.start, sl.stop), side="right") - 1  # each column's block
                 return simplex[blk] & ((lo[sl] != 0) | (hi[sl] < rhs[blk]))
             j = _first_chunked(lo.shape[0], off_simplex)
-            sum_lo, sum_hi = _segment_sums(lo, ptr), _segment_sums(hi, ptr)
+            sum_lo, sum_hi = segment_sums(lo, ptr), segment_sums(hi, ptr)
         if j is not None:
             b = int(np.searchsorted(ptr, j, side="right") - 1)
             raise bad(f"{names.block(b)}: simplex block over {names.column(j)} with bounds [{lo[j]}, {hi[j]}] "
@@ -512,7 +512,7 @@ def _first_unsorted_entry(indptr: np.ndarray, indices: np.ndarray, chunk: int = 
     return None
 
 
-def _segment_sums(x: np.ndarray, ptr: np.ndarray) -> np.ndarray:
+def segment_sums(x: np.ndarray, ptr: np.ndarray) -> np.ndarray:
     """s_i = sum x[ptr[i]:ptr[i+1]] (0 for an empty segment), infinite bounds summed as such."""
     out = np.zeros(ptr.shape[0] - 1)
     nonempty = ptr[1:] > ptr[:-1]

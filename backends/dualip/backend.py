@@ -3,8 +3,9 @@
 Maps a StandardForm to the scaled device problem, runs DualAscentSolver, and returns a RawResult whose
 numbers are recomputed in float64 from the standard form itself: the Lagrangian bound
 L(y) = -h(y) + sum_i min_{x in C_i} (c + A^T y)_i^T x_i (valid for every y in the dual domain) and the
-objective and every constraint of the returned primal (termination.py). ``solve_standard_form`` is the whole solve, for one
-process or, given a communicator and a checkpoint store, for one rank of a sharded solve (see distributed.py).
+objective and every constraint of the returned primal (termination.py). ``solve_standard_form`` is the
+whole solve, for one process or, given a communicator and a checkpoint store, for one rank of a sharded solve
+(see distributed.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from dualip_model.backend import Capability, RawResult
 from dualip_model.errors import CapabilityError, ModelError
 from dualip_model.polytopes import EQUALITY_KINDS, BlockKind
-from dualip_model.standard_form import StandardForm
+from dualip_model.standard_form import StandardForm, segment_sums
 from dualip_model.status import Status
 
 from . import checkpoint
@@ -90,9 +91,7 @@ def float64_certificate(sf: StandardForm, x: np.ndarray, y: np.ndarray, linear_m
     ax = comm.sum_np(A @ x)
     t = lambda a: torch.from_numpy(np.array(a))  # noqa: E731  (a writable copy: sf's arrays are frozen)
     rows = largest(side_violation(t(ax), t(sf.row_lower), t(sf.row_upper)))
-    counts = np.diff(sf.block_ptr)
-    # (float64 also for a rank without columns, where bincount would give int64)
-    sums = np.bincount(np.repeat(np.arange(sf.n_blocks), counts), weights=x, minlength=sf.n_blocks).astype(np.float64)
+    sums = segment_sums(x, np.asarray(sf.block_ptr, dtype=np.int64))
     kind = np.asarray(sf.block_kind)
     blocks = largest(block_violation(t(sums), t(np.asarray(sf.block_rhs, dtype=np.float64)),
                                      t(kind == BlockKind.BOX), t(np.isin(kind, EQUALITY_KINDS))))

@@ -28,10 +28,9 @@ import torch
 from dualip_model.atomic import write_table
 from dualip_model.backend import RawResult
 from dualip_model.errors import DistributedError, ModelError
-from dualip_model.status import relative_gap
 from dualip_model.shards import Shard, load_shard
 from dualip_model.standard_form import Layout
-from dualip_model.status import Status
+from dualip_model.status import Status, relative_gap
 
 from . import checkpoint
 from .backend import solve_standard_form

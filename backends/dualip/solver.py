@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from dualip_model.errors import ModelError
-from dualip_model.status import relative_gap
-from dualip_model.status import Status
+from dualip_model.status import Status, relative_gap
 
 from . import checkpoint
 from .fast_projection import box_cut_project, simplex_box_linear_minimize, simplex_box_project
