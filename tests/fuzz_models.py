@@ -51,6 +51,18 @@ class Config:
 DUALIP_DEVICE = os.environ.get("DUALIP_TEST_DEVICE", "cpu")
 
 
+def allocation_model() -> dm.Model:
+    """A 4-user allocation: == 1 blocks and ranged item rows, minimized (the adapters' shared small case)."""
+    m = dm.Model("alloc")
+    users, items = m.entities("user", 4), m.entities("item", 3)
+    e = m.edges("e", users, items, src=[0, 0, 1, 1, 2, 3, 3], dst=[0, 1, 1, 2, 0, 1, 2])
+    x = m.variable("x", over=e)
+    m.minimize((np.array([1.0, 2.0, 0.5, 1.5, 1.0, 0.2, 2.0]) * x).sum())
+    m.subject_to(x.sum(by=users) == 1.0, name="assign")
+    m.subject_to(x.sum(by=items).between(0.5, 2.0), name="load")
+    return m
+
+
 def _on_device(**options) -> dict:
     return dict(options, device=DUALIP_DEVICE)
 

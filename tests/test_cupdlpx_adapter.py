@@ -17,6 +17,7 @@ from scipy.optimize import linprog
 
 import dualip_model as dm
 from dualip_model.synthetic import matching_model, synthetic_matching
+from fuzz_models import allocation_model
 
 PDLP = types.SimpleNamespace(MINIMIZE=1, MAXIMIZE=-1, OPTIMAL=0, PRIMAL_INFEASIBLE=1, DUAL_INFEASIBLE=2,
                              TIME_LIMIT=3, ITERATION_LIMIT=4, INFEASIBLE_OR_UNBOUNDED=5, FEAS_POLISH_SUCCESS=6)
@@ -101,13 +102,7 @@ def test_matching_objective_and_duals_match_highs(cupdlpx_backend):
 
 
 def test_equality_blocks_and_ranges(cupdlpx_backend):
-    m = dm.Model("alloc")
-    users, items = m.entities("user", 4), m.entities("item", 3)
-    e = m.edges("e", users, items, src=[0, 0, 1, 1, 2, 3, 3], dst=[0, 1, 1, 2, 0, 1, 2])
-    x = m.variable("x", over=e)
-    m.minimize((np.array([1.0, 2.0, 0.5, 1.5, 1.0, 0.2, 2.0]) * x).sum())
-    m.subject_to(x.sum(by=users) == 1.0, name="assign")
-    m.subject_to(x.sum(by=items).between(0.5, 2.0), name="load")
+    m = allocation_model()
     ref, res = m.solve("highs"), m.solve(cupdlpx_backend)
     assert res.status == dm.Status.OPTIMAL and res.objective == pytest.approx(ref.objective, rel=1e-9)
     assert np.allclose(res.dual("assign").to_numpy(), ref.dual("assign").to_numpy(), atol=1e-7)

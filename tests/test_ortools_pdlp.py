@@ -9,24 +9,13 @@ import pytest
 
 import dualip_model as dm
 from dualip_model.synthetic import matching_model, synthetic_matching
+from fuzz_models import allocation_model
 
 pytest.importorskip("ortools.pdlp.python.pdlp", reason="ortools is not installed (pip install 'dualip_model[test]')")
 
 from dualip_model.backends.ortools_pdlp import OrtoolsPdlpOptions  # noqa: E402
 from dualip_model.backends.ortools_pdlp.backend import map_status, pdlp_params  # noqa: E402
 from ortools.pdlp import solve_log_pb2  # noqa: E402
-
-
-def allocation_model() -> dm.Model:
-    """== 1 blocks and ranged item rows, minimized."""
-    m = dm.Model("alloc")
-    users, items = m.entities("user", 4), m.entities("item", 3)
-    e = m.edges("e", users, items, src=[0, 0, 1, 1, 2, 3, 3], dst=[0, 1, 1, 2, 0, 1, 2])
-    x = m.variable("x", over=e)
-    m.minimize((np.array([1.0, 2.0, 0.5, 1.5, 1.0, 0.2, 2.0]) * x).sum())
-    m.subject_to(x.sum(by=users) == 1.0, name="assign")
-    m.subject_to(x.sum(by=items).between(0.5, 2.0), name="load")
-    return m
 
 
 def test_registered_by_name_and_found_without_importing_it():
