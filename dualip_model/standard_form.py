@@ -190,7 +190,7 @@ class StandardForm:
         if order is not None and (order.min(initial=0) < 0 or order.max(initial=0) >= n
                                   or np.bincount(order, minlength=n).max(initial=1) != 1):
             raise bad("column_order is not a permutation of the columns")
-        names = _Names(self)
+        names = EntryNames(self)
         if not np.isfinite(self.offset):
             raise bad(f"the objective offset is {self.offset}")
         for key, what in (("c", names.column), ("block_rhs", names.block)):
@@ -231,7 +231,7 @@ class StandardForm:
             raise bad(f"{names.block(i)}: a BOX block has rhs {rhs[i]} (must be 0)")
         self._check_block_polytopes(bad, names)
 
-    def _check_block_polytopes(self, bad, names: "_Names") -> None:
+    def _check_block_polytopes(self, bad, names: "EntryNames") -> None:
         """Simplex blocks: x >= 0, u >= r. Every block with a sum: sum l <= r, and sum u >= r for == blocks."""
         kind, rhs, ptr = self.block_kind, self.block_rhs, np.asarray(self.block_ptr, dtype=np.int64)
         sizes = np.diff(ptr)
@@ -522,7 +522,7 @@ def segment_sums(x: np.ndarray, ptr: np.ndarray) -> np.ndarray:
     return out
 
 
-class _Names:
+class EntryNames:
     """How messages name compiled column j, row i, block b and nonzero k: with the variable or constraint."""
 
     def __init__(self, sf: StandardForm):

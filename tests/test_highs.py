@@ -537,3 +537,18 @@ def test_example_runs(script):
                           timeout=120, cwd=ROOT, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "optimal" in proc.stdout
+
+
+@pytest.mark.parametrize("cost, coefficient, named", [
+    (1e21, 1.0, r"objective coefficient.*infinite_cost.*variable 'x', entry 0"),
+    (1.0, 1e16, r"large_matrix_value.*constraint 'cap', entry 0.*variable 'x', entry 1"),
+])
+def test_numbers_beyond_highs_limits_are_named_not_solved(cost, coefficient, named):
+    """HiGHS returns a bare error for |a| >= 1e15 and reads |c| >= 1e20 as infinite: both are refused by name."""
+    m = dm.Model()
+    u = m.entities("u", labels=["a", "b"])
+    x = m.variable("x", over=u, lower=0, upper=1.0)
+    m.minimize((np.array([cost, 1.0]) * x).sum())
+    m.subject_to((np.array([1.0, coefficient]) * x).sum() <= 1, name="cap")
+    with pytest.raises(dm.ModelError, match=named):
+        m.solve("highs")

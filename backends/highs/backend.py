@@ -18,7 +18,7 @@ import numpy as np
 from dualip_model.backend import Capability, RawResult
 from dualip_model.errors import ModelError
 from dualip_model.flat_lp import flat_lp
-from dualip_model.standard_form import StandardForm
+from dualip_model.standard_form import EntryNames, StandardForm
 from dualip_model.status import Status
 
 _SOLVERS = ("choose", "simplex", "ipm", "pdlp")
@@ -77,6 +77,7 @@ def to_highs(sf: StandardForm, names: tuple[list[str], list[str]] | None = None)
     if A.nnz >= 2**31:
         raise ModelError(f"model '{sf.name}' has {A.nnz} nonzeros with block rows; HiGHS takes < 2^31")
     h = silent_highs()
+    _refuse_beyond_highs(sf, h)
     inf = h.getInfinity()
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]
@@ -96,6 +97,26 @@ def to_highs(sf: StandardForm, names: tuple[list[str], list[str]] | None = None)
     if h.passModel(lp) == highspy.HighsStatus.kError:
         raise ModelError(f"HiGHS rejected model '{sf.name}'")
     return h, flat
+
+
+def _refuse_beyond_highs(sf: StandardForm, h) -> None:
+    """ModelError naming the first entry HiGHS would refuse (|a_ij| >= large_matrix_value, 1e15 by default) or
+    silently read as infinite (|c_j| >= infinite_cost, 1e20 by default), instead of its bare kError or another model."""
+    large = h.getOptionValue("large_matrix_value")[1]
+    names = EntryNames(sf)
+    big = np.flatnonzero(np.abs(np.asarray(sf.A_data)) >= large)
+    if big.size:
+        k = int(big[0])
+        raise ModelError(f"model '{sf.name}': {big.size} coefficient(s) of size >= {large:g}, which HiGHS refuses "
+                         f"(large_matrix_value), e.g. {sf.A_data[k]:g} in {names.row(int(sf.A_indices[k]))}, "
+                         f"{names.entry(k)}; rescale the rows or the variables")
+    infinite = h.getOptionValue("infinite_cost")[1]
+    big = np.flatnonzero(np.abs(np.asarray(sf.c)) >= infinite)
+    if big.size:
+        j = int(big[0])
+        raise ModelError(f"model '{sf.name}': {big.size} objective coefficient(s) of size >= {infinite:g}, which "
+                         f"HiGHS reads as infinite (infinite_cost), e.g. {sf.c[j]:g} on {names.column(j)}; rescale "
+                         f"the objective")
 
 
 class HighsBackend:
