@@ -298,9 +298,9 @@ def test_the_first_iterates_agree_with_one_process_to_rounding(models, runs, nam
 
 @pytest.mark.parametrize("options", [
     # gathers, segment sums and the chunked repair with the columns split over ranks (the CUDA default)
-    pytest.param({"storage": "compact"}, id="compact storage"),
+    pytest.param({"engine": "compact"}, id="compact storage"),
     # fused_cpu on each rank's columns, its A x all-reduced
-    pytest.param({"fused_cpu": True}, id="fused_cpu",
+    pytest.param({"engine": "fused_cpu"}, id="fused_cpu",
                  marks=pytest.mark.skipif(not compiler_found(), reason="no C++ compiler")),
 ])
 def test_two_ranks_give_the_answer(models, tmp_path, options):

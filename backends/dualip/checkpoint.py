@@ -29,10 +29,9 @@ from dualip_model.errors import ModelError
 from dualip_model.standard_form import StandardForm
 from dualip_model.untrusted import npz_members, parse_json, read_npz
 
-FORMAT = "dualip-checkpoint-4"
+FORMAT = "dualip-checkpoint-5"
 TRAJECTORY_OPTIONS = ("gamma", "gamma_decay", "gamma_min", "check_every", "newton_steps", "adaptive_step",
-                      "extrapolate", "flat_rows", "tol", "dtype", "storage", "matrix_dtype", "compile", "fused_cpu",
-                      "seed")
+                      "extrapolate", "flat_rows", "tol", "dtype", "engine", "matrix_dtype", "seed")
 
 
 LOCAL_KEYS = {"state.tau": "blocks", "best_x": "columns"}  # sharded tensors, and what they are indexed by
