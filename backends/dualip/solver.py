@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,13 +34,15 @@ from .termination import Interrupt, Measures, StoppingRule, largest
 class AscentState:
     """Iterate y, extrapolated point w, momentum parameters t (one per row), Newton warm start tau (device tensors)."""
 
-    y: torch.Tensor
-    w: torch.Tensor
-    t: torch.Tensor
-    tau: torch.Tensor
-    lip: torch.Tensor  # running estimate of the local Lipschitz constant of the dual gradient
-    w_prev: torch.Tensor  # previous extrapolated point and its A x*(w), for that estimate
-    ax_prev: torch.Tensor
+    y: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    w: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    t: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    tau: torch.Tensor = field(metadata=checkpoint.index("blocks"))
+    # running estimate of the local Lipschitz constant of the dual gradient
+    lip: torch.Tensor = field(metadata=checkpoint.index("scalar"))
+    # previous extrapolated point and its A x*(w), for that estimate
+    w_prev: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    ax_prev: torch.Tensor = field(metadata=checkpoint.index("rows"))
 
     @staticmethod
     def start(y: torch.Tensor, n_blocks: int, lip: float, tau: torch.Tensor | None = None) -> "AscentState":
@@ -75,22 +76,27 @@ class Certificate:
 
 @dataclass
 class Run:
-    """What the loop carries from check to check; saved whole in a checkpoint, so a resume is bitwise."""
+    """What the loop carries from check to check; saved whole in a checkpoint (every field, checkpoint.record), so a
+    resume is bitwise."""
 
     st: AscentState
     gamma: float
-    best_y: torch.Tensor  # duals behind the best bound
-    ray_ref: torch.Tensor  # y at the previous check
-    anchor: torch.Tensor  # y at an earlier check, anchor_it / 2 or so: the base of the long Farkas ray
-    next_anchor: torch.Tensor  # y at iteration anchor_it, the anchor once the iteration count doubles
+    best_y: torch.Tensor = field(metadata=checkpoint.index("rows"))  # duals behind the best bound
+    ray_ref: torch.Tensor = field(metadata=checkpoint.index("rows"))  # y at the previous check
+    # y at an earlier check, anchor_it / 2 or so: the base of the long Farkas ray
+    anchor: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    # y at iteration anchor_it, the anchor once the iteration count doubles
+    next_anchor: torch.Tensor = field(metadata=checkpoint.index("rows"))
     it: int = 0
     anchor_it: int = 0
     best_bound: float = -math.inf
     best_obj: float = math.inf
-    best_x: torch.Tensor | None = None
+    best_x: torch.Tensor | None = field(default=None, metadata=checkpoint.index("columns"))
     best_cert: Certificate | None = None
-    prev_stage_y: torch.Tensor | None = None  # y at the end of the previous gamma stage (extrapolation)
-    grad_prev: torch.Tensor | None = None  # prox-gradient of g_gamma at the previous check (flat_rows option)
+    # y at the end of the previous gamma stage (extrapolation)
+    prev_stage_y: torch.Tensor | None = field(default=None, metadata=checkpoint.index("rows"))
+    # prox-gradient of g_gamma at the previous check (flat_rows option)
+    grad_prev: torch.Tensor | None = field(default=None, metadata=checkpoint.index("rows"))
     stationarity_low: float = math.inf  # lowest stationarity of the gamma stage so far (flat_rows option)
     stationarity_wait: int = 0  # checks since the stationarity last halved
     calm: int = 0  # consecutive stationary checks
@@ -100,9 +106,6 @@ class Run:
     rejected: bool = False  # the kept primal failed the float64 recheck: the next candidate replaces it
     elapsed: float = 0.0  # seconds of solving before this process (resumed runs)
     history: list = field(default_factory=list)
-
-    _STATE = ("y", "w", "t", "tau", "lip", "w_prev", "ax_prev")
-    _RAYS = ("ray_ref", "anchor", "next_anchor")
 
     @staticmethod
     def start(st: AscentState, gamma: float) -> "Run":
@@ -118,49 +121,25 @@ class Run:
 
     def save(self, path, solver: "DualAscentSolver") -> None:
         """Write this run to ``path`` through the solver's store, with the problem's fingerprint and the options."""
-        tensors = {f"state.{k}": getattr(self.st, k) for k in self._STATE}
-        tensors.update({"best_y": self.best_y, **{k: getattr(self, k) for k in self._RAYS}})
-        for name in ("best_x", "prev_stage_y", "grad_prev"):
-            if getattr(self, name) is not None:
-                tensors[name] = getattr(self, name)
-        meta = dict(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts), gamma=self.gamma,
-                    it=self.it, anchor_it=self.anchor_it, best_bound=self.best_bound, best_obj=self.best_obj,
-                    calm=self.calm, lip_floor=self.lip_floor, best_dual=self.best_dual,
-                    stationarity_low=self.stationarity_low, stationarity_wait=self.stationarity_wait,
-                    stalled=self.stalled, rejected=self.rejected, elapsed=self.elapsed,
-                    best_cert=None if self.best_cert is None else dataclasses.asdict(self.best_cert),
-                    history=self.history)
-        solver.store.save(path, tensors, meta)
+        tensors, meta = checkpoint.record(self)
+        meta.update(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts))
+        solver.store.save(path, tensors, meta, checkpoint.sharded_keys(Run))
 
     @staticmethod
     def from_checkpoint(path, solver: "DualAscentSolver") -> "Run":
-        """The run saved in ``path``; refused (ModelError naming the file) for another problem or other options."""
-        tensors, meta = solver.store.load(path)
-        if meta.get("problem") != solver.store.fingerprint:
+        """The run saved in ``path``; refused (ModelError naming the file) for another problem, other options or a
+        field that does not fit this problem."""
+        tensors, meta = solver.store.load(path, checkpoint.sharded_keys(Run))
+        if meta["problem"] != solver.store.fingerprint:
             raise ModelError(f"checkpoint file '{path}' was written for a different problem")
-        saved, now = meta.get("options", {}), _trajectory_options(solver.opts)
+        saved, now = meta["options"], _trajectory_options(solver.opts)
         changed = sorted(k for k in now if saved.get(k) != now[k])
         if changed:
             raise ModelError(f"checkpoint file '{path}' was written with other options: "
                              + ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in changed))
         p = solver.prob
-        expect = {"state.y": (p.m,), "state.t": (p.m,), "state.tau": (p.sf.n_blocks,), "best_x": (p.n,)}
-        missing = [k for k in (*(f"state.{k}" for k in Run._STATE), "best_y", *Run._RAYS) if k not in tensors]
-        bad = [k for k, shape in expect.items() if k in tensors and tuple(tensors[k].shape) != shape]
-        if missing or bad:
-            raise ModelError(f"checkpoint file '{path}' is incomplete or has wrong shapes: {missing + bad}")
-        dev = lambda k: tensors[k].to(device=p.device, dtype=p.dtype) if k in tensors else None  # noqa: E731
-        st = AscentState(**{k: dev(f"state.{k}") for k in Run._STATE})
-        cert = meta.get("best_cert")
-        return Run(st=st, gamma=meta["gamma"], best_y=dev("best_y"), **{k: dev(k) for k in Run._RAYS},
-                   it=meta["it"], anchor_it=meta["anchor_it"], best_bound=meta["best_bound"],
-                   best_obj=meta["best_obj"], best_x=dev("best_x"),
-                   best_cert=None if cert is None else Certificate(**cert), prev_stage_y=dev("prev_stage_y"),
-                   grad_prev=dev("grad_prev"),
-                   calm=meta["calm"], lip_floor=meta["lip_floor"], best_dual=meta["best_dual"],
-                   stationarity_low=meta["stationarity_low"], stationarity_wait=meta["stationarity_wait"],
-                   stalled=meta["stalled"], rejected=bool(meta.get("rejected", False)), elapsed=meta["elapsed"],
-                   history=list(meta["history"]))
+        sizes = {"rows": p.m, "blocks": p.sf.n_blocks, "columns": p.n}
+        return checkpoint.restore(Run, tensors, meta, f"checkpoint file '{path}'", sizes, p.device, p.dtype)
 
 
 @dataclass
@@ -323,9 +302,9 @@ class DualAscentSolver:
         rays = [self.kernels.to_domain(st.y - base) for base in (run.ray_ref, run.anchor)]
         with TemporaryTracker() as check:
             _, x, _, _ = self.check(st.y, st.tau, gamma, rays)
-        state = {f"state.{name}": getattr(st, name) for name in Run._STATE}
-        state.update({name: getattr(run, name) for name in Run._RAYS}, best_y=st.y.clone(), best_x=x,
-                     row_scale=self.kernels.row_scale, **self.kernels.tensors())
+        state = {f"state.{name}": t for name, t in checkpoint.record(st)[0].items()}
+        state.update({name: getattr(run, name) for name in ("ray_ref", "anchor", "next_anchor")},
+                     best_y=st.y.clone(), best_x=x, row_scale=self.kernels.row_scale, **self.kernels.tensors())
         return MemoryReport(nnz=p.sf.nnz,
                             held=held_bytes({**p.tensors(), **state}), iteration_temporaries=loop.peak,
                             check_temporaries=check.peak, iterations=k)
