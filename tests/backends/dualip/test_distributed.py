@@ -1,6 +1,6 @@
 """The sharded dualip solve: shard planning and loading, its collectives, and real gloo jobs of 1, 2 and 4 ranks.
 
-The multi-process tests launch tests/sharded_worker.py under torchrun (or by hand, for a lost rank) on small
+The multi-process tests launch sharded_worker.py (beside this file) under torchrun (or by hand, for a lost rank) on small
 models and compare every rank count with the single-process solve of the same model: the same answer to
 tolerance, the same duals after the first iterations (to rounding: the sums run in another order), identical
 duals on every rank, a feasible assembled primal, checkpoints resumed on another number of ranks.
@@ -416,7 +416,7 @@ def test_cli_solve_sharded_writes_every_ranks_primal_and_rank_zero_reports(model
 def test_a_rank_without_blocks_contributes_zeros(tmp_path):
     """avgas read flat compiles to one BOX block: rank 1 gets no column, and 2 ranks give the one-process duals
     exactly."""
-    model = dm.read_model(Path(__file__).parent / "data" / "netlib" / "avgas.mps", detect_blocks=False)
+    model = dm.read_model(Path(__file__).parents[2] / "data" / "netlib" / "avgas.mps", detect_blocks=False)
     sf = model.compile()
     assert sf.n_blocks == 1
     sf.save(tmp_path / "avgas.npz")
