@@ -217,7 +217,8 @@ def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype, engi
     reset_failure = reset_peak_rss()
     start = time.perf_counter()
     res = model.solve("dualip", standard_form=sf, device=args.device, dtype=str(dtype).replace("torch.", ""),
-                      engine=engine or args.engine, tol=args.tol, matrix_dtype=args.matrix_dtype, max_iter=args.max_iter, time_limit=args.time_limit, check_every=args.check_every,
+                      engine=engine or args.engine, tol=args.tol, matrix_dtype=args.matrix_dtype,
+                      max_iter=args.max_iter, time_limit=args.time_limit, check_every=args.check_every,
                       callback=progress)
     wall = time.perf_counter() - start
     after = memory_status()

@@ -37,17 +37,17 @@ class DualipOptions:
     # torch intra-op threads during the solve (restored after it); None: default_threads(), torch's setting less
     # the tasks other processes run at the start. Set it for repeatable runs (sums depend on the count)
     threads: int | None = None
-    # how the iteration's products and projections run (kernels.py; docs/algorithm.md#engines): "torch" torch sparse
-    # CSR products, a block index per column (quickest torch path on CPU); "compact" gathers and segment sums, A
-    # stored once per orientation, <= 40 B per nonzero in float32; "compiled" the compact storage with the k steps
-    # between checks as one torch.compile graph (one process); "fused_cpu" CPU, simplex/box blocks: each
-    # iteration's projection and A x in one C++ pass over the columns, the check's projection and repair in C++
-    # too (fused_cpu.py; compiled on first use, ~20 s once per machine); "auto": compact on CUDA or with
-    # matrix_dtype, else torch
+    # how the iteration's products and projections run (kernels.py; docs/algorithm.md, storage and memory):
+    # "torch" torch sparse CSR products, a block index per column (quickest torch path on CPU); "compact" gathers
+    # and segment sums, A stored once per orientation, <= 40 B per nonzero in float32; "compiled" the compact
+    # storage with the k steps between checks as one torch.compile graph (one process); "fused_cpu" CPU,
+    # simplex/box blocks: each iteration's projection and A x in one C++ pass over the columns, the check's
+    # projection and repair in C++ too (fused_cpu.py; compiled on first use, ~20 s once per machine); "auto":
+    # compact on CUDA or with matrix_dtype, else torch
     engine: str = "auto"
-    # "bfloat16" or "float16": A's values stored in 16 bits (compact storage only), products accumulated in dtype;
-    # rounded up where the repair applies (A >= 0), so the repaired primal stays feasible for the exact A; the
-    # compact and compiled engines only
+    # "bfloat16" or "float16": A's values stored in 16 bits (the compact and compiled engines), products
+    # accumulated in dtype; rounded up where the repair applies (A >= 0), so the repaired primal stays feasible
+    # for the exact A
     matrix_dtype: str | None = None
     gamma: float | None = None  # initial ridge weight relative to RMS(c) (None: 0.03)
     gamma_decay: float = 0.5  # gamma <- gamma * gamma_decay at the end of each continuation stage

@@ -1,6 +1,6 @@
 """The dualip compact storage's promises, and the memory accounting behind the first: <= 40 bytes per nonzero
 in float32 (a 1.5e9-nonzero matching on one 80 GB GPU), and iterations that torch.compile traces as one graph
-(the ``compile`` option)."""
+(the "compiled" engine)."""
 
 from __future__ import annotations
 

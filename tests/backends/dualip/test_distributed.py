@@ -1,7 +1,7 @@
 """The sharded dualip solve: shard planning and loading, its collectives, and real gloo jobs of 1, 2 and 4 ranks.
 
-The multi-process tests launch sharded_worker.py (beside this file) under torchrun (or by hand, for a lost rank) on small
-models and compare every rank count with the single-process solve of the same model: the same answer to
+The multi-process tests launch sharded_worker.py (beside this file) under torchrun (or by hand, for a lost rank) on
+small models and compare every rank count with the single-process solve of the same model: the same answer to
 tolerance, the same duals after the first iterations (to rounding: the sums run in another order), identical
 duals on every rank, a feasible assembled primal, checkpoints resumed on another number of ranks.
 """
