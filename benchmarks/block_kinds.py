@@ -16,7 +16,7 @@ only in the blocks:
 - "box":     0 <= x <= 0.5, no user rows (one BOX block);
 
 and "boxcut_exact", the box-cut model with the iteration's projection done as before issue 20 (the exact
-sort-based projection every iteration, ``ExactIterationSolver``).
+sort-based projection every iteration, ``ExactIterationKernels``).
 
 Per variant and size: the milliseconds of one iteration of DualAscentSolver.iterate (the two products and the
 projection, after --warm iterations from y = 0), of the projection alone (``primal`` at the same point, the
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from dualip_model.backends.dualip.backend import _scaled_problem
+from dualip_model.backends.dualip.kernels import Kernels
 from dualip_model.backends.dualip.options import DualipOptions
 from dualip_model.backends.dualip.projections import BlockStructure, project
 from dualip_model.backends.dualip.solver import AscentState, DualAscentSolver
@@ -86,8 +87,8 @@ def ms_per(work, count: int) -> float:
     return (time.perf_counter() - start) * 1e3 / count
 
 
-class ExactIterationSolver(DualAscentSolver):
-    """The solver with the former box-cut iteration: the exact sort-based projection at every step."""
+class ExactIterationKernels(Kernels):
+    """The torch kernels with the former box-cut iteration: the exact sort-based projection at every step."""
 
     def primal(self, v, tau, steps, overwrite=False):
         return project(v, self.bs), tau
@@ -96,10 +97,12 @@ class ExactIterationSolver(DualAscentSolver):
 class Variant:
     """One variant's solver, warmed up: an ascent state after --warm iterations and the projection point there."""
 
-    def __init__(self, sf, args, solver=DualAscentSolver):
-        self.opts = DualipOptions(dtype=args.dtype, storage=args.storage)
+    def __init__(self, sf, args, kernels=None):
+        self.opts = DualipOptions(dtype=args.dtype, engine=args.engine)
         prob, _ = _scaled_problem(sf, self.opts)
-        self.solver = solver(prob, self.opts)
+        self.solver = DualAscentSolver(prob, self.opts)
+        if kernels is not None:
+            self.solver.kernels = kernels(prob, self.opts)
         self.gamma = 3e-2
         self.step = self.gamma / prob.norm_sq
         st = AscentState.start(torch.zeros(prob.m, dtype=prob.dtype), sf.n_blocks, prob.norm_sq / self.gamma)
@@ -115,7 +118,7 @@ class Variant:
         the point they overwrite subtracted) and k exact ones, in ms each."""
         s, v = self.solver, self.v
         copies = ms_per(lambda: [v.clone() for _ in range(k)], k)
-        warm = ms_per(lambda: [s.primal(v.clone(), self.st.tau, self.opts.newton_steps, overwrite=True)
+        warm = ms_per(lambda: [s.kernels.primal(v.clone(), self.st.tau, self.opts.newton_steps, overwrite=True)
                                for _ in range(k)], k)
         return {"iteration_ms": ms_per(lambda: s.iterate(self.st, self.gamma, self.step, k), k),
                 "projection_ms": max(warm - copies, 0.0),
@@ -128,7 +131,7 @@ def measure(size: float, layout: str, args) -> dict:
     models = {name: delivery_model(int(size) // 2, name, args.edges_per_user, layout, args.seed).compile()
               for name in VARIANTS}
     variants = {name: Variant(sf, args) for name, sf in models.items()}
-    variants["boxcut_exact"] = Variant(models["boxcut"], args, ExactIterationSolver)
+    variants["boxcut_exact"] = Variant(models["boxcut"], args, ExactIterationKernels)
     rounds = [{name: variant.timings(args.iterations) for name, variant in variants.items()}
               for _ in range(args.repeat)]
     run = {"layout": layout, "nnz_target": size}
@@ -148,7 +151,7 @@ def main() -> None:
     parser.add_argument("--edges-per-user", type=int, default=5)
     parser.add_argument("--layouts", default="random,sorted", help="comma-separated: random, sorted")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
-    parser.add_argument("--storage", choices=["fast", "compact"], default="fast")
+    parser.add_argument("--engine", choices=["torch", "compact"], default="torch", help="DualipOptions.engine")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warm", type=int, default=50, help="iterations from y = 0 before timing")
     parser.add_argument("--iterations", type=int, default=20, help="iterations per timing")

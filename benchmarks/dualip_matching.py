@@ -21,7 +21,7 @@ import time
 import torch
 
 import dualip_model as dm
-from dualip_model.backends.dualip.options import storage_for
+from dualip_model.backends.dualip.options import ENGINES, STORAGE, resolve_engine
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.cli import native_stdout_to_stderr
 from dualip_model.synthetic import matching_model, synthetic_matching
@@ -61,10 +61,9 @@ def run() -> dict:
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None, choices=[None, "float32", "float64"])
-    parser.add_argument("--storage", default=None, choices=[None, "fast", "compact"],
-                        help="dualip storage (default: fast on CPU, compact on CUDA)")
+    parser.add_argument("--engine", default="auto", choices=ENGINES,
+                        help="DualipOptions.engine (default auto: torch on CPU, compact on CUDA)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--fused-cpu", action="store_true", help="DualipOptions.fused_cpu (the C++ iteration)")
     parser.add_argument("--highs", default="ipm,simplex", help="HiGHS solvers to compare, '' for none")
     parser.add_argument("--highs-time-limit", type=float, default=600.0)
     parser.add_argument("--repeat", type=int, default=3,
@@ -85,24 +84,25 @@ def run() -> dict:
     # warm-up: a tiny solve loads torch's kernels and thread pool (and creates the CUDA context) first, so
     # that the timed solve is the model's own cost, as in benchmarks/gpu_scale.py
     matching_model(synthetic_matching(200, 10, 0.5, seed=args.seed)).solve(
-        "dualip", device=args.device, dtype=args.dtype, storage=args.storage, fused_cpu=args.fused_cpu, max_iter=50)
+        "dualip", device=args.device, dtype=args.dtype, engine=args.engine, max_iter=50)
     report["warm_up"] = "a 200 x 10 matching solved for 50 iterations first, same options (builds fused_cpu's code)"
     times = []
     for _ in range(args.repeat):  # the median of a few solves: one solve on a shared machine varies by ~10%
         res = model.solve("dualip", standard_form=sf, tol=args.tol, device=args.device, dtype=args.dtype,
-                          storage=args.storage, fused_cpu=args.fused_cpu)
+                          engine=args.engine)
         times.append(res.solve_time)
     dualip_seconds = statistics.median(times)
     dtype = torch.float32 if (args.dtype or ("float32" if device.type == "cuda" else "float64")) == "float32" \
         else torch.float64
     pair = spmv_pair_ms(sf, device, dtype)
+    engine = resolve_engine(args.engine, device, True)  # a matching: simplex blocks
     ms_iter = dualip_seconds / max(res.iterations, 1) * 1e3
     report["dualip"] = {
         "status": res.status.value, "objective": res.objective, "bound": res.bound, "gap": res.gap,
         "iterations": res.iterations, "seconds": round(dualip_seconds, 3),
         "seconds_of_each_solve": [round(t, 3) for t in times], "ms_per_iteration": round(ms_iter, 3),
         "dtype": str(dtype).replace("torch.", ""),
-        "storage": storage_for(device, args.storage), "fused_cpu": args.fused_cpu, "spmv_pair_ms": round(pair, 3),
+        "engine": engine, "storage": STORAGE[engine], "spmv_pair_ms": round(pair, 3),
         "iteration_over_spmv_pair": round(ms_iter / pair, 2),
     }
     best = None

@@ -53,7 +53,7 @@ import torch
 from dualip_model import registry
 from dualip_model.backends.dualip import memory_report
 from dualip_model.backends.dualip.operators import to_device
-from dualip_model.backends.dualip.options import DualipOptions, storage_for
+from dualip_model.backends.dualip.options import ENGINES, STORAGE, DualipOptions, resolve_engine
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.cli import native_stdout_to_stderr
 from dualip_model.status import Status
@@ -78,14 +78,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", default=None, choices=["float32", "float64"],
                         help="default: float32 on CUDA, float64 on CPU (the solver's defaults)")
-    parser.add_argument("--storage", default=None, choices=["fast", "compact"],
-                        help="dualip storage (default: compact on CUDA, fast on CPU)")
+    parser.add_argument("--engine", default="auto", choices=ENGINES,
+                        help="DualipOptions.engine (default auto: compact on CUDA, torch on CPU); with fused_cpu "
+                             "the torch engine runs too, side by side")
     parser.add_argument("--matrix-dtype", default=None, choices=["bfloat16", "float16"],
-                        help="A's values in 16 bits (compact storage; see DualipOptions.matrix_dtype)")
+                        help="A's values in 16 bits (compact engine; see DualipOptions.matrix_dtype)")
     parser.add_argument("--compile", action="store_true",
-                        help="also solve with compile=True (compact storage; CUDA graphs on CUDA) and report both")
-    parser.add_argument("--fused-cpu", action="store_true",
-                        help="DualipOptions.fused_cpu (the C++ iteration); the torch path runs too, side by side")
+                        help="also solve with engine='compiled' (CUDA graphs on CUDA) and report both")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch and HiGHS threads")
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--max-iter", type=int, default=DualipOptions().max_iter)
@@ -203,11 +202,9 @@ def history_figures(history: list[dict], levels: list[float]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- solving
-def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype, compiled: bool = False,
-                 fused: bool | None = None) -> dict:
-    """The measured solve: figures from its result and history, and its peak memory per nonzero. ``compiled``:
-    the compact storage with the steps between checks as one torch.compile graph (CUDA graphs on CUDA);
-    ``fused``: DualipOptions.fused_cpu (default: --fused-cpu)."""
+def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype, engine: str | None = None) -> dict:
+    """The measured solve: figures from its result and history, and its peak memory per nonzero. ``engine``:
+    DualipOptions.engine (default: --engine)."""
     def progress(rec):
         print(f"  it {rec['iteration']:6d}  {rec['time']:8.2f} s  gap {rec['gap']:.2e}  "
               f"infeas {rec['infeasibility']:.2e}  gamma {rec['gamma']:.1e}", file=sys.stderr)
@@ -220,8 +217,7 @@ def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype, comp
     reset_failure = reset_peak_rss()
     start = time.perf_counter()
     res = model.solve("dualip", standard_form=sf, device=args.device, dtype=str(dtype).replace("torch.", ""),
-                      storage="compact" if compiled else args.storage, compile=compiled, tol=args.tol,
-                      matrix_dtype=args.matrix_dtype, fused_cpu=args.fused_cpu if fused is None else fused,
+                      engine=engine or args.engine, tol=args.tol, matrix_dtype=args.matrix_dtype,
                       max_iter=args.max_iter, time_limit=args.time_limit, check_every=args.check_every,
                       callback=progress)
     wall = time.perf_counter() - start
@@ -249,20 +245,25 @@ def dualip_solve(model, sf, args, device: torch.device, dtype: torch.dtype, comp
 
 def accounted_memory(sf, args, device: torch.device, dtype: torch.dtype) -> dict:
     """The solver's own accounting (memory_report) in the solve's storage and, for comparison, the other one (and
-    with --fused-cpu both again with the C++ kernels)."""
-    variants = {"compact": dict(storage="compact"), "fast": dict(storage="fast")}
+    with --engine fused_cpu again with the C++ kernels, on the fast storage)."""
+    variants = {"compact": dict(engine="compact"), "fast": dict(engine="torch")}
     if args.matrix_dtype:
-        variants[f"compact, {args.matrix_dtype} values"] = dict(storage="compact", matrix_dtype=args.matrix_dtype)
-    if args.fused_cpu:
-        variants.update({f"{s}, fused_cpu": dict(storage=s, fused_cpu=True) for s in ("compact", "fast")})
+        variants[f"compact, {args.matrix_dtype} values"] = dict(engine="compact", matrix_dtype=args.matrix_dtype)
+    if args.engine == "fused_cpu":
+        variants["fast, fused_cpu"] = dict(engine="fused_cpu")
     out = {}
     for name, extra in variants.items():
         options = DualipOptions(device=args.device, dtype=str(dtype).replace("torch.", ""),
                                 check_every=args.check_every, **extra)
         out[name] = memory_report(sf, options).as_dict()
         gc.collect()
-    out["storage_of_the_solve"] = storage_for(device, args.storage)
+    out["storage_of_the_solve"] = storage_of(args, device)
     return out
+
+
+def storage_of(args, device: torch.device) -> str:
+    """The ScaledProblem storage of --engine on ``device`` (a matching: simplex blocks)."""
+    return STORAGE[resolve_engine(args.engine, device, True, args.matrix_dtype)]
 
 
 def highs_solve(model, sf, args, dualip: dict) -> dict:
@@ -333,7 +334,7 @@ def worker(args) -> None:
     dtype = getattr(torch, args.dtype or ("float32" if device.type == "cuda" else "float64"))
     warm_up = matching_model(synthetic_matching(200, 10, 0.5, seed=args.seed))  # code pages, CUDA context
     warm_up.solve("dualip", device=args.device, dtype=str(dtype).replace("torch.", ""), max_iter=2 * args.check_every,
-                  check_every=args.check_every, storage=args.storage, fused_cpu=args.fused_cpu)  # (builds it)
+                  check_every=args.check_every, engine=args.engine)  # (builds fused_cpu's extension)
     users, items, density = matching_shape(args.worker_size, args.items)
     start = time.perf_counter()
     data = synthetic_matching(users, items, density, seed=args.seed)
@@ -345,21 +346,22 @@ def worker(args) -> None:
     print(f"size {args.worker_size:g}: {sf.nnz} nonzeros, {users} users x {items} items", file=sys.stderr)
 
     dualip = dualip_solve(model, sf, args, device, dtype)
-    dualip["storage"] = storage_for(device, args.storage)
+    dualip["engine"] = resolve_engine(args.engine, device, True, args.matrix_dtype)  # simplex blocks
+    dualip["storage"] = storage_of(args, device)
     dualip["matrix_dtype"] = args.matrix_dtype or str(dtype).replace("torch.", "")
     dualip["accounted_memory"] = accounted_memory(sf, args, device, dtype)
     if args.compile:  # the same solve with the compiled steady state, side by side (compile time included)
-        dualip["compiled"] = dualip_solve(model, sf, args, device, dtype, compiled=True)
-    if args.fused_cpu:  # the torch path on the same model, side by side
-        dualip["torch_path"] = dualip_solve(model, sf, args, device, dtype, fused=False)
-    pair = spmv_pair(sf, device, dtype, args.spmv_repeat, storage_for(device, args.storage))
+        dualip["compiled"] = dualip_solve(model, sf, args, device, dtype, engine="compiled")
+    if args.engine == "fused_cpu":  # the torch path on the same model, side by side
+        dualip["torch_path"] = dualip_solve(model, sf, args, device, dtype, engine="torch")
+    pair = spmv_pair(sf, device, dtype, args.spmv_repeat, storage_of(args, device))
     copy_gbs = copy_bandwidth_gbs(device, args.copy_mib)
     ms_iter = dualip["ms_per_iteration"]
     pair_gbs = pair["matrix_bytes"] / (pair["mean_ms"] / 1e3) / 1e9
     pair.update({"achieved_gbs": round(pair_gbs, 2), "copy_gbs": round(copy_gbs, 2),
                  "fraction_of_copy_bandwidth": round(pair_gbs / copy_gbs, 3)})
     dualip["iteration_over_spmv_pair"] = None if ms_iter is None else round(ms_iter / pair["mean_ms"], 2)
-    if args.fused_cpu and dualip["torch_path"]["ms_per_iteration"] is not None:
+    if args.engine == "fused_cpu" and dualip["torch_path"]["ms_per_iteration"] is not None:
         dualip["torch_path"]["iteration_over_spmv_pair"] = round(
             dualip["torch_path"]["ms_per_iteration"] / pair["mean_ms"], 2)
     with native_stdout_to_stderr():  # HiGHS's banner goes to stderr

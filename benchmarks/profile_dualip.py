@@ -1,9 +1,9 @@
 """Where a dualip solve's time goes, op by op: torch.profiler over the iterations between two checks and over one
 check, on gpu_scale.py's synthetic matching; prints JSON.
 
-    python benchmarks/profile_dualip.py --size 1e6                      # CPU: float64, fast storage
-    python benchmarks/profile_dualip.py --size 1e6 --fused-cpu          # the C++ iteration and check
-    python benchmarks/profile_dualip.py --device cuda --size 1e7        # GPU: float32, compact storage
+    python benchmarks/profile_dualip.py --size 1e6                      # CPU: float64, torch engine
+    python benchmarks/profile_dualip.py --size 1e6 --engine fused_cpu   # the C++ iteration and check
+    python benchmarks/profile_dualip.py --device cuda --size 1e7        # GPU: float32, compact engine
 
 The solver first runs two stages of --check-every iterations and a check untimed (first-call costs, the
 extension build, torch.compile's), then the profiled ones. Per phase ("iterations": --check-every steps,
@@ -25,7 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from dualip_model.backends.dualip.backend import _scaled_problem
-from dualip_model.backends.dualip.options import DualipOptions
+from dualip_model.backends.dualip.options import ENGINES, DualipOptions, resolve_engine
 from dualip_model.backends.dualip.solver import AscentState, DualAscentSolver
 from dualip_model.synthetic import matching_model, synthetic_matching
 
@@ -40,10 +40,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", choices=["float32", "float64"], help="default: the solver's for the device")
-    parser.add_argument("--storage", choices=["fast", "compact"], help="default: the solver's for the device")
-    parser.add_argument("--fused-cpu", action="store_true")
-    parser.add_argument("--compile", action="store_true",
-                        help="the steps between checks as one torch.compile graph (compact storage by default)")
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
+                        help="DualipOptions.engine (compiled: the steps between checks as one torch.compile graph)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--check-every", type=int, default=DualipOptions().check_every)
     parser.add_argument("--top", type=int, default=15, help="ops listed per phase")
@@ -94,9 +92,7 @@ def main() -> None:
     device = torch.device(args.device)
     users, items, density = matching_shape(int(args.size), args.items)
     sf = matching_model(synthetic_matching(users, items, density, seed=args.seed)).compile()
-    storage = args.storage or ("compact" if args.compile else None)
-    options = DualipOptions(device=args.device, dtype=args.dtype, storage=storage, fused_cpu=args.fused_cpu,
-                            compile=args.compile, check_every=args.check_every)
+    options = DualipOptions(device=args.device, dtype=args.dtype, engine=args.engine, check_every=args.check_every)
     prob, _ = _scaled_problem(sf, options)
     solver = DualAscentSolver(prob, options)
     gamma, k = 3e-2, args.check_every
@@ -121,7 +117,8 @@ def main() -> None:
                     "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
         "model": {"nnz": sf.nnz, "users": users, "items": items, "rows_m": sf.n_rows, "columns_n": sf.n_cols},
         "options": {"device": args.device, "dtype": str(prob.dtype).replace("torch.", ""), "storage": prob.storage,
-                    "fused_cpu": args.fused_cpu, "compile": args.compile, "check_every": k},
+                    "engine": resolve_engine(args.engine, prob.device, prob.fast_projection, None, 1, prob.m, prob.n),
+                    "check_every": k},
         "iterations": {"count": k, "ms_per_iteration": round(it_ms / k, 3),
                        "aten_ops_per_iteration": round(it_count / k, 1),
                        "launches_per_iteration": round(it_launches / k, 1) if device.type == "cuda" else None,

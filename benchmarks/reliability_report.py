@@ -123,8 +123,9 @@ AREAS = {  # area -> (what each case shows, the test files and -k selection that
               None),
     "faults": ("Ctrl-C anywhere in a solve returns INTERRUPTED with the best result, SIGKILL during a save leaves "
                "the old or the new file, checkpoints resume bit for bit, a lost rank is named",
-               ["tests/test_termination.py", "tests/test_atomic_writes.py", "tests/test_checkpoint.py",
-                "tests/test_distributed.py"], "ctrl_c or sigkill or resume or checkpoint or killed"),
+               ["tests/backends/dualip/test_termination.py", "tests/test_atomic_writes.py",
+                "tests/backends/dualip/test_checkpoint.py", "tests/backends/dualip/test_distributed.py"],
+               "ctrl_c or sigkill or resume or checkpoint or killed"),
 }
 
 

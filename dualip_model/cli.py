@@ -34,7 +34,8 @@ from .polytopes import BlockKind
 from .status import Status
 
 EXIT_OPTIMAL, EXIT_NOT_OPTIMAL, EXIT_USAGE, EXIT_LOST_RANK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-FLAGS = {"device": "--device", "tol": "--tol", "max_iter": "--max-iter", "time_limit": "--time-limit"}
+FLAGS = {"device": "--device", "engine": "--engine", "tol": "--tol", "max_iter": "--max-iter",
+         "time_limit": "--time-limit"}
 TABLE_FORMATS = (".parquet", ".csv")
 
 _EPILOG = """\
@@ -137,6 +138,8 @@ def _model_argument(parser: argparse.ArgumentParser) -> None:
 def _option_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     group = parser.add_argument_group("solver options", what)
     group.add_argument("--device", metavar="DEV", help="torch device, e.g. cpu or cuda (dualip)")
+    group.add_argument("--engine", metavar="NAME",
+                       help="how the iteration runs (dualip): auto, torch, compact, compiled or fused_cpu")
     group.add_argument("--tol", type=float, metavar="TOL",
                        help="relative infeasibility and gap tolerance (dualip; default 1e-4)")
     group.add_argument("--max-iter", type=int, metavar="N", help="iteration limit (dualip)")

@@ -3,7 +3,7 @@
 # the machine's start included): two commands of at most 7 and 6 minutes (fill wheels/ first with
 # scripts/gpu_wheels.sh, and carry it):
 #   bash scripts/gpu_session.sh checks  # setup; cuPDLPx built for this GPU (in the background); the parity suite's
-#                                       # dualip tests on CUDA; profile_dualip.py at 1e7 (plain and --compile);
+#                                       # dualip tests on CUDA; profile_dualip.py at 1e7 (plain and --engine compiled);
 #                                       # gpu_scale.py at 1e6 and 1e7 with --compile, HiGHS and cuPDLPx
 #   bash scripts/gpu_session.sh scale   # setup; gpu_scale.py at 1e8
 #   bash scripts/gpu_session.sh large   # setup; gpu_scale.py at 2.5e8 (DuaLip's headline size), if time is left
@@ -59,7 +59,7 @@ case $part in
     size=${PROFILE_SIZE:-1e7}
     step profile 50 "$PY" benchmarks/profile_dualip.py --device "$DEVICE" --size "$size" \
       --out "$OUT/profile_$DEVICE.json"
-    step profile_compiled 50 "$PY" benchmarks/profile_dualip.py --device "$DEVICE" --size "$size" --compile \
+    step profile_compiled 50 "$PY" benchmarks/profile_dualip.py --device "$DEVICE" --size "$size" --engine compiled \
       --out "$OUT/profile_${DEVICE}_compiled.json"
     wait "$build"
     step gpu_scale 170 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" --sizes "${SIZES:-1e6,1e7}" --compile \

@@ -76,14 +76,14 @@ CONFIG = {
                                                    objective_rtol=2e-3, infeasibility_tol=1e-3,
                                                    fuzz_options=_on_device(dtype="float32", tol=1e-3, max_iter=400,
                                                                            time_limit=5.0)),
-                                 # the compact storage (gathers and segment sums), alone and as on a GPU
-                                 "compact": Config(options=_on_device(storage="compact", tol=1e-4, max_iter=20_000),
+                                 # the compact engine (gathers and segment sums), alone and as on a GPU
+                                 "compact": Config(options=_on_device(engine="compact", tol=1e-4, max_iter=20_000),
                                                    objective_rtol=2e-4, infeasibility_tol=1e-4),
-                                 "float32 compact": Config(options=_on_device(dtype="float32", storage="compact",
+                                 "float32 compact": Config(options=_on_device(dtype="float32", engine="compact",
                                                                               tol=1e-3, max_iter=20_000),
                                                            objective_rtol=2e-3, infeasibility_tol=1e-3),
                                  # A's values in 16 bits (about 3 significant digits): a 1e-2 answer
-                                 "bfloat16 values": Config(options=_on_device(dtype="float32", storage="compact",
+                                 "bfloat16 values": Config(options=_on_device(dtype="float32", engine="compact",
                                                                               matrix_dtype="bfloat16", tol=1e-2,
                                                                               max_iter=20_000),
                                                            objective_rtol=2e-2, infeasibility_tol=1e-2)}),

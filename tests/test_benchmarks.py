@@ -48,18 +48,20 @@ def test_gpu_scale_reports_the_solve_the_pair_and_the_peers(tmp_path):
     assert run["targets"]["iteration_over_spmv_pair_at_most"] == 3.0
 
 
-@pytest.mark.parametrize("extra", [[], ["--storage", "compact", "--dtype", "float32"],
-                                   ["--storage", "compact", "--compile"], ["--fused-cpu"]],
+@pytest.mark.parametrize("extra", [[], ["--engine", "compact", "--dtype", "float32"], ["--engine", "compiled"],
+                                   ["--engine", "fused_cpu"]],
                          ids=["fast", "compact float32", "compiled", "fused_cpu"])
 def test_profile_counts_the_ops_of_iterations_and_check(tmp_path, extra):
-    if "--fused-cpu" in extra and not compiler_found():
+    if "fused_cpu" in extra and not compiler_found():
         pytest.skip("no C++ compiler for the fused extension")
     report = run_script("profile_dualip.py", "--size", "2e4", "--threads", "1", *extra, out=tmp_path / "p.json")
     iterations, check = report["iterations"], report["check"]
     assert iterations["count"] == 25 and iterations["ms_per_iteration"] > 0
     assert iterations["aten_ops_per_iteration"] > 0 and check["aten_ops"] > 0
     assert check["in_iterations"] > 0 and iterations["top_ops"] and check["top_ops"]
-    assert report["options"]["storage"] == ("compact" if "--storage" in extra else "fast")
+    engine = extra[1] if extra else "torch"
+    assert report["options"]["engine"] == engine
+    assert report["options"]["storage"] == ("compact" if engine in ("compact", "compiled") else "fast")
 
 
 # the block kind every family compiles to, and its coupling constraints (rows per item or global)

@@ -95,6 +95,12 @@ def test_other_status_exits_1(capsys, tmp_path):
     assert not (tmp_path / "x.parquet").exists()
 
 
+def test_engine_flag_reaches_dualip(capsys):
+    code, out, err = run(capsys, "solve", AVGAS, "--backend", "dualip", "--engine", "compact", "--max-iter", "5",
+                         "--json")
+    assert code == 1 and json.loads(out)["status"] == "iteration_limit", err
+
+
 def test_highs_options_through_option_flags(capsys):
     code, out, err = run(capsys, "solve", AFIRO, "--option", "solver=ipm", "--option", "threads=1",
                          "--option", "presolve=false", "--time-limit", "60", "--json")
@@ -123,6 +129,14 @@ def test_highs_options_through_option_flags(capsys):
     (["compare", AVGAS, "--backends", "highs,dualip", "--option", "check_every=0.5"], "takes an integer"),
     (["solve", AVGAS, "--plot", "p.xyz"], r"--plot p\.xyz: unknown image format 'xyz'; use one of .*png"),
     (["solve", AVGAS, "--backend", "dualip", "--device", "tpu"], "DualipOptions.device"),
+    (["solve", AVGAS, "--backend", "dualip", "--engine", "fast"],
+     "DualipOptions.engine: invalid value 'fast'; expected 'auto' or 'torch' or 'compact' or 'compiled' or "
+     "'fused_cpu'"),
+    (["solve", AVGAS, "--backend", "dualip", "--engine", "torch", "--option", "matrix_dtype=bfloat16"],
+     "DualipOptions.engine 'torch' cannot run this solve: matrix_dtype 'bfloat16'"),
+    (["solve", AVGAS, "--backend", "dualip", "--option", "storage=fast"], "backend 'dualip' has no option 'storage'"),
+    (["solve", AVGAS, "--backend", "dualip", "--option", "fused_cpu=true"], "has no option 'fused_cpu'"),
+    (["solve", AVGAS, "--engine", "torch"], r"backend 'highs' has no option 'engine' \(given by --engine\)"),
     (["solve", AVGAS, "--out", "x.txt"], "--out x.txt: unknown table format"),
     (["solve", AVGAS, "--duals", "missing_dir/y.parquet"], "--duals 'missing_dir/y.parquet': directory .* does not exist"),
     (["solve", AVGAS, "--write-model", "missing_dir/m.mps"], "--write-model 'missing_dir/m.mps': directory"),

@@ -39,8 +39,8 @@ def test_fuzz(backend, family, data):
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 @given(data=st.data())
 def test_fuzz_dualip_compact_storage(family, data):
-    """The compact storage (gathers and segment sums, the CUDA default) on the same fuzzed models."""
-    outcome = run(data.draw(specs(family), label="spec"), "dualip", extra=dict(storage="compact"))
+    """The compact engine (gathers and segment sums, the CUDA default) on the same fuzzed models."""
+    outcome = run(data.draw(specs(family), label="spec"), "dualip", extra=dict(engine="compact"))
     unexpected = outcome.unexpected()
     assert not unexpected, "\n".join(map(str, unexpected))
 
@@ -66,15 +66,14 @@ def test_fuzz_dualip_blocks_by_size(family, data):
 
 
 @pytest.mark.skipif(not compiler_found() or DUALIP_DEVICE != "cpu", reason="no C++ compiler, or not the CPU")
-@pytest.mark.parametrize("storage", ["fast", "compact"])
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 @given(data=st.data())
-def test_fuzz_dualip_fused_cpu(family, storage, data):
-    """The fused C++ iteration (fused_cpu.py) on the same fuzzed models, in both storages: simplex and box blocks,
-    empty blocks; models with box-cut blocks (simplex plus upper bounds) are refused by name, and only those."""
+def test_fuzz_dualip_fused_cpu(family, data):
+    """The fused C++ iteration (engine "fused_cpu") on the same fuzzed models: simplex and box blocks, empty
+    blocks; models with box-cut blocks (simplex plus upper bounds) are refused by name, and only those."""
     spec = data.draw(specs(family), label="spec")
-    outcome = run(spec, "dualip", extra=dict(fused_cpu=True, storage=storage))
-    if "fused_cpu cannot be used here" in outcome.error:
+    outcome = run(spec, "dualip", extra=dict(engine="fused_cpu"))
+    if "engine 'fused_cpu' cannot run this solve" in outcome.error:
         assert "blocks other than simplex and box" in outcome.error
         assert not set(build(spec).compile().block_kind) <= set(block_order.FAST_KINDS)
         return

@@ -157,7 +157,7 @@ def crafted_checkpoint(tmp_path, **changes):
     (dict(gamma="fast"), r"metadata field 'gamma' is 'fast', expected int or float"),
     (dict(history=3), r"metadata field 'history' is '3', expected list"),
     (dict(options=[1]), r"metadata field 'options' is '\[1\]', expected dict"),
-    (dict(best_cert={"bound": 1.0}), r"metadata field 'best_cert' is not a certificate"),
+    (dict(best_cert={"bound": 1.0}), r"metadata field 'best_cert.objective' is 'None', expected int or float"),
 ], ids=["missing", "type", "history", "options", "certificate"])
 def test_crafted_checkpoint_metadata_is_a_model_error(tmp_path, changes, message):
     m, path = crafted_checkpoint(tmp_path, **changes)

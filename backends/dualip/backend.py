@@ -24,10 +24,10 @@ from dualip_model.standard_form import StandardForm, segment_sums
 from dualip_model.status import Status
 
 from . import checkpoint
-from .block_order import BlockOrder
+from .block_order import FAST_KINDS, BlockOrder
 from .comm import LOCAL, Comm
 from .fast_projection import simplex_box_linear_minimize
-from .options import DualipOptions, default_threads, storage_for
+from .options import STORAGE, DualipOptions, default_threads, resolve_engine
 from .problem import Blocks, ScaledProblem
 from .projections import BlockStructure, linear_minimize
 from .solver import DualAscentSolver
@@ -37,12 +37,12 @@ EXACTLY_FEASIBLE = 1e-9  # a repaired x whose largest relative violation is at f
 
 
 def _device_dtype(options: DualipOptions):
-    """(device, dtype, storage) with the device's defaults filled in."""
+    """(device, dtype) with the device's defaults filled in."""
     device = torch.device(options.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"DualipOptions.device is {options.device!r} but CUDA is not available")
     name = options.dtype or ("float32" if device.type == "cuda" else "float64")
-    return device, getattr(torch, name), storage_for(device, options.storage)
+    return device, getattr(torch, name)
 
 
 def _warm_start(ws, sf: StandardForm):
@@ -206,7 +206,7 @@ def _solve(sf, options, comm, store, y0, gamma0, interrupt) -> RawResult:
         y0 = y0 / (prob.sigma * prob.row_scale)
     same = prob.dtype == torch.float64 and prob.device.type == "cpu" and order is None
     if same:
-        linmin = solver.linear_minimize
+        linmin = solver.kernels.linear_minimize
     elif prob.fast_projection:  # simplex and box blocks: segment reductions in float64 on the host, no sort
         host_blocks = Blocks.build(sf, torch.device("cpu"), torch.float64, compact=True)  # no membership matrix
         linmin = lambda g: simplex_box_linear_minimize(g, host_blocks, need_x=False)  # noqa: E731
@@ -271,9 +271,14 @@ def memory_report(sf: StandardForm, options: DualipOptions | None = None, iterat
 
 
 def _scaled_problem(sf: StandardForm, options: DualipOptions, comm: Comm = LOCAL):
-    """(ScaledProblem, BlockOrder or None): one process in the fast storage solves with equal-size blocks side by
-    side (dense block reductions, see block_order.py) where that pays; x comes back through the BlockOrder."""
-    device, dtype, storage = _device_dtype(options)
+    """(ScaledProblem, BlockOrder or None) in the storage of the engine (options.resolve_engine): one process in the
+    fast storage solves with equal-size blocks side by side (dense block reductions, see block_order.py) where
+    that pays; x comes back through the BlockOrder."""
+    device, dtype = _device_dtype(options)
+    simplex_box = not comm.max_np(not np.isin(sf.block_kind, FAST_KINDS).all())
+    engine = resolve_engine(options.engine, device, simplex_box, options.matrix_dtype, comm.world, sf.n_rows,
+                            sf.n_cols)
+    storage = STORAGE[engine]
     order = BlockOrder.of(sf) if storage == "fast" and comm.world == 1 else None
     values = None if options.matrix_dtype is None else getattr(torch, options.matrix_dtype)
     prob = ScaledProblem.build(sf if order is None else order.sf, device, dtype, options.seed, comm, storage, values)

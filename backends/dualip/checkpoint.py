@@ -3,6 +3,9 @@
 A checkpoint holds everything the ascent needs to continue bit for bit (iterate, momentum, step estimate,
 Newton warm start, gamma, best certificate so far, history) and a fingerprint of the problem and of the
 options that shape the trajectory, so resuming on another problem or with other settings is refused.
+What is saved is read from the state dataclass itself (``record`` / ``restore``): every field, tensors by
+dotted name with what they are indexed by (``index``), the rest as JSON, each checked against its annotation
+on the way back, so a field added to a state is saved and checked with no list to update.
 
 A sharded solve checkpoints into a directory: ``state.npz`` with what every rank holds alike (the row-sized
 state, the metadata, the list of shard files) and one ``shard-RANK-of-WORLD-itIT.npz`` per rank with its
@@ -17,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import typing
 import warnings
 import zipfile
 from pathlib import Path
@@ -29,13 +33,11 @@ from dualip_model.errors import ModelError
 from dualip_model.standard_form import StandardForm
 from dualip_model.untrusted import npz_members, parse_json, read_npz
 
-FORMAT = "dualip-checkpoint-4"
+FORMAT = "dualip-checkpoint-5"
 TRAJECTORY_OPTIONS = ("gamma", "gamma_decay", "gamma_min", "check_every", "newton_steps", "adaptive_step",
-                      "extrapolate", "flat_rows", "tol", "dtype", "storage", "matrix_dtype", "compile", "fused_cpu",
-                      "seed")
+                      "extrapolate", "flat_rows", "tol", "dtype", "engine", "matrix_dtype", "seed")
 
 
-LOCAL_KEYS = {"state.tau": "blocks", "best_x": "columns"}  # sharded tensors, and what they are indexed by
 STATE_FILE = "state.npz"
 
 
@@ -104,29 +106,112 @@ def load(path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def check_run_meta(meta: dict, where: str) -> None:
-    """Raise ModelError unless ``meta`` holds every scalar field of the solver's Run with its type.
+def index(by: str) -> dict:
+    """Field metadata of a tensor field of a saved state: what it is indexed by, "rows", "blocks" or "columns"
+    (the last two are per-rank slices in a sharded checkpoint), or "scalar" (0-d)."""
+    return {"index": by}
 
-    The fields are read from the Run dataclass itself (tensor fields are stored as arrays, not here), so a
-    crafted file fails here, naming the field, instead of with a KeyError or TypeError inside the solver.
+
+SHARDED = ("blocks", "columns")  # the indices a sharded solve splits over its ranks
+
+
+def record(state) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, meta) of a state dataclass: its tensor fields by dotted name ("st.tau"), its other fields in meta;
+    a nested dataclass puts its tensors under its name and its meta in a dict; a tensor field that is None is left
+    out."""
+    tensors, meta = {}, {}
+    for f in dataclasses.fields(state):
+        value = getattr(state, f.name)
+        if dataclasses.is_dataclass(value):
+            inner, meta[f.name] = record(value)
+            tensors.update({f"{f.name}.{k}": t for k, t in inner.items()})
+        elif isinstance(value, torch.Tensor):
+            tensors[f.name] = value
+        elif not (value is None and "index" in f.metadata):
+            meta[f.name] = value
+    return tensors, meta
+
+
+def sharded_keys(cls) -> dict[str, str]:
+    """The tensor keys of ``record`` of a ``cls`` that a sharded checkpoint splits: key -> "blocks" or "columns"."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        inner = _dataclass_of(cls, f)
+        if inner is not None:
+            out.update({f"{f.name}.{k}": by for k, by in sharded_keys(inner).items()})
+        elif f.metadata.get("index") in SHARDED:
+            out[f.name] = f.metadata["index"]
+    return out
+
+
+_SCALARS = {int: (int,), float: (int, float), bool: (bool,), str: (str,), list: (list,), dict: (dict,)}
+
+
+def restore(cls, tensors: dict[str, torch.Tensor], meta: dict, where: str, sizes: dict[str, int],
+            device: torch.device, dtype: torch.dtype, prefix: str = ""):
+    """The ``cls`` that ``record`` saved as (tensors, meta), its tensors on ``device`` in ``dtype``.
+
+    Every field is checked against its annotation (ModelError naming ``where`` and the field): a tensor is present
+    (unless it may be None), floating and of its index's size in ``sizes`` ("scalar": 0-d); a number, flag, text,
+    list or dict has that type (a float may be an int); a nested dataclass is a dict of its fields and nothing
+    else.
     """
-    from .solver import Certificate, Run
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(meta) - names)
+    if prefix and unknown:  # (the top level carries the store's own keys too)
+        raise ModelError(f"{where}: metadata field '{prefix[:-1]}' has unknown fields {unknown}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        name = prefix + f.name
+        allowed = set(typing.get_args(hints[f.name])) or {hints[f.name]}
+        inner = _dataclass_of(cls, f)
+        if inner is not None:
+            sub = meta.get(f.name)
+            if sub is None and type(None) in allowed:
+                values[f.name] = None
+            elif isinstance(sub, dict):
+                values[f.name] = restore(inner, tensors, sub, where, sizes, device, dtype, f"{name}.")
+            else:
+                raise ModelError(f"{where}: metadata field '{name}' is {str(sub)[:40]!r}, expected the fields of "
+                                 f"{inner.__name__} ({', '.join(g.name for g in dataclasses.fields(inner))})")
+        elif torch.Tensor in allowed:
+            values[f.name] = _tensor(tensors.get(name), name, f, type(None) in allowed, where, sizes, device, dtype)
+        else:
+            value, types = meta.get(f.name), _SCALARS[hints[f.name]]
+            if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
+                raise ModelError(f"{where}: metadata field '{name}' is {str(value)[:40]!r}, expected "
+                                 f"{' or '.join(t.__name__ for t in types)}")
+            values[f.name] = value
+    return cls(**values)
 
-    kinds = {"float": (int, float), "int": (int,), "list": (list,)}
-    wanted = {f.name: kinds[f.type] for f in dataclasses.fields(Run) if f.type in kinds}
-    wanted.update(problem=(str,), options=(dict,))
-    for key, types in wanted.items():
+
+def _tensor(t, name: str, f, optional: bool, where: str, sizes: dict[str, int], device, dtype):
+    """A saved tensor field, checked (see restore) and moved to ``device`` in ``dtype``; None where it may be."""
+    if t is None:
+        if optional:
+            return None
+        raise ModelError(f"{where}: tensor '{name}' is missing")
+    by = f.metadata.get("index")
+    shape = () if by == "scalar" else (sizes[by],)
+    if not t.is_floating_point() or tuple(t.shape) != shape:
+        raise ModelError(f"{where}: tensor '{name}' is {t.dtype} of shape {tuple(t.shape)}, expected floating point "
+                         f"of shape {shape} ({by})")
+    return t.to(device=device, dtype=dtype)
+
+
+def _dataclass_of(cls, f):
+    """The dataclass a field of ``cls`` holds (alone or with None), or None."""
+    hint = typing.get_type_hints(cls)[f.name]
+    return next((t for t in (typing.get_args(hint) or (hint,)) if dataclasses.is_dataclass(t)), None)
+
+
+def check_header(meta: dict, where: str) -> None:
+    """ModelError unless ``meta`` names its problem (a fingerprint) and its options (a dict)."""
+    for key, kind in (("problem", str), ("options", dict)):
         value = meta.get(key)
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise ModelError(f"{where}: metadata field '{key}' is {str(value)[:40]!r}, expected "
-                             f"{' or '.join(t.__name__ for t in types)}")
-    cert = meta.get("best_cert")
-    if cert is not None:
-        names = [f.name for f in dataclasses.fields(Certificate)]
-        required = [f.name for f in dataclasses.fields(Certificate) if f.default is dataclasses.MISSING]
-        if not isinstance(cert, dict) or set(cert) - set(names) or set(required) - set(cert) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in cert.values()):
-            raise ModelError(f"{where}: metadata field 'best_cert' is not a certificate ({', '.join(names)})")
+        if not isinstance(value, kind):
+            raise ModelError(f"{where}: metadata field '{key}' is {str(value)[:40]!r}, expected {kind.__name__}")
 
 
 def _safetensors():
@@ -166,15 +251,15 @@ class FileStore:
     def fingerprint(self) -> str:
         return fingerprint(self.sf)
 
-    def save(self, path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    def save(self, path, tensors: dict[str, torch.Tensor], meta: dict, sharded: dict[str, str]) -> None:
         try:
             save(path, tensors, meta)
         except ModelError as err:
             _kept_going(path, err)
 
-    def load(self, path) -> tuple[dict[str, torch.Tensor], dict]:
+    def load(self, path, sharded: dict[str, str]) -> tuple[dict[str, torch.Tensor], dict]:
         tensors, meta = load(path)
-        check_run_meta(meta, f"checkpoint file '{path}'")
+        check_header(meta, f"checkpoint file '{path}'")
         return tensors, meta
 
 
@@ -240,15 +325,16 @@ class ShardedStore:
         s = self.shard
         return {"blocks": (s.block_start, s.block_stop), "columns": (s.col_start, s.col_stop)}
 
-    def save(self, path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        """Each rank writes its shard file; then rank 0 writes the state naming them and drops older shards.
+    def save(self, path, tensors: dict[str, torch.Tensor], meta: dict, sharded: dict[str, str]) -> None:
+        """Each rank writes its shard file (the tensors ``sharded`` names: key -> "blocks" or "columns"); then rank 0
+        writes the state naming them and drops older shards.
 
         If any rank could not write its shard, no state is written (the previous checkpoint stays whole) and
         the solve goes on, with a warning on the ranks that failed.
         """
         directory, comm = Path(path), self.comm
         tensors = dict(tensors)
-        local = {k: tensors.pop(k) for k in LOCAL_KEYS if k in tensors}
+        local = {k: tensors.pop(k) for k in sharded if k in tensors}
         ranges = self._ranges()
         name = f"shard-{comm.rank:05d}-of-{comm.world:05d}-it{meta['it']}.npz"
         try:
@@ -273,20 +359,21 @@ class ShardedStore:
                     (directory / old).unlink(missing_ok=True)
         comm.barrier()
 
-    def load(self, path) -> tuple[dict[str, torch.Tensor], dict]:
-        """The replicated state plus this rank's slices of the sharded tensors, from any number of shard files."""
+    def load(self, path, sharded: dict[str, str]) -> tuple[dict[str, torch.Tensor], dict]:
+        """The replicated state plus this rank's slices of the ``sharded`` tensors (key -> "blocks" or "columns"), from
+        any number of shard files; a key no shard file holds is left out (a field that was None)."""
         directory = Path(path)
         if not directory.is_dir():
             raise ModelError(f"checkpoint directory '{directory}' does not exist (a sharded solve checkpoints "
                              "into a directory)")
         tensors, meta = load(directory / STATE_FILE)
-        check_run_meta(meta, f"checkpoint file '{directory / STATE_FILE}'")
+        check_header(meta, f"checkpoint file '{directory / STATE_FILE}'")
         shards = _shard_entries(directory, meta)
         span = {"blocks": (1, 2), "columns": (3, 4)}
         files = {}  # shard file -> its tensors, each read once for all the sharded keys
-        for key, index in LOCAL_KEYS.items():
+        for key, index in sharded.items():
             lo, hi = self._ranges()[index]
-            pieces, covered = [], lo
+            pieces, covered, absent = [], lo, False
             for entry in sorted(shards, key=lambda e: e[span[index][0]]):
                 start, stop = entry[span[index][0]], entry[span[index][1]]
                 if stop <= lo or start >= hi or start == stop:
@@ -297,6 +384,7 @@ class ShardedStore:
                     files[entry[0]] = load(directory / entry[0])[0]
                 part = files[entry[0]]
                 if key not in part:
+                    absent = True
                     break
                 piece = part[key][covered - start:min(stop, hi) - start]
                 if piece.ndim != 1 or piece.shape[0] != min(stop, hi) - covered:
@@ -305,7 +393,7 @@ class ShardedStore:
                 pieces.append(piece)
                 covered = min(stop, hi)
             if covered < hi and lo < hi:
-                if key == "best_x":  # absent when no check had run yet, on every shard alike
+                if absent and not pieces:  # saved by no shard: a field that was None (restore says if it may be)
                     continue
                 raise ModelError(f"checkpoint directory '{directory}': the shard files do not cover {index} "
                                  f"{covered}..{hi - 1}")

@@ -30,6 +30,8 @@ _SOURCE_FILE = Path(__file__).with_name("fused_cpu.cpp")  # the kernels; their P
 
 _FUNCTIONS = ["step", "gradient", "times", "dot", "project", "cut_rows", "shrink_blocks", "fill_raises", "apply_raises"]
 _MODULE = None
+MAX_ACCUMULATORS = 1 << 22  # threads x m entries of the step's per-thread copies of A x, zeroed at every call: at
+# most this many or one per column (options.resolve_engine refuses more)
 
 
 def compiler_found() -> bool:
@@ -53,8 +55,8 @@ def _module():
                                   functions=_FUNCTIONS,
                                   extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as exc:  # no compiler, no ninja, no headers: say which option needs them
-            raise ModelError(f"DualipOptions.fused_cpu: the C++ extension could not be built ({exc}); it needs a "
-                             "C++ compiler and ninja (pip install ninja), or set fused_cpu=False") from exc
+            raise ModelError(f"DualipOptions.engine 'fused_cpu': the C++ extension could not be built ({exc}); it "
+                             "needs a C++ compiler and ninja (pip install ninja), or choose another engine") from exc
     return _MODULE
 
 
@@ -62,12 +64,8 @@ class FusedCpu:
     """The C++ kernels for one problem: the iteration's step; the check's gradient, projection, products, dot
     products and repair."""
 
-    # threads x m accumulator entries, zeroed at every call: at most 2^22 of them or one per column
-    MAX_ACCUMULATORS = 1 << 22
-
     def __init__(self, prob):
-        """ModelError (see check_supported) where the kernels cannot run ``prob``."""
-        FusedCpu.check_supported(prob)
+        """For a CPU problem of simplex and box blocks, A's values in its dtype (options.resolve_engine)."""
         self.prob = prob
         self.module = _module()
         at, blocks = prob.At, prob.blocks
@@ -76,23 +74,6 @@ class FusedCpu:
         self.blocks = [blocks.offsets, blocks.rhs, blocks.is_le, blocks.is_box,
                        *(torch.as_tensor(b, dtype=prob.dtype).reshape(-1) for b in (blocks.lower, blocks.upper))]
         self.scratch = torch.empty(prob.n, dtype=prob.dtype)  # the step's v; the check's gradient; the raises
-
-    @staticmethod
-    def check_supported(prob) -> None:
-        """ModelError naming what keeps ``prob`` off the C++ kernels, if anything does."""
-        reasons = []
-        if prob.device.type != "cpu":
-            reasons.append(f"device {prob.device} (CPU only)")
-        if not prob.fast_projection:
-            reasons.append("blocks other than simplex and box")
-        if prob.At.vals is None or prob.At.vals.dtype != prob.dtype:
-            reasons.append("A's values stored in another dtype")
-        threads = torch.get_num_threads()
-        if prob.m * threads > max(FusedCpu.MAX_ACCUMULATORS, prob.n):
-            reasons.append(f"{prob.m} rows x {threads} threads (a copy of A x per thread, zeroed every iteration: "
-                           f"at most max(2^22, {prob.n} columns) entries)")
-        if reasons:
-            raise ModelError("DualipOptions.fused_cpu cannot be used here: " + "; ".join(reasons))
 
     def step(self, w: torch.Tensor, gamma: float, tau: torch.Tensor, steps: int):
         """(A x*(w), tau): x*(w) = P_C(-(c + A^T w) / gamma), never stored."""

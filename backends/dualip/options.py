@@ -14,6 +14,11 @@ import torch
 
 from dualip_model.errors import ModelError
 
+from .fused_cpu import MAX_ACCUMULATORS
+
+ENGINES = ("auto", "torch", "compact", "compiled", "fused_cpu")  # DualipOptions.engine (kernels.py)
+STORAGE = {"torch": "fast", "compact": "compact", "compiled": "compact", "fused_cpu": "fast"}  # ScaledProblem's
+
 
 @dataclass(frozen=True)
 class DualipOptions:
@@ -32,16 +37,17 @@ class DualipOptions:
     # torch intra-op threads during the solve (restored after it); None: default_threads(), torch's setting less
     # the tasks other processes run at the start. Set it for repeatable runs (sums depend on the count)
     threads: int | None = None
-    # "fast": torch sparse CSR products, block index per column (quickest on CPU); "compact": gathers and segment
-    # sums, A stored once per orientation, <= 40 B per nonzero in float32, traceable by torch.compile;
-    # default compact on CUDA, fast on CPU
-    storage: str | None = None
-    compile: bool = False  # run the k steps between checks as one torch.compile graph (compact storage only)
-    # CPU, simplex/box blocks: each iteration's projection and A x in one C++ pass over the columns, and the check's
-    # projection and repair in C++ too (fused_cpu.py; compiled on first use, ~20 s once per machine)
-    fused_cpu: bool = False
-    # "bfloat16" or "float16": A's values stored in 16 bits (compact storage only), products accumulated in dtype;
-    # rounded up where the repair applies (A >= 0), so the repaired primal stays feasible for the exact A
+    # how the iteration's products and projections run (kernels.py; docs/algorithm.md, storage and memory):
+    # "torch" torch sparse CSR products, a block index per column (quickest torch path on CPU); "compact" gathers
+    # and segment sums, A stored once per orientation, <= 40 B per nonzero in float32; "compiled" the compact
+    # storage with the k steps between checks as one torch.compile graph (one process); "fused_cpu" CPU,
+    # simplex/box blocks: each iteration's projection and A x in one C++ pass over the columns, the check's
+    # projection and repair in C++ too (fused_cpu.py; compiled on first use, ~20 s once per machine); "auto":
+    # compact on CUDA or with matrix_dtype, else torch
+    engine: str = "auto"
+    # "bfloat16" or "float16": A's values stored in 16 bits (the compact and compiled engines), products
+    # accumulated in dtype; rounded up where the repair applies (A >= 0), so the repaired primal stays feasible
+    # for the exact A
     matrix_dtype: str | None = None
     gamma: float | None = None  # initial ridge weight relative to RMS(c) (None: 0.03)
     gamma_decay: float = 0.5  # gamma <- gamma * gamma_decay at the end of each continuation stage
@@ -69,9 +75,6 @@ class DualipOptions:
                 good = False
             if not good:
                 raise ModelError(f"DualipOptions.{name}: invalid value {value!r}; expected {expected}")
-        if self.compile and self.fused_cpu:
-            raise ModelError("DualipOptions.compile and fused_cpu are two ways to fuse the iteration (torch.compile "
-                             "cannot trace the C++ step): choose one")
 
 
 def _integer(v) -> bool:
@@ -98,9 +101,7 @@ _CHECKS = {
     "time_limit": (lambda v: v is None or (_real(v) and v > 0), "None or a finite number of seconds > 0"),
     "device": (_device, "'cpu', 'cuda' or 'cuda:N'"),
     "dtype": (lambda v: v in (None, "float32", "float64"), 'None, "float32" or "float64"'),
-    "storage": (lambda v: v in (None, "fast", "compact"), 'None, "fast" or "compact"'),
-    "compile": (lambda v: isinstance(v, bool), "True or False"),
-    "fused_cpu": (lambda v: isinstance(v, bool), "True or False"),
+    "engine": (lambda v: v in ENGINES, " or ".join(repr(e) for e in ENGINES)),
     "matrix_dtype": (lambda v: v in (None, "bfloat16", "float16"), 'None, "bfloat16" or "float16"'),
     "gamma": (lambda v: v is None or (_real(v) and v > 0), "None or a finite number > 0"),
     "gamma_decay": (lambda v: _real(v) and 0 < v < 1, "a number in (0, 1)"),
@@ -146,6 +147,40 @@ def default_threads() -> int:
     return max(1, min(torch.get_num_threads(), cpus - others))
 
 
-def storage_for(device: torch.device, storage: str | None = None) -> str:
-    """The storage a solve on ``device`` uses: ``storage`` if given, else compact on CUDA and fast on CPU."""
-    return storage or ("compact" if device.type == "cuda" else "fast")
+def resolve_engine(engine: str, device: torch.device, simplex_box: bool, matrix_dtype: str | None = None,
+                   world: int = 1, rows: int = 0, cols: int = 0) -> str:
+    """The engine a solve runs (``engine``, "auto" resolved), or one ModelError naming DualipOptions.engine, what
+    keeps that engine off this solve, and the engines that can run it.
+
+    ``simplex_box``: every block (on every rank) is BOX, SIMPLEX_LE or SIMPLEX_EQ; ``world``: the processes that
+    share the columns; ``rows``, ``cols``: coupling rows and this rank's columns (fused_cpu keeps a copy of A x per
+    thread).
+    """
+    unfit = {e: _unfit(e, device, simplex_box, matrix_dtype, world, rows, cols) for e in ENGINES[1:]}
+    if engine == "auto":
+        engine = "compact" if device.type == "cuda" or matrix_dtype is not None else "torch"
+    if unfit[engine]:
+        fit = ", ".join(repr(e) for e in ENGINES[1:] if not unfit[e])
+        raise ModelError(f"DualipOptions.engine {engine!r} cannot run this solve: {'; '.join(unfit[engine])}; "
+                         f"engines that can: {fit} (choices: {', '.join(repr(e) for e in ENGINES)})")
+    return engine
+
+
+def _unfit(engine: str, device: torch.device, simplex_box: bool, matrix_dtype: str | None, world: int, rows: int,
+           cols: int) -> list[str]:
+    """What keeps ``engine`` off a solve (empty: nothing)."""
+    reasons = []
+    if engine in ("torch", "fused_cpu") and matrix_dtype is not None:
+        reasons.append(f"matrix_dtype {matrix_dtype!r} (its products take A's values in the solve's dtype)")
+    if engine == "compiled" and world > 1:
+        reasons.append(f"{world} processes (torch.compile takes no collectives)")
+    if engine == "fused_cpu":
+        if device.type != "cpu":
+            reasons.append(f"device {device} (CPU only)")
+        if not simplex_box:
+            reasons.append("blocks other than simplex and box")
+        threads = torch.get_num_threads()
+        if rows * threads > max(MAX_ACCUMULATORS, cols):
+            reasons.append(f"{rows} rows x {threads} threads (a copy of A x per thread, zeroed every iteration: at "
+                           f"most max(2^22, {cols} columns) entries)")
+    return reasons

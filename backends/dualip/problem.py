@@ -5,8 +5,9 @@ y~ of the scaled problem is y = sigma * D y~ for the original one, and every bou
 scaled problem times sigma (plus the offset) is the original one. In a sharded solve (``comm``) the standard
 form holds one rank's columns and all rows: row norms, sigma and ||A||^2 are reduced over the ranks, so every
 rank scales exactly as one process holding the whole problem would. ``storage`` picks how the products
-are held: "fast" (torch sparse CSR, membership mat-vecs) or "compact" (gathers and segment sums, A stored
-once per orientation: <= 40 bytes per nonzero in float32); see docs/algorithm.md.
+are held: "fast" (torch sparse CSR, membership mat-vecs: the "torch" and "fused_cpu" engines) or "compact"
+(gathers and segment sums, A stored once per orientation, <= 40 bytes per nonzero in float32: the "compact" and
+"compiled" engines); see options.STORAGE and docs/algorithm.md.
 """
 
 from __future__ import annotations
@@ -234,9 +235,8 @@ class ScaledProblem:
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {STORAGES}, not {storage!r}")
         values = values or dtype
-        if values.itemsize < 4 and storage != "compact":
-            raise ModelError(f"DualipOptions.matrix_dtype {str(values)[6:]!r} needs storage='compact' (torch sparse "
-                             f"CSR products take one dtype)")
+        if values != dtype and storage != "compact":
+            raise ValueError("A's values in another dtype need the compact storage (CSR products take one dtype)")
         n, m = sf.n_cols, sf.n_rows
         compact = storage == "compact"
         data = np.asarray(sf.A_data, dtype=np.float64)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,26 +24,25 @@ from dualip_model.errors import ModelError
 from dualip_model.status import Status, relative_gap
 
 from . import checkpoint
-from .fast_projection import box_cut_project, simplex_box_linear_minimize, simplex_box_project
-from .fused_cpu import FusedCpu
+from .kernels import Kernels
 from .memory import MemoryReport, TemporaryTracker, held_bytes
 from .problem import ScaledProblem
-from .projections import BlockStructure, block_sums, linear_minimize, project
-from .repair import repair
-from .termination import Interrupt, Measures, StoppingRule, block_violation, largest, side_violation
+from .termination import Interrupt, Measures, StoppingRule, largest
 
 
 @dataclass
 class AscentState:
     """Iterate y, extrapolated point w, momentum parameters t (one per row), Newton warm start tau (device tensors)."""
 
-    y: torch.Tensor
-    w: torch.Tensor
-    t: torch.Tensor
-    tau: torch.Tensor
-    lip: torch.Tensor  # running estimate of the local Lipschitz constant of the dual gradient
-    w_prev: torch.Tensor  # previous extrapolated point and its A x*(w), for that estimate
-    ax_prev: torch.Tensor
+    y: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    w: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    t: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    tau: torch.Tensor = field(metadata=checkpoint.index("blocks"))
+    # running estimate of the local Lipschitz constant of the dual gradient
+    lip: torch.Tensor = field(metadata=checkpoint.index("scalar"))
+    # previous extrapolated point and its A x*(w), for that estimate
+    w_prev: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    ax_prev: torch.Tensor = field(metadata=checkpoint.index("rows"))
 
     @staticmethod
     def start(y: torch.Tensor, n_blocks: int, lip: float, tau: torch.Tensor | None = None) -> "AscentState":
@@ -78,22 +76,27 @@ class Certificate:
 
 @dataclass
 class Run:
-    """What the loop carries from check to check; saved whole in a checkpoint, so a resume is bitwise."""
+    """What the loop carries from check to check; saved whole in a checkpoint (every field, checkpoint.record), so a
+    resume is bitwise."""
 
     st: AscentState
     gamma: float
-    best_y: torch.Tensor  # duals behind the best bound
-    ray_ref: torch.Tensor  # y at the previous check
-    anchor: torch.Tensor  # y at an earlier check, anchor_it / 2 or so: the base of the long Farkas ray
-    next_anchor: torch.Tensor  # y at iteration anchor_it, the anchor once the iteration count doubles
+    best_y: torch.Tensor = field(metadata=checkpoint.index("rows"))  # duals behind the best bound
+    ray_ref: torch.Tensor = field(metadata=checkpoint.index("rows"))  # y at the previous check
+    # y at an earlier check, anchor_it / 2 or so: the base of the long Farkas ray
+    anchor: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    # y at iteration anchor_it, the anchor once the iteration count doubles
+    next_anchor: torch.Tensor = field(metadata=checkpoint.index("rows"))
     it: int = 0
     anchor_it: int = 0
     best_bound: float = -math.inf
     best_obj: float = math.inf
-    best_x: torch.Tensor | None = None
+    best_x: torch.Tensor | None = field(default=None, metadata=checkpoint.index("columns"))
     best_cert: Certificate | None = None
-    prev_stage_y: torch.Tensor | None = None  # y at the end of the previous gamma stage (extrapolation)
-    grad_prev: torch.Tensor | None = None  # prox-gradient of g_gamma at the previous check (flat_rows option)
+    # y at the end of the previous gamma stage (extrapolation)
+    prev_stage_y: torch.Tensor | None = field(default=None, metadata=checkpoint.index("rows"))
+    # prox-gradient of g_gamma at the previous check (flat_rows option)
+    grad_prev: torch.Tensor | None = field(default=None, metadata=checkpoint.index("rows"))
     stationarity_low: float = math.inf  # lowest stationarity of the gamma stage so far (flat_rows option)
     stationarity_wait: int = 0  # checks since the stationarity last halved
     calm: int = 0  # consecutive stationary checks
@@ -103,9 +106,6 @@ class Run:
     rejected: bool = False  # the kept primal failed the float64 recheck: the next candidate replaces it
     elapsed: float = 0.0  # seconds of solving before this process (resumed runs)
     history: list = field(default_factory=list)
-
-    _STATE = ("y", "w", "t", "tau", "lip", "w_prev", "ax_prev")
-    _RAYS = ("ray_ref", "anchor", "next_anchor")
 
     @staticmethod
     def start(st: AscentState, gamma: float) -> "Run":
@@ -121,49 +121,25 @@ class Run:
 
     def save(self, path, solver: "DualAscentSolver") -> None:
         """Write this run to ``path`` through the solver's store, with the problem's fingerprint and the options."""
-        tensors = {f"state.{k}": getattr(self.st, k) for k in self._STATE}
-        tensors.update({"best_y": self.best_y, **{k: getattr(self, k) for k in self._RAYS}})
-        for name in ("best_x", "prev_stage_y", "grad_prev"):
-            if getattr(self, name) is not None:
-                tensors[name] = getattr(self, name)
-        meta = dict(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts), gamma=self.gamma,
-                    it=self.it, anchor_it=self.anchor_it, best_bound=self.best_bound, best_obj=self.best_obj,
-                    calm=self.calm, lip_floor=self.lip_floor, best_dual=self.best_dual,
-                    stationarity_low=self.stationarity_low, stationarity_wait=self.stationarity_wait,
-                    stalled=self.stalled, rejected=self.rejected, elapsed=self.elapsed,
-                    best_cert=None if self.best_cert is None else dataclasses.asdict(self.best_cert),
-                    history=self.history)
-        solver.store.save(path, tensors, meta)
+        tensors, meta = checkpoint.record(self)
+        meta.update(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts))
+        solver.store.save(path, tensors, meta, checkpoint.sharded_keys(Run))
 
     @staticmethod
     def from_checkpoint(path, solver: "DualAscentSolver") -> "Run":
-        """The run saved in ``path``; refused (ModelError naming the file) for another problem or other options."""
-        tensors, meta = solver.store.load(path)
-        if meta.get("problem") != solver.store.fingerprint:
+        """The run saved in ``path``; refused (ModelError naming the file) for another problem, other options or a
+        field that does not fit this problem."""
+        tensors, meta = solver.store.load(path, checkpoint.sharded_keys(Run))
+        if meta["problem"] != solver.store.fingerprint:
             raise ModelError(f"checkpoint file '{path}' was written for a different problem")
-        saved, now = meta.get("options", {}), _trajectory_options(solver.opts)
+        saved, now = meta["options"], _trajectory_options(solver.opts)
         changed = sorted(k for k in now if saved.get(k) != now[k])
         if changed:
             raise ModelError(f"checkpoint file '{path}' was written with other options: "
                              + ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in changed))
         p = solver.prob
-        expect = {"state.y": (p.m,), "state.t": (p.m,), "state.tau": (p.sf.n_blocks,), "best_x": (p.n,)}
-        missing = [k for k in (*(f"state.{k}" for k in Run._STATE), "best_y", *Run._RAYS) if k not in tensors]
-        bad = [k for k, shape in expect.items() if k in tensors and tuple(tensors[k].shape) != shape]
-        if missing or bad:
-            raise ModelError(f"checkpoint file '{path}' is incomplete or has wrong shapes: {missing + bad}")
-        dev = lambda k: tensors[k].to(device=p.device, dtype=p.dtype) if k in tensors else None  # noqa: E731
-        st = AscentState(**{k: dev(f"state.{k}") for k in Run._STATE})
-        cert = meta.get("best_cert")
-        return Run(st=st, gamma=meta["gamma"], best_y=dev("best_y"), **{k: dev(k) for k in Run._RAYS},
-                   it=meta["it"], anchor_it=meta["anchor_it"], best_bound=meta["best_bound"],
-                   best_obj=meta["best_obj"], best_x=dev("best_x"),
-                   best_cert=None if cert is None else Certificate(**cert), prev_stage_y=dev("prev_stage_y"),
-                   grad_prev=dev("grad_prev"),
-                   calm=meta["calm"], lip_floor=meta["lip_floor"], best_dual=meta["best_dual"],
-                   stationarity_low=meta["stationarity_low"], stationarity_wait=meta["stationarity_wait"],
-                   stalled=meta["stalled"], rejected=bool(meta.get("rejected", False)), elapsed=meta["elapsed"],
-                   history=list(meta["history"]))
+        sizes = {"rows": p.m, "blocks": p.sf.n_blocks, "columns": p.n}
+        return checkpoint.restore(Run, tensors, meta, f"checkpoint file '{path}'", sizes, p.device, p.dtype)
 
 
 @dataclass
@@ -207,67 +183,28 @@ class DualAscentSolver:
         self.prob = prob
         self.opts = options
         self.store = store if store is not None else checkpoint.FileStore(prob.sf)  # where checkpoints go
-        self.row_scale = torch.as_tensor(prob.row_scale, dtype=prob.dtype, device=prob.device)  # D, on the device
-        # the rows' sides in original units, for the stopping rule's relative violations
-        self.sides = tuple(torch.tensor(side, dtype=prob.dtype, device=prob.device)
-                           for side in (prob.sf.row_lower, prob.sf.row_upper))
-        self._bs = None
-        self._compiled = None
-        self._fused = FusedCpu(prob) if options.fused_cpu else None
-        if options.compile:
-            if prob.storage != "compact" or prob.comm.world > 1:
-                raise ModelError("DualipOptions.compile needs storage='compact' and one process (torch.compile "
-                                 "takes no sparse tensors and no collectives)")
-            mode = "reduce-overhead" if prob.device.type == "cuda" else "default"  # CUDA graphs on CUDA
-            self._compiled = torch.compile(self._iterate, fullgraph=True, dynamic=False, mode=mode)
-
-    @property
-    def bs(self) -> BlockStructure:
-        """The exact (sort-based) block structure, built on first use."""
-        if self._bs is None:
-            self._bs = BlockStructure.from_standard_form(self.prob.sf, self.prob.device, self.prob.dtype)
-        return self._bs
-
-    # ------------------------------------------------------------------ building blocks
-    def linear_minimize(self, g: torch.Tensor, need_x: bool = True):
-        """(value per block, minimizer or None, block multipliers) of min_{x in C} g^T x."""
-        if self.prob.fast_projection:
-            return simplex_box_linear_minimize(g, self.prob.blocks, need_x)
-        return linear_minimize(g, self.bs)
-
-    def primal(self, v: torch.Tensor, tau: torch.Tensor, steps: int, overwrite: bool = False):
-        """(x*(v), tau): the projection of v onto C; with ``overwrite`` (fast projection) x may take v's memory."""
-        if self.prob.fast_projection:
-            return simplex_box_project(v, tau, self.prob.blocks, steps, overwrite)
-        return box_cut_project(v, tau, self.prob.blocks, steps, overwrite)
+        self.kernels = Kernels.of(prob, options)  # the engine's operations (kernels.py)
+        self._steps = self.kernels.steps(self._iterate)
 
     def iterate(self, st: AscentState, gamma: float, step: float, k: int, lip_floor: float = 1e-2) -> AscentState:
         """k accelerated proximal ascent steps; tensor ops only (no host synchronization).
 
         With ``adaptive_step`` the step is 1 / (1.1 L_hat), L_hat a decaying maximum of the local curvature
         ||A x(w_k) - A x(w_{k-1})|| / ||w_k - w_{k-1}||, kept within [lip_floor, 1] ||A||^2 / gamma: never
-        below the safe step ``step`` = gamma / ||A||^2. With the ``compile`` option the k steps run as one
-        torch.compile graph (CUDA graphs on CUDA); gamma, step and lip_floor then enter as 0-d tensors, so a new
-        gamma stage replays the same graph.
+        below the safe step ``step`` = gamma / ||A||^2. The kernels run the k steps as they are, or as one
+        torch.compile graph (the "compiled" engine; gamma, step and lip_floor then enter as 0-d tensors, so a new
+        gamma stage replays the same graph).
         """
-        if self._compiled is None:
-            return self._iterate(st, gamma, step, k, lip_floor)
-        p = self.prob
-        scalars = [torch.tensor(v, dtype=p.dtype, device=p.device) for v in (gamma, step, lip_floor)]
-        if p.device.type == "cuda":
-            torch.compiler.cudagraph_mark_step_begin()
-        out = self._compiled(st, scalars[0], scalars[1], k, scalars[2])
-        # a CUDA graph reuses its output memory at the next replay: the state keeps copies
-        return AscentState(*(getattr(out, f.name).clone() for f in dataclasses.fields(AscentState)))
+        return self._steps(st, k, gamma, step, lip_floor)
 
-    def _iterate(self, st: AscentState, gamma, step, k: int, lip_floor) -> AscentState:
+    def _iterate(self, st: AscentState, k: int, gamma, step, lip_floor) -> AscentState:
         """The k steps of ``iterate``; gamma, step and lip_floor are floats or 0-d tensors."""
-        p = self.prob
+        p, kn = self.prob, self.kernels
         y, w, t, tau, lip = st.y, st.w, st.t, st.tau, st.lip
         w_prev, ax_prev = st.w_prev, st.ax_prev
         l_max = 1.0 / step
         for _ in range(k):
-            ax, tau = self.projected_ax(w, gamma, tau, self.opts.newton_steps)
+            ax, tau = kn.projected_ax(w, gamma, tau, self.opts.newton_steps)
             if self.opts.adaptive_step:
                 local = (ax - ax_prev).norm() / (w - w_prev).norm().clamp(min=1e-30)
                 lip = torch.clamp(torch.maximum(local, 0.95 * lip), min=lip_floor * l_max, max=l_max)
@@ -287,69 +224,6 @@ class DualAscentSolver:
             y = y_new
         return AscentState(y, w, t, tau, lip, w_prev, ax_prev)
 
-    def projected_ax(self, w: torch.Tensor, gamma, tau: torch.Tensor, steps: int):
-        """(A x*(w), tau): x*(w) = P_C(-(c + A^T w) / gamma) by ``steps`` warm-started Newton steps from tau.
-
-        With ``fused_cpu`` the three steps are one C++ pass over the columns. A x is summed over the ranks: the one
-        all-reduce of a sharded iteration (m numbers).
-        """
-        p = self.prob
-        if self._fused is not None:
-            ax, tau = self._fused.step(w, gamma, tau, steps)
-        else:
-            x, tau = self.primal(p.At.matvec(w, add=p.c).mul_(-1.0 / gamma), tau, steps, overwrite=True)
-            ax = p.A.matvec(x, overwrite=True)
-            del x
-        return p.comm.sum(ax), tau
-
-    def A_times(self, x: torch.Tensor) -> torch.Tensor:
-        """A x outside the loop: in row groups, so that its temporaries stay small (compact storage); with
-        ``fused_cpu`` one C++ pass by columns."""
-        if self._fused is not None:
-            return self._fused.times(x)
-        return self.prob.A.matvec(x, chunk=self.prob.chunk(self.prob.A.idx.numel()))
-
-    def dot(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """sum_j a_j b_j over this rank's columns: cascaded sums of chunks, or in C++ with ``fused_cpu``."""
-        if self._fused is not None:
-            return self._fused.dot(a, b)
-        return _dot(a, b, self.prob.chunk(self.prob.n))
-
-    def support(self, y: torch.Tensor) -> torch.Tensor:
-        """h(y) = sum_r u_r y_r^+ - l_r y_r^- (finite on the dual domain)."""
-        p = self.prob
-        zero = torch.zeros_like(y)
-        return (torch.where(y > 0, p.row_upper * y, zero) + torch.where(y < 0, p.row_lower * y, zero)).sum()
-
-    def lagrangian_bound(self, y: torch.Tensor) -> torch.Tensor:
-        """L(y) = min_{x in C} (c + A^T y)^T x - h(y): a lower bound on the optimum for every y in the domain."""
-        values, _, _ = self.linear_minimize(self.prob.At.matvec(y, add=self.prob.c), need_x=False)
-        return self.prob.comm.sum(values.sum()) - self.support(y)
-
-    def farkas(self, d: torch.Tensor) -> torch.Tensor:
-        """min_{x in C} (A^T d)^T x - h(d), normalized by ||d||: > 0 proves that no x in C meets the rows."""
-        values, _, _ = self.linear_minimize(self.prob.At @ d, need_x=False)
-        return (self.prob.comm.sum(values.sum()) - self.support(d)) / d.norm().clamp(min=1e-30)
-
-    def violation(self, ax: torch.Tensor) -> torch.Tensor:
-        """Row violations (Ax - u)_+ + (l - Ax)_+ in original units."""
-        p = self.prob
-        return (torch.relu(ax - p.row_upper) + torch.relu(p.row_lower - ax)) / self.row_scale
-
-    def row_violation(self, ax: torch.Tensor) -> torch.Tensor:
-        """The largest violation of a coupling row at A x (``ax``, scaled rows), relative to 1 + |its side| (0-d)."""
-        return largest(side_violation(ax / self.row_scale, self.sides[0], self.sides[1]))
-
-    def block_violation(self, x: torch.Tensor) -> torch.Tensor:
-        """The largest violation of a block sum at x (this rank's blocks, then over the ranks), relative to 1 + |r|."""
-        if self.prob.fast_projection:
-            b = self.prob.blocks
-            per_block = block_violation(b.sum(x), b.rhs, b.is_box, ~(b.is_le | b.is_box))
-        else:
-            bs = self.bs
-            per_block = block_violation(block_sums(x, bs), bs.rhs, bs.is_box, bs.is_eq)
-        return self.prob.comm.max(largest(per_block))
-
     def row_stationarity(self, g: torch.Tensor) -> torch.Tensor:
         """The per-row term of the stationarity from G_r / (1 + |side_r|): the largest where the candidate is x*(y)
         itself (no repair), so that a stage ends only once every row of it is within tol (the stopping rule's
@@ -359,38 +233,34 @@ class DualAscentSolver:
     def check(self, y: torch.Tensor, tau: torch.Tensor, gamma: float, rays: list[torch.Tensor]):
         """Certificate numbers at y (one host copy), the primal candidate, the ray with the largest Farkas value and
         the prox-gradient of g_gamma at y (``prox_move``, scaled units)."""
-        p = self.prob
-        v = p.At.matvec(y, add=p.c) if self._fused is None else self._fused.gradient(y)  # g = c + A^T y
-        values, _, _ = self.linear_minimize(v, need_x=False)
+        p, kn = self.prob, self.kernels
+        v = kn.gradient(y)  # g = c + A^T y
+        values, _, _ = kn.linear_minimize(v, need_x=False)
         block_value = values.sum()
         v.mul_(-1.0 / gamma)  # -g / gamma, in g's memory: g^T x = -gamma v^T x below
-        if p.fast_projection and p.repairable:  # the repair restores block sums an unsettled Newton step misses
-            project_fast = self.primal if self._fused is None else self._fused.project
-            x, _ = project_fast(v, tau, 2 * self.opts.newton_steps)
-        else:
-            x = project(v, self.bs)
-        reg_value = gamma * (0.5 * self.dot(x, x) - self.dot(v, x))  # g^T x + gamma/2 ||x||^2
+        x = kn.project(v, tau, 2 * self.opts.newton_steps)
+        reg_value = gamma * (0.5 * kn.dot(x, x) - kn.dot(v, x))  # g^T x + gamma/2 ||x||^2
         del v
-        ax = p.comm.sum(self.A_times(x))
-        raw_infeasibility = self.row_violation(ax)
-        grad = self.prox_move(y, ax, gamma / p.norm_sq)  # scaled: the flat-row search compares it across checks
-        moved = grad / self.row_scale
+        ax = p.comm.sum(kn.A_times(x))
+        raw_infeasibility = kn.row_violation(ax)
+        grad = kn.prox_move(y, ax, gamma / p.norm_sq)  # scaled: the flat-row search compares it across checks
+        moved = grad / kn.row_scale
         if p.repairable:
-            xr = repair(x, ax, p, overwrite=True) if self._fused is None else self._fused.repair(x, ax)
+            xr = kn.repair(x, ax)
             del x
-            ax = p.comm.sum(self.A_times(xr))
+            ax = p.comm.sum(kn.A_times(xr))
         else:
             xr = x
-        viol = self.violation(ax)
-        infeasibility = self.row_violation(ax)
+        viol = kn.violation(ax)
+        infeasibility = kn.row_violation(ax)
         if not p.repairable:  # (the repair scales blocks back within their sums; the float64 recheck measures all)
-            infeasibility = torch.maximum(infeasibility, self.block_violation(xr))
-        h = self.support(y)
+            infeasibility = torch.maximum(infeasibility, kn.block_violation(xr))
+        h = kn.support(y)
         # where x = 0 is feasible no Farkas ray can exist (equality blocks and floors can make a problem infeasible)
         no_ray = p.zero_feasible or not p.m
-        farkas = [torch.zeros((), dtype=p.dtype, device=p.device) if no_ray else self.farkas(d) for d in rays]
+        farkas = [torch.zeros((), dtype=p.dtype, device=p.device) if no_ray else kn.farkas(d) for d in rays]
         # sums over columns: one all-reduce for the three of them
-        objective = self.dot(p.c, xr)
+        objective = kn.dot(p.c, xr)
         block_values, objective, reg_value = p.comm.sum(torch.stack([block_value, objective, reg_value]))
         stats = torch.stack([
             block_values - h,  # unregularized bound (scaled)
@@ -399,7 +269,7 @@ class DualAscentSolver:
             # relative to ||b|| and, row by row, to each row's own side: a row with a small side counts fully
             torch.maximum(moved.norm() / (1.0 + p.b_norm), self.row_stationarity(moved / p.row_size)),
             reg_value - h,  # g_gamma(y)
-            (y.abs() * self.row_scale * viol).sum(),  # |y|^T violation, y and violation in original units / sigma
+            (y.abs() * kn.row_scale * viol).sum(),  # |y|^T violation, y and violation in original units / sigma
             (y * grad).abs().sum(),  # sum_r |y_r G_r| (scaled): what the inexact stationarity may cost the objective
             *farkas,
         ]).double().cpu().numpy()
@@ -429,16 +299,12 @@ class DualAscentSolver:
         st = self.iterate(run.st, gamma, gamma / p.norm_sq, k)
         with TemporaryTracker() as loop:
             st = self.iterate(st, gamma, gamma / p.norm_sq, k)
-        rays = [self.to_domain(st.y - base) for base in (run.ray_ref, run.anchor)]
+        rays = [self.kernels.to_domain(st.y - base) for base in (run.ray_ref, run.anchor)]
         with TemporaryTracker() as check:
             _, x, _, _ = self.check(st.y, st.tau, gamma, rays)
-        state = {f"state.{name}": getattr(st, name) for name in Run._STATE}
-        state.update({name: getattr(run, name) for name in Run._RAYS}, best_y=st.y.clone(), best_x=x,
-                     row_scale=self.row_scale)
-        if self._bs is not None:
-            state.update({f"exact.{name}": t for name, t in vars(self._bs).items() if isinstance(t, torch.Tensor)})
-        if self._fused is not None:
-            state["fused.scratch"] = self._fused.scratch
+        state = {f"state.{name}": t for name, t in checkpoint.record(st)[0].items()}
+        state.update({name: getattr(run, name) for name in ("ray_ref", "anchor", "next_anchor")},
+                     best_y=st.y.clone(), best_x=x, row_scale=self.kernels.row_scale, **self.kernels.tensors())
         return MemoryReport(nnz=p.sf.nnz,
                             held=held_bytes({**p.tensors(), **state}), iteration_temporaries=loop.peak,
                             check_temporaries=check.peak, iterations=k)
@@ -479,7 +345,7 @@ class DualAscentSolver:
             run.st, run.it = st, run.it + k
             # Farkas test rays, in the dual domain: y's move since the last check and since the anchor check
             # (a window of it/2..3it/4 iterations, which averages the oscillations of the momentum out)
-            rays = [self.to_domain(run.st.y - base) for base in (run.ray_ref, run.anchor)]
+            rays = [self.kernels.to_domain(run.st.y - base) for base in (run.ray_ref, run.anchor)]
             cert, x, ray, grad = self.check(run.st.y, run.st.tau, run.gamma, rays)
             run.advance_rays()
             status = self.record(run, cert, x, time.perf_counter() - start, interrupt)
@@ -557,16 +423,10 @@ class DualAscentSolver:
             run.lip_floor = min(1.0, 10.0 * run.lip_floor)
             run.stalled = 0
 
-    def prox_move(self, y: torch.Tensor, ax: torch.Tensor, step: float) -> torch.Tensor:
-        """(prox(y + s A x) - y) / s with s = ``step``: the prox-gradient step of g_gamma from y, 0 iff y is optimal."""
-        p = self.prob
-        # = A x - clip(y / s + A x, l, u): y is never subtracted from itself, so a step s G below the rounding of
-        # a large y_r does not read as G = 0 (it did, and ended gamma stages early)
-        return ax - torch.clamp(y / step + ax, p.row_lower, p.row_upper)
-
     def prox_gradient(self, y: torch.Tensor, tau: torch.Tensor, gamma: float) -> torch.Tensor:
         """G(y) = prox_move at x*(y), s = gamma / ||A||^2: the ascent direction of g_gamma at y."""
-        return self.prox_move(y, self.projected_ax(y, gamma, tau, _SEARCH_NEWTON_STEPS)[0], gamma / self.prob.norm_sq)
+        kn = self.kernels
+        return kn.prox_move(y, kn.projected_ax(y, gamma, tau, _SEARCH_NEWTON_STEPS)[0], gamma / self.prob.norm_sq)
 
     def flat_row_search(self, run: "Run", g: torch.Tensor, cert: Certificate) -> None:
         """Move the flat rows of y to where their gradient changes sign (the ``flat_rows`` option).
@@ -591,7 +451,7 @@ class DualAscentSolver:
             return
         # significant: one of the row's terms of the stationarity (see check) alone is above 1% of tol
         floor = 0.01 * self.opts.tol
-        significant = (g.abs() / self.row_scale > floor * p.row_size) | (
+        significant = (g.abs() / self.kernels.row_scale > floor * p.row_size) | (
             p.sigma * (run.st.y * g).abs() > floor * max(1.0, abs(cert.objective)))
         search = (g * prev > 0) & ((g - prev).abs() <= 0.1 * g.abs()) & significant
         if not bool(search.any()):
@@ -603,7 +463,7 @@ class DualAscentSolver:
         for k in range(60):  # up to 4^59 ~ 3e35 times the first step (capped at 1e30: finite in float32)
             moving = search & ~found
             raw = y + sign * torch.clamp(delta * 4.0 ** k, max=1e30)
-            trial = torch.where(moving, self.to_domain(raw), hi)
+            trial = torch.where(moving, self.kernels.to_domain(raw), hi)
             # a flip, or the domain's edge (y_r = 0): the bisection then finds the flip or ends at the edge
             flipped = moving & ((self.prox_gradient(trial, tau, run.gamma) * sign <= 0) | (trial != raw))
             hi = torch.where(moving, trial, hi)
@@ -635,11 +495,11 @@ class DualAscentSolver:
         if o.extrapolate and run.prev_stage_y is not None:
             # y(gamma) ~ y(0) + k gamma across stages gamma/rho -> gamma -> rho gamma
             slope_step = y_stage - run.prev_stage_y  # = -k gamma (1/rho - 1)
-            y_zero = self.to_domain(y_stage + slope_step * (rho / (1.0 - rho)))
-            zero_bound = p.sigma * float(self.lagrangian_bound(y_zero)) + p.sf.offset
+            y_zero = self.kernels.to_domain(y_stage + slope_step * (rho / (1.0 - rho)))
+            zero_bound = p.sigma * float(self.kernels.lagrangian_bound(y_zero)) + p.sf.offset
             if zero_bound > run.best_bound:
                 run.best_bound, run.best_y = zero_bound, y_zero
-            y_next = self.to_domain(y_stage + slope_step * rho)
+            y_next = self.kernels.to_domain(y_stage + slope_step * rho)
         else:
             y_next = y_stage
         run.prev_stage_y = y_stage
@@ -648,16 +508,3 @@ class DualAscentSolver:
         run.calm = 0
         run.best_dual, run.stalled, run.lip_floor = -math.inf, 0, 1e-2  # each stage earns its own floor
         run.stationarity_low, run.stationarity_wait = math.inf, 0
-
-    def to_domain(self, y: torch.Tensor) -> torch.Tensor:
-        """Project onto the dual domain: y_r >= 0 where l_r = -inf, y_r <= 0 where u_r = +inf."""
-        p = self.prob
-        y = torch.where(torch.isinf(p.row_lower), y.clamp(min=0), y)
-        return torch.where(torch.isinf(p.row_upper), y.clamp(max=0), y)
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor, size: int | None) -> torch.Tensor:
-    """sum_j a_j b_j as cascaded sums of products, ``size`` entries at a time (None: at once)."""
-    if size is None or a.shape[0] <= size:
-        return (a * b).sum()
-    return torch.stack([(a[i:i + size] * b[i:i + size]).sum() for i in range(0, a.shape[0], size)]).sum()

@@ -1,6 +1,6 @@
 """The dualip compact storage's promises, and the memory accounting behind the first: <= 40 bytes per nonzero
 in float32 (a 1.5e9-nonzero matching on one 80 GB GPU), and iterations that torch.compile traces as one graph
-(the ``compile`` option)."""
+(the "compiled" engine)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import dualip_model as dm
 from dualip_model.backends.dualip import DualipOptions, memory_report
 from dualip_model.backends.dualip.memory import TemporaryTracker, held_bytes
 from dualip_model.backends.dualip.operators import to_device
+from dualip_model.backends.dualip.options import resolve_engine
 from dualip_model.backends.dualip.problem import ScaledProblem
 from dualip_model.backends.dualip.solver import AscentState, DualAscentSolver
 from dualip_model.synthetic import matching_model, synthetic_matching
@@ -57,7 +58,7 @@ def million():
 
 
 def test_compact_float32_peak_is_at_most_40_bytes_per_nonzero(million):
-    report = memory_report(million, DualipOptions(dtype="float32", storage="compact"))
+    report = memory_report(million, DualipOptions(dtype="float32", engine="compact"))
     assert report.nnz == 1_000_000
     assert report.bytes_per_nnz <= 40.0, report.as_dict()
     per_nnz = {k: v / report.nnz for k, v in report.held.items()}
@@ -72,8 +73,8 @@ def test_compact_float32_peak_is_at_most_40_bytes_per_nonzero(million):
 def test_fast_storage_trades_memory_for_cpu_speed(million):
     """The fast storage (the CPU default) adds A's CSR values, the repair's sorted copy and unchunked check
     temporaries; its blocks are sorted by size here (25 sizes over 1e6 columns), so no membership CSR."""
-    compact = memory_report(million, DualipOptions(dtype="float32", storage="compact"))
-    fast = memory_report(million, DualipOptions(dtype="float32", storage="fast"))
+    compact = memory_report(million, DualipOptions(dtype="float32", engine="compact"))
+    fast = memory_report(million, DualipOptions(dtype="float32", engine="torch"))
     extra = (fast.held_total - compact.held_total) / fast.nnz
     # A.vals, the plan's copy, int64 block offsets (faster CPU segment sums)
     assert extra == pytest.approx(4 + 8 + 0.4, abs=0.1)
@@ -86,7 +87,7 @@ def test_fast_storage_trades_memory_for_cpu_speed(million):
 def _solver(storage: str, values: torch.dtype | None = None):
     sf = matching_model(synthetic_matching(2000, 100, 0.05, seed=0)).compile()
     prob = ScaledProblem.build(sf, torch.device("cpu"), torch.float64, storage=storage, values=values)
-    solver = DualAscentSolver(prob, DualipOptions(storage=storage))
+    solver = DualAscentSolver(prob, DualipOptions(engine={"fast": "torch", "compact": "compact"}[storage]))
     state = AscentState.start(torch.zeros(prob.m, dtype=torch.float64), sf.n_blocks, prob.norm_sq / 0.03)
     return solver, state, 0.03 / prob.norm_sq
 
@@ -112,7 +113,7 @@ def test_fast_storage_does_not_compile_as_one_graph():
 
 
 def test_compile_option_replays_one_graph_across_gamma_stages(monkeypatch):
-    """compile=True: the steps between checks are one graph; gamma, step and the curvature floor enter as
+    """engine "compiled": the steps between checks are one graph; gamma, step and the curvature floor enter as
     tensors, so the gamma stages do not recompile (one graph per distinct step count: check_every and the
     last partial interval). Traced here with a counting backend; the answer is the eager one."""
     graphs = []
@@ -125,8 +126,8 @@ def test_compile_option_replays_one_graph_across_gamma_stages(monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, **{**kw, "backend": counting_backend,
                                                                            "mode": None}))
     model = matching_model(synthetic_matching(500, 50, 0.1, seed=0))
-    compiled = model.solve("dualip", storage="compact", compile=True, check_every=10, max_iter=1125)
-    eager = model.solve("dualip", storage="compact", check_every=10, max_iter=1125)
+    compiled = model.solve("dualip", engine="compiled", check_every=10, max_iter=1125)
+    eager = model.solve("dualip", engine="compact", check_every=10, max_iter=1125)
     stages = len({h["gamma"] for h in compiled.history})
     assert stages >= 3 and len(graphs) <= 2, (stages, len(graphs))
     assert compiled.iterations == eager.iterations and compiled.status == eager.status
@@ -137,23 +138,25 @@ def test_compile_option_replays_one_graph_across_gamma_stages(monkeypatch):
                     reason="torch.compile's CPU code generation needs a C++ compiler")
 def test_compile_option_with_inductor_solves_like_eager():
     model = matching_model(synthetic_matching(2000, 100, 0.05, seed=0))
-    compiled = model.solve("dualip", storage="compact", compile=True, check_every=10)
-    eager = model.solve("dualip", storage="compact", check_every=10)
+    compiled = model.solve("dualip", engine="compiled", check_every=10)
+    eager = model.solve("dualip", engine="compact", check_every=10)
     assert compiled.status == eager.status == dm.Status.OPTIMAL
     assert compiled.objective == pytest.approx(eager.objective, rel=2e-4)
 
 
-def test_compile_option_needs_the_compact_storage():
-    model = matching_model(synthetic_matching(200, 10, 0.5, seed=0))
-    with pytest.raises(dm.ModelError, match="compile needs storage='compact'"):
-        model.solve("dualip", storage="fast", compile=True)
+def test_the_compiled_engine_needs_one_process():
+    with pytest.raises(dm.ModelError, match=r"engine 'compiled' cannot run this solve: 2 processes \(torch.compile "
+                                            r"takes no collectives\); engines that can: 'torch', 'compact', "
+                                            r"'fused_cpu' \(choices: 'auto', 'torch', "):
+        resolve_engine("compiled", torch.device("cpu"), True, world=2, rows=3, cols=10)
+    assert resolve_engine("compiled", torch.device("cpu"), True, rows=3, cols=10) == "compiled"
 
 
 # ------------------------------------------------------------------------------- A's values in 16 bits
 def test_bfloat16_values_save_2_bytes_per_nonzero_of_a_matching(million):
     """A matching stores one value per nonzero (A reads A^T's): 37.26 -> 35.26 B per nonzero in float32."""
-    full = memory_report(million, DualipOptions(dtype="float32", storage="compact"))
-    half = memory_report(million, DualipOptions(dtype="float32", storage="compact", matrix_dtype="bfloat16"))
+    full = memory_report(million, DualipOptions(dtype="float32", engine="compact"))
+    half = memory_report(million, DualipOptions(dtype="float32", engine="compact", matrix_dtype="bfloat16"))
     assert half.held["At.vals"] * 2 == full.held["At.vals"]
     assert (full.held_total - half.held_total) / half.nnz == pytest.approx(2.0, abs=1e-6)
     assert half.bytes_per_nnz <= full.bytes_per_nnz - 2.0 + 1e-9
@@ -165,7 +168,7 @@ def test_16_bit_values_give_a_certified_answer_with_a_feasible_primal(values, to
     feasible for the exact A; the bound and the gap are the float64 ones of the exact standard form."""
     model = matching_model(synthetic_matching(2000, 100, 0.05, seed=0))
     ref = model.solve("highs")
-    res = model.solve("dualip", dtype="float32", storage="compact", matrix_dtype=values, tol=tol)
+    res = model.solve("dualip", dtype="float32", engine="compact", matrix_dtype=values, tol=tol)
     assert res.status == dm.Status.OPTIMAL and res.gap <= tol
     assert res.bound >= ref.objective - 1e-9 * abs(ref.objective)  # maximization: an upper bound
     assert abs(res.objective - ref.objective) <= 2 * tol * abs(ref.objective)
@@ -189,11 +192,14 @@ def test_values_rounded_up_are_the_next_representable_ones():
 
 def test_16_bit_values_need_the_compact_storage_and_float16_their_range():
     model = matching_model(synthetic_matching(200, 20, 0.2, seed=0))
-    with pytest.raises(dm.ModelError, match="matrix_dtype 'bfloat16' needs storage='compact'"):
-        model.solve("dualip", storage="fast", matrix_dtype="bfloat16")
+    with pytest.raises(dm.ModelError, match=r"DualipOptions.engine 'torch' cannot run this solve: matrix_dtype "
+                                            r"'bfloat16' .*; engines that can: 'compact', 'compiled'"):
+        model.solve("dualip", engine="torch", matrix_dtype="bfloat16")
+    auto = model.solve("dualip", matrix_dtype="bfloat16", dtype="float32", max_iter=5)
+    assert auto.iterations == 5  # "auto" takes the compact engine for 16-bit values
     with pytest.raises(dm.ModelError, match="DualipOptions.matrix_dtype: invalid value 'int8'"):
         model.solve("dualip", matrix_dtype="int8")
     data = synthetic_matching(200, 20, 0.2, seed=0)
     data.cost[0] = 1e-9 * data.cost[0]  # 1e-9 of its row's norm: below float16's smallest normal, 6.1e-5
     with pytest.raises(dm.ModelError, match=rf"coupling row {data.item[0]}\b.*use 'bfloat16'"):
-        matching_model(data).solve("dualip", storage="compact", matrix_dtype="float16")
+        matching_model(data).solve("dualip", engine="compact", matrix_dtype="float16")

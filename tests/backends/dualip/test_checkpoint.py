@@ -1,16 +1,21 @@
 """dualip checkpoints: a solve stopped at any check and resumed from its file ends bit for bit like one run.
 
 Also: both file formats, refusal of a checkpoint for another problem or other options, corrupt and
-truncated files, and Ctrl-C (KeyboardInterrupt inside the iteration) returning the best result so far.
+truncated files, Ctrl-C (KeyboardInterrupt inside the iteration) returning the best result so far, and the
+generic saving of state dataclasses (checkpoint.record / restore) with its checks.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 import torch
 
 import dualip_model as dm
+from dualip_model.backends.dualip import checkpoint
 from dualip_model.backends.dualip import solver as solver_module
 from dualip_model.synthetic import matching_model, synthetic_matching
 from test_parity import scaled_matching
@@ -124,3 +129,79 @@ def test_resume_with_the_flat_row_search_is_bitwise(tmp_path):
     first = scaled.solve("dualip", flat_rows=True, check_every=10, max_iter=50, checkpoint=str(path))
     assert first.status == dm.Status.ITERATION_LIMIT
     assert_same(scaled.solve("dualip", flat_rows=True, check_every=10, resume=str(path)), whole)
+
+
+# ------------------------------------------------------------------------- state dataclasses, saved generically
+@dataclass
+class Inner:
+    v: torch.Tensor = field(metadata=checkpoint.index("blocks"))
+    s: torch.Tensor = field(metadata=checkpoint.index("scalar"))
+    count: int = 0
+
+
+@dataclass
+class Outer:
+    inner: Inner
+    y: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    x: torch.Tensor | None = field(default=None, metadata=checkpoint.index("columns"))
+    note: Inner | None = None
+    gamma: float = 1.0
+    done: bool = False
+    log: list = field(default_factory=list)
+
+
+SIZES = {"rows": 3, "blocks": 2, "columns": 4}
+
+
+def outer() -> Outer:
+    return Outer(Inner(torch.tensor([1.0, 2.0]), torch.tensor(0.5), 7), torch.arange(3.0), gamma=2, done=True,
+                 log=[{"a": 1}])
+
+
+def test_any_state_dataclass_round_trips_through_a_file(tmp_path):
+    """record/restore take every field from the dataclass: nested ones, a None tensor, ints, bools, lists."""
+    tensors, meta = checkpoint.record(outer())
+    assert sorted(tensors) == ["inner.s", "inner.v", "y"] and meta["inner"] == {"count": 7}
+    checkpoint.save(tmp_path / "s.npz", tensors, meta)
+    back = checkpoint.restore(Outer, *checkpoint.load(tmp_path / "s.npz"), "here", SIZES, torch.device("cpu"),
+                              torch.float32)
+    assert back.x is None and back.note is None and back.gamma == 2 and back.done is True and back.log == [{"a": 1}]
+    assert back.inner.count == 7 and back.y.dtype == torch.float32 and torch.equal(back.inner.v, outer().inner.v)
+    assert checkpoint.sharded_keys(Outer) == {"inner.v": "blocks", "x": "columns", "note.v": "blocks"}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t, m: t.pop("inner.v"), r"here: tensor 'inner\.v' is missing"),
+    (lambda t, m: t.update(y=torch.zeros(4)), r"here: tensor 'y' is torch\.float32 of shape \(4,\), expected floating "
+                                              r"point of shape \(3,\) \(rows\)"),
+    (lambda t, m: t.update({"inner.s": torch.zeros(1)}), r"tensor 'inner\.s' .* expected floating point of shape \(\)"),
+    (lambda t, m: t.update(y=torch.arange(3)), r"tensor 'y' is torch\.int64"),
+    (lambda t, m: m.update(done=1), r"here: metadata field 'done' is '1', expected bool"),
+    (lambda t, m: m.update(gamma=True), r"metadata field 'gamma' is 'True', expected int or float"),
+    (lambda t, m: m["inner"].update(extra=1), r"metadata field 'inner' has unknown fields \['extra'\]"),
+    (lambda t, m: m.update(inner=3), r"metadata field 'inner' is '3', expected the fields of Inner \(v, s, count\)"),
+    (lambda t, m: m.pop("log"), r"metadata field 'log' is 'None', expected list"),
+])
+def test_a_saved_state_that_does_not_fit_names_the_field(change, message):
+    tensors, meta = checkpoint.record(outer())
+    change(tensors, meta)
+    with pytest.raises(dm.ModelError, match=message):
+        checkpoint.restore(Outer, tensors, meta, "here", SIZES, torch.device("cpu"), torch.float64)
+
+
+def test_the_solver_run_is_saved_field_by_field(tmp_path):
+    """Every field of Run and its AscentState is in the file (a field added to either is saved without a list to
+    update), and a tensor of another problem's size is refused by name."""
+    path = tmp_path / "run.npz"
+    model().solve("dualip", check_every=10, max_iter=20, checkpoint=str(path))
+    tensors, meta = checkpoint.load(path)
+    run_fields = {f.name for f in dataclasses.fields(solver_module.Run)}
+    saved = {k.split(".")[0] for k in tensors} | set(meta) - {"format", "problem", "options"}
+    assert saved <= run_fields and run_fields - saved == {"prev_stage_y"}  # no gamma stage has ended yet: None
+    assert {f"st.{f.name}" for f in dataclasses.fields(solver_module.AscentState)} <= set(tensors)
+    assert checkpoint.sharded_keys(solver_module.Run) == {"st.tau": "blocks", "best_x": "columns"}
+    tensors["st.tau"] = tensors["st.tau"][:-1]
+    checkpoint.save(path, tensors, {k: v for k, v in meta.items() if k != "format"})
+    with pytest.raises(dm.ModelError, match=r"run\.npz': tensor 'st\.tau' is torch\.float64 of shape \(299,\), "
+                                            r"expected floating point of shape \(300,\) \(blocks\)"):
+        model().solve("dualip", check_every=10, max_iter=40, resume=str(path))

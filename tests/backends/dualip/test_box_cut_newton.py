@@ -196,7 +196,7 @@ def test_the_iteration_projects_box_cut_blocks_by_newton_steps():
     solver = DualAscentSolver(prob, DualipOptions())
     v = torch.as_tensor(np.random.default_rng(1).normal(scale=2.0, size=sf.n_cols))
     tau0 = torch.zeros(sf.n_blocks, dtype=torch.float64)
-    x, tau = solver.primal(v.clone(), tau0, 2 * 7 + 3)
+    x, tau = solver.kernels.primal(v.clone(), tau0, 2 * 7 + 3)
     torch.testing.assert_close(x, project(v, BlockStructure.from_standard_form(sf)), rtol=0, atol=1e-12)
     assert bool((tau > 0).any())
 

@@ -1,6 +1,7 @@
-"""One rank of the sharded-solve tests (tests/test_distributed.py), started by torchrun or by hand.
+"""One rank of the sharded-solve tests (test_distributed.py, beside this file), started by torchrun or by hand.
 
-    python -m torch.distributed.run --standalone --nproc-per-node W tests/sharded_worker.py JOB.json OUT_DIR
+    python -m torch.distributed.run --standalone --nproc-per-node W tests/backends/dualip/sharded_worker.py \
+        JOB.json OUT_DIR
 
 JOB.json: {"models": {name: saved standard form}, "options": DualipOptions fields, "iterates": k (also record
 the duals after exactly k iterations), "die": [rank, check] (that rank exits at that check: a lost rank),

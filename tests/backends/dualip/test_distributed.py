@@ -1,7 +1,7 @@
 """The sharded dualip solve: shard planning and loading, its collectives, and real gloo jobs of 1, 2 and 4 ranks.
 
-The multi-process tests launch tests/sharded_worker.py under torchrun (or by hand, for a lost rank) on small
-models and compare every rank count with the single-process solve of the same model: the same answer to
+The multi-process tests launch sharded_worker.py (beside this file) under torchrun (or by hand, for a lost rank) on
+small models and compare every rank count with the single-process solve of the same model: the same answer to
 tolerance, the same duals after the first iterations (to rounding: the sums run in another order), identical
 duals on every rank, a feasible assembled primal, checkpoints resumed on another number of ranks.
 """
@@ -298,9 +298,9 @@ def test_the_first_iterates_agree_with_one_process_to_rounding(models, runs, nam
 
 @pytest.mark.parametrize("options", [
     # gathers, segment sums and the chunked repair with the columns split over ranks (the CUDA default)
-    pytest.param({"storage": "compact"}, id="compact storage"),
+    pytest.param({"engine": "compact"}, id="compact storage"),
     # fused_cpu on each rank's columns, its A x all-reduced
-    pytest.param({"fused_cpu": True}, id="fused_cpu",
+    pytest.param({"engine": "fused_cpu"}, id="fused_cpu",
                  marks=pytest.mark.skipif(not compiler_found(), reason="no C++ compiler")),
 ])
 def test_two_ranks_give_the_answer(models, tmp_path, options):
@@ -416,7 +416,7 @@ def test_cli_solve_sharded_writes_every_ranks_primal_and_rank_zero_reports(model
 def test_a_rank_without_blocks_contributes_zeros(tmp_path):
     """avgas read flat compiles to one BOX block: rank 1 gets no column, and 2 ranks give the one-process duals
     exactly."""
-    model = dm.read_model(Path(__file__).parent / "data" / "netlib" / "avgas.mps", detect_blocks=False)
+    model = dm.read_model(Path(__file__).parents[2] / "data" / "netlib" / "avgas.mps", detect_blocks=False)
     sf = model.compile()
     assert sf.n_blocks == 1
     sf.save(tmp_path / "avgas.npz")
