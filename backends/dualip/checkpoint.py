@@ -32,7 +32,7 @@ from dualip_model.untrusted import npz_members, parse_json, read_npz
 FORMAT = "dualip-checkpoint-4"
 TRAJECTORY_OPTIONS = ("gamma", "gamma_decay", "gamma_min", "check_every", "newton_steps", "adaptive_step",
                       "extrapolate", "flat_rows", "tol", "dtype", "storage", "matrix_dtype", "compile", "fused_cpu",
-                      "seed")
+                      "seed", "algorithm")
 
 
 LOCAL_KEYS = {"state.tau": "blocks", "best_x": "columns"}  # sharded tensors, and what they are indexed by
