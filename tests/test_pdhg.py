@@ -21,6 +21,7 @@ from dualip_model.backends.dualip import pdhg as pdhg_module
 from dualip_model.backends.dualip.backend import _scaled_problem
 from dualip_model.backends.dualip.options import DualipOptions
 from dualip_model.synthetic import matching_model, synthetic_matching
+from fuzz_models import Config
 from test_parity import (SCALINGS, STATUS_CASES, allocation, assignment_short_of_capacity, box_lp, check_optimal,
                          mildly_infeasible_matching, scaled_matching, small_matching)
 from test_termination import assert_contract, revenue_floor_model
@@ -63,6 +64,17 @@ def test_pdhg_reads_a_flat_matching_back_from_mps(tmp_path):
     path = tmp_path / "matching.mps"
     dm.write_model(small_matching(1), path)
     check_optimal(dm.read_model(path), "dualip", **PDHG)
+
+
+@pytest.mark.parametrize("options", [dict(dtype="float32", tol=1e-3), dict(storage="compact"),
+                                     dict(dtype="float32", storage="compact", tol=1e-3)],
+                         ids=["float32", "compact", "float32 compact"])
+@pytest.mark.parametrize("case", ["matching 0", "allocation 0", "box_lp 0"])
+def test_pdhg_in_other_precisions_and_storages(case, options):
+    model = PARITY[case]()
+    tol = options.get("tol", 1e-4)
+    res, _ = check_optimal(model, "dualip", Config(options={}, objective_rtol=2 * tol), **PDHG, **options)
+    assert_contract(res, tol)
 
 
 # ----------------------------------------------------------------------------------------- the dual domain
@@ -137,7 +149,8 @@ def matching():
 
 def test_callback_stop_returns_interrupted_with_the_best_result():
     records = []
-    res = pdhg_solve(matching(), tol=1e-9, check_every=10, callback=lambda rec: records.append(rec) or len(records) == 3)
+    res = pdhg_solve(matching(), tol=1e-9, check_every=10,
+                     callback=lambda rec: records.append(rec) or len(records) == 3)
     assert res.status == dm.Status.INTERRUPTED and res.iterations == 30
     assert set(records[0]) == {"iteration", "gamma", "dual", "bound", "objective", "candidate_objective",
                                "infeasibility", "raw_infeasibility", "stationarity", "gap", "step", "time"}
@@ -201,3 +214,28 @@ def test_every_family_converges_within_its_cap(family, seed):
     m = FAMILIES[family](5000, seed)
     res = pdhg_solve(m, max_iter=FAMILY_CAPS[family])
     assert_contract(res, 1e-4)
+
+
+# ----------------------------------------------------------------------------------------- sharded
+@pytest.mark.parametrize("row", ["<=", ">="])
+def test_two_ranks_give_the_single_process_answer(row, tmp_path):
+    """The columns split over two gloo ranks: every sum over columns goes through the Comm, so both ranks take the
+    same restarts and stop together at the certified optimum."""
+    from test_distributed import _gather, _launch, matching_model as sharded_matching
+
+    m = sharded_matching(global_row=row)
+    sf = m.compile()
+    sf.save(tmp_path / "model.npz")
+    proc = _launch(2, {"models": {"m": str(tmp_path / "model.npz")}, "options": {"tol": 1e-4, **PDHG}},
+                   tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    x, parts = _gather(tmp_path / "out", "m", 2, sf.n_cols)
+    exact, whole = m.solve("highs"), pdhg_solve(m)
+    assert str(parts[0]["status"]) == "optimal" and np.array_equal(parts[0]["y"], parts[1]["y"])
+    assert abs(int(parts[0]["iterations"]) - whole.iterations) <= 100
+    assert abs(float(parts[0]["objective"]) - exact.objective) <= 2e-4 * max(1.0, abs(exact.objective))
+    assert float(parts[0]["bound"]) >= exact.objective - 1e-7 * abs(exact.objective)  # maximizing: an upper bound
+    ax = sf.A @ x[sf.layout.column_order]
+    rel = np.maximum(ax - sf.row_upper, sf.row_lower - ax) / (1 + np.abs(np.where(ax > sf.row_upper, sf.row_upper,
+                                                                                 sf.row_lower)))
+    assert np.nan_to_num(rel, nan=0.0).max() <= 1e-4
