@@ -257,7 +257,7 @@ def _solve(sf, options, comm, store, y0, gamma0, interrupt) -> RawResult:
         status=status, x=x, objective=m.objective, bound=bound, row_dual=-y, block_dual=check.block_dual,
         iterations=out["iterations"], history=out["history"],
         guarantees=tuple(guarantees), ray=ray, state={"y": y_last, "gamma": out["gamma"]},
-        message=(f"{out['iterations']} iterations" if out["gamma"] is None else
+        message=(f"pdhg, {out['iterations']} iterations" if options.algorithm == "pdhg" else
                  f"gamma {out['gamma']:.3g}, {out['iterations']} iterations"),
         log="\n".join(str(h) for h in out["history"]),
     )
