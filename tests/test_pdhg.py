@@ -128,6 +128,13 @@ def test_revenue_floor_reaches_optimal_within_the_contract(seed):
     assert res.bound >= ref.objective - 1e-9 * abs(ref.objective)
 
 
+def test_the_hardest_revenue_floor_seed_takes_a_few_thousand_iterations_at_most():
+    """5,000 x 200 seed 5: the dual ascent needs 8,100 iterations (issue 18 item 2), PDHG 1,275."""
+    m = revenue_floor_model(5000, 200, 0.02, 5)
+    res = pdhg_solve(m, max_iter=2500)
+    assert_contract(res, 1e-4)
+
+
 # ----------------------------------------------------------------------------------------- infeasible models
 INFEASIBLE = {name: build for name, (build, truth) in STATUS_CASES.items() if truth == dm.Status.INFEASIBLE
               and not name.startswith("netlib")}
