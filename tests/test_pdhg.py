@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import dualip_model as dm
 from dualip_model.backends.dualip import pdhg as pdhg_module
 from dualip_model.backends.dualip.backend import _scaled_problem
 from dualip_model.backends.dualip.options import DualipOptions
 from dualip_model.synthetic import matching_model, synthetic_matching
-from fuzz_models import Config
+from fuzz_models import ALL_FAMILIES, Config, run, specs
 from test_parity import (SCALINGS, STATUS_CASES, allocation, assignment_short_of_capacity, box_lp, check_optimal,
                          mildly_infeasible_matching, scaled_matching, small_matching)
 from test_termination import assert_contract, revenue_floor_model
@@ -246,3 +248,14 @@ def test_two_ranks_give_the_single_process_answer(row, tmp_path):
     rel = np.maximum(ax - sf.row_upper, sf.row_lower - ax) / (1 + np.abs(np.where(ax > sf.row_upper, sf.row_upper,
                                                                                  sf.row_lower)))
     assert np.nan_to_num(rel, nan=0.0).max() <= 1e-4
+
+
+# ----------------------------------------------------------------------------------------- fuzzed models
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+@given(data=st.data())
+def test_fuzz_pdhg(family, data):
+    """The fuzz suite's random models (tests/fuzz_models.py) with algorithm="pdhg": every claim checked against
+    scipy's linprog (status, objective, bound, feasibility, guarantees)."""
+    outcome = run(data.draw(specs(family), label="spec"), "dualip", extra=PDHG)
+    unexpected = outcome.unexpected()
+    assert not unexpected, "\n".join(map(str, unexpected))
