@@ -205,6 +205,11 @@ def test_checkpoints_are_refused_for_pdhg(option, tmp_path):
         pdhg_solve(small_matching(0), **{option: str(path)})
 
 
+def test_compile_is_refused_for_pdhg():
+    with pytest.raises(dm.ModelError, match="compile fuses the dual ascent's iteration only"):
+        pdhg_solve(small_matching(0), compile=True, storage="compact")
+
+
 def test_algorithm_option_is_checked():
     with pytest.raises(dm.ModelError, match=r"DualipOptions\.algorithm: invalid value 'pdlp'.*\"dual_ascent\" or"):
         DualipOptions(algorithm="pdlp")
