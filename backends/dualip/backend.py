@@ -30,6 +30,7 @@ from .fast_projection import simplex_box_linear_minimize
 from .options import STORAGE, DualipOptions, default_threads, resolve_engine
 from .problem import Blocks, ScaledProblem
 from .projections import BlockStructure, linear_minimize
+from .pdhg import PdhgSolver
 from .solver import DualAscentSolver
 from .termination import Interrupt, Measures, StoppingRule, block_violation, largest, side_violation
 
@@ -201,7 +202,7 @@ def solve_standard_form(sf: StandardForm, options: DualipOptions, comm: Comm = L
 def _solve(sf, options, comm, store, y0, gamma0, interrupt) -> RawResult:
     """The loop and the float64 recheck of ``solve_standard_form``."""
     prob, order = _scaled_problem(sf, options, comm)
-    solver = DualAscentSolver(prob, options, store)
+    solver = (PdhgSolver if options.algorithm == "pdhg" else DualAscentSolver)(prob, options, store)
     if y0 is not None:
         y0 = y0 / (prob.sigma * prob.row_scale)
     same = prob.dtype == torch.float64 and prob.device.type == "cpu" and order is None
@@ -256,7 +257,8 @@ def _solve(sf, options, comm, store, y0, gamma0, interrupt) -> RawResult:
         status=status, x=x, objective=m.objective, bound=bound, row_dual=-y, block_dual=check.block_dual,
         iterations=out["iterations"], history=out["history"],
         guarantees=tuple(guarantees), ray=ray, state={"y": y_last, "gamma": out["gamma"]},
-        message=f"gamma {out['gamma']:.3g}, {out['iterations']} iterations",
+        message=(f"pdhg, {out['iterations']} iterations" if options.algorithm == "pdhg" else
+                 f"gamma {out['gamma']:.3g}, {out['iterations']} iterations"),
         log="\n".join(str(h) for h in out["history"]),
     )
 

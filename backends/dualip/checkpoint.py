@@ -35,7 +35,8 @@ from dualip_model.untrusted import npz_members, parse_json, read_npz
 
 FORMAT = "dualip-checkpoint-5"
 TRAJECTORY_OPTIONS = ("gamma", "gamma_decay", "gamma_min", "check_every", "newton_steps", "adaptive_step",
-                      "extrapolate", "flat_rows", "tol", "dtype", "engine", "matrix_dtype", "seed")
+                      "extrapolate", "flat_rows", "tol", "dtype", "engine", "matrix_dtype", "seed",
+                      "algorithm")
 
 
 STATE_FILE = "state.npz"
@@ -130,6 +131,34 @@ def record(state) -> tuple[dict[str, torch.Tensor], dict]:
         elif not (value is None and "index" in f.metadata):
             meta[f.name] = value
     return tensors, meta
+
+
+def trajectory_options(options) -> dict:
+    """The options that shape a solve's trajectory (TRAJECTORY_OPTIONS), by name: a resume must match them all."""
+    return {k: getattr(options, k) for k in TRAJECTORY_OPTIONS}
+
+
+def save_state(state, path, store, options) -> None:
+    """Write a method's state dataclass (``record``) to ``path`` through ``store``, with the problem's fingerprint and
+    the trajectory options."""
+    tensors, meta = record(state)
+    meta.update(problem=store.fingerprint, options=trajectory_options(options))
+    store.save(path, tensors, meta, sharded_keys(type(state)))
+
+
+def load_state(cls, path, store, options, prob):
+    """The ``cls`` state saved in ``path`` for the ScaledProblem ``prob``; refused (ModelError naming the file) for
+    another problem, other trajectory options or a field that does not fit this problem."""
+    tensors, meta = store.load(path, sharded_keys(cls))
+    if meta["problem"] != store.fingerprint:
+        raise ModelError(f"checkpoint file '{path}' was written for a different problem")
+    saved, now = meta["options"], trajectory_options(options)
+    changed = sorted(k for k in now if saved.get(k) != now[k])
+    if changed:
+        raise ModelError(f"checkpoint file '{path}' was written with other options: "
+                         + ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in changed))
+    sizes = {"rows": prob.m, "blocks": prob.sf.n_blocks, "columns": prob.n}
+    return restore(cls, tensors, meta, f"checkpoint file '{path}'", sizes, prob.device, prob.dtype)
 
 
 def sharded_keys(cls) -> dict[str, str]:

@@ -30,6 +30,9 @@ class DualipOptions:
     """
 
     tol: float = 1e-4
+    # "dual_ascent": the ridge-regularized accelerated dual ascent (solver.py); "pdhg": restarted Halpern PDHG over the
+    # block polytopes (pdhg.py). Both stop under the same rule (termination.py)
+    algorithm: str = "dual_ascent"
     max_iter: int = 20_000
     time_limit: float | None = None  # seconds
     device: str = field(default_factory=lambda: default_device())  # "cpu", "cuda" or "cuda:N"; default CUDA if available
@@ -97,6 +100,7 @@ def _path(v) -> bool:
 # name -> (test, the valid values as the message says them)
 _CHECKS = {
     "tol": (lambda v: _real(v) and 0 < v < 1, "a finite number in (0, 1), e.g. 1e-4"),
+    "algorithm": (lambda v: v in ("dual_ascent", "pdhg"), '"dual_ascent" or "pdhg"'),
     "max_iter": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "time_limit": (lambda v: v is None or (_real(v) and v > 0), "None or a finite number of seconds > 0"),
     "device": (_device, "'cpu', 'cuda' or 'cuda:N'"),

@@ -119,29 +119,6 @@ class Run:
         if self.it >= 2 * self.anchor_it:
             self.anchor, self.next_anchor, self.anchor_it = self.next_anchor, y, self.it
 
-    def save(self, path, solver: "DualAscentSolver") -> None:
-        """Write this run to ``path`` through the solver's store, with the problem's fingerprint and the options."""
-        tensors, meta = checkpoint.record(self)
-        meta.update(problem=solver.store.fingerprint, options=_trajectory_options(solver.opts))
-        solver.store.save(path, tensors, meta, checkpoint.sharded_keys(Run))
-
-    @staticmethod
-    def from_checkpoint(path, solver: "DualAscentSolver") -> "Run":
-        """The run saved in ``path``; refused (ModelError naming the file) for another problem, other options or a
-        field that does not fit this problem."""
-        tensors, meta = solver.store.load(path, checkpoint.sharded_keys(Run))
-        if meta["problem"] != solver.store.fingerprint:
-            raise ModelError(f"checkpoint file '{path}' was written for a different problem")
-        saved, now = meta["options"], _trajectory_options(solver.opts)
-        changed = sorted(k for k in now if saved.get(k) != now[k])
-        if changed:
-            raise ModelError(f"checkpoint file '{path}' was written with other options: "
-                             + ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in changed))
-        p = solver.prob
-        sizes = {"rows": p.m, "blocks": p.sf.n_blocks, "columns": p.n}
-        return checkpoint.restore(Run, tensors, meta, f"checkpoint file '{path}'", sizes, p.device, p.dtype)
-
-
 @dataclass
 class Pace:
     """Seconds per iteration measured at the checks, to end a chunk before the time limit (no host sync)."""
@@ -170,10 +147,6 @@ _SEARCH_NEWTON_STEPS = 4  # Newton steps of the flat-row search's projections (t
 
 
 SETTLED = 0.1  # a stage whose candidates miss rows by more than tol ends at this share of tol's stationarity
-
-
-def _trajectory_options(opts) -> dict:
-    return {k: getattr(opts, k) for k in checkpoint.TRAJECTORY_OPTIONS}
 
 
 class DualAscentSolver:
@@ -321,7 +294,7 @@ class DualAscentSolver:
         """
         p, o = self.prob, self.opts
         if o.resume is not None:
-            run = Run.from_checkpoint(o.resume, self)
+            run = checkpoint.load_state(Run, o.resume, self.store, o, p)
         else:
             gamma = gamma0 if gamma0 is not None else (o.gamma if o.gamma is not None else 3e-2)
             y = torch.zeros(p.m, dtype=p.dtype, device=p.device) if y0 is None else \
@@ -360,7 +333,7 @@ class DualAscentSolver:
                 self.continuation(run, cert)
             if o.checkpoint is not None and run.it - saved_at >= o.checkpoint_every:  # saved as the next step sees it
                 run.elapsed = time.perf_counter() - start
-                run.save(o.checkpoint, self)
+                checkpoint.save_state(run, o.checkpoint, self.store, o)
                 saved_at = run.it
             if status is None and interrupt is not None and interrupt.requested and p.comm.world == 1:
                 status = Status.INTERRUPTED  # Ctrl-C during the search or the write (ranks: at the next check)
@@ -369,7 +342,7 @@ class DualAscentSolver:
             status = Status.ITERATION_LIMIT
         run.elapsed = time.perf_counter() - start
         if o.checkpoint is not None and saved_at != run.it:
-            run.save(o.checkpoint, self)
+            checkpoint.save_state(run, o.checkpoint, self.store, o)
         return dict(status=status, x=run.best_x, y=run.st.y, y_bound=run.best_y, gamma=run.gamma,
                     bound=run.best_bound, objective=run.best_obj, cert=run.best_cert, iterations=run.it,
                     history=run.history, ray=ray, elapsed=run.elapsed, verified=verified)

@@ -337,16 +337,18 @@ def test_the_flat_row_search_runs_in_step_on_two_ranks(tmp_path):
     assert (sf.A @ xc - sf.row_upper).max() <= 1e-9 * (1.0 + np.abs(sf.row_upper).max())
 
 
-def test_a_checkpoint_resumes_on_other_rank_counts(models, tmp_path):
+@pytest.mark.parametrize("algorithm", ["dual_ascent", "pdhg"])
+def test_a_checkpoint_resumes_on_other_rank_counts(models, tmp_path, algorithm):
     ref = models["repairable"]
     ckpt = tmp_path / "ckpt"
-    first = {"models": {"repairable": ref["path"]},
-             "options": {"tol": TOL, "max_iter": 100, "checkpoint": str(ckpt), "checkpoint_every": 50}}
+    first = {"models": {"repairable": ref["path"]}, "options": {"tol": TOL, "max_iter": 100, "checkpoint": str(ckpt),
+                                                                "checkpoint_every": 50, "algorithm": algorithm}}
     proc = _launch(2, first, tmp_path / "first")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (ckpt / "state.npz").is_file() and len(list(ckpt.glob("shard-*-of-00002-it100.npz"))) == 2
     for world in (4, 1):
-        resume = {"models": {"repairable": ref["path"]}, "options": {"tol": TOL, "resume": str(ckpt)}}
+        resume = {"models": {"repairable": ref["path"]},
+                  "options": {"tol": TOL, "resume": str(ckpt), "algorithm": algorithm}}
         proc = _launch(world, resume, tmp_path / f"resume{world}")
         assert proc.returncode == 0, proc.stderr[-3000:]
         x, parts = _gather(tmp_path / f"resume{world}", "repairable", world, ref["sf"].n_cols)

@@ -1,0 +1,339 @@
+"""Restarted Halpern PDHG on min_{x in X} max_y c^T x + y^T A x - h(y), X the product of the block polytopes.
+
+h(y) = sum_r u_r y_r^+ - l_r y_r^- (y_r >= 0 on <= rows, <= 0 on >= rows, as in solver.py); rows are scaled to unit
+norm and c by its RMS (problem.py). One PDHG step T(x, y) = (x+, y+), with tau = eta / omega, sigma = eta omega,
+eta = 0.99 / ||A||_2 and omega the primal weight:
+
+    x+ = P_X(x - tau (c + A^T y))                                   (exact block projections, warm-started Newton)
+    y+ = sigma (z - clip(z, l, u)),  z = y / sigma + A (2 x+ - x)    (prox of sigma h: y+ lies in the dual domain)
+
+Reflected Halpern iterations z_{k+1} = (k+1)/(k+2) ((1 + rho) T(z_k) - rho z_k) + 1/(k+2) z_anchor restart from
+T(z_k) on the fixed-point residual ||z - T(z)||_P (cuPDLPx's criteria, decided at the checks); the primal weight is
+smoothed in log space at each restart. Every ``check_every`` iterations one host copy carries the certified bound
+g(y+) = min_{x in X} (c + A^T y+)^T x - h(y+), the measures of the candidate x+ (projected exactly, then repaired
+where ``prob.repairable``) and two Farkas tests; the stopping rule is the dual ascent's (termination.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dualip_model.errors import ModelError
+from dualip_model.status import Status, relative_gap
+
+from .problem import ScaledProblem
+from .projections import project
+from . import checkpoint
+from .kernels import Kernels
+from .solver import Pace
+from .termination import Interrupt, Measures, StoppingRule
+
+STEP_SHARE = 0.99  # eta = STEP_SHARE / ||A||_2: tau sigma ||A||^2 < 1, PDHG's condition
+REFLECTION = 1.0  # rho of the reflected Halpern step (0: plain Halpern)
+NEWTON_STEPS = 3  # warm-started Newton steps of the loop's projection onto X (the checks project exactly)
+SUFFICIENT_DECAY = 0.2  # restart when the residual fell to this share of the cycle's first
+NECESSARY_DECAY = 0.8  # ... or to this share and stopped falling since the previous check
+ARTIFICIAL_SHARE = 0.36  # ... or when the cycle is this share of all iterations so far
+WEIGHT_SMOOTHING = 0.5  # log omega <- (1 - s) log omega + s log(||dy|| / ||dx||) at a restart
+WARM_GAMMA = 1e-2  # a warm start's x: argmin_{x in X} L(x, y0) + gamma/2 ||x||^2 (gamma relative to RMS(c))
+FARKAS_MIN = {torch.float64: 1e-9, torch.float32: 1e-4}  # F(d) / ||d|| above this certifies infeasibility
+
+
+@dataclass
+class PdhgState:
+    """The Halpern iterate z = (x, y) with A x, its image T(z_prev) = (x_t, y_t) with A x_t, the anchor (x0, y0) with
+    A x0, the projection's warm start, and the residuals measured in the last chunk (device tensors; k on the host)."""
+
+    # may leave X (the reflection extrapolates); x_t never does
+    x: torch.Tensor = field(metadata=checkpoint.index("columns"))
+    y: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    ax: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    x_t: torch.Tensor = field(metadata=checkpoint.index("columns"))
+    y_t: torch.Tensor = field(metadata=checkpoint.index("rows"))  # in the dual domain exactly
+    ax_t: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    x0: torch.Tensor = field(metadata=checkpoint.index("columns"))
+    y0: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    ax0: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    newton: torch.Tensor = field(metadata=checkpoint.index("blocks"))  # (n_blocks,) threshold of the last projection
+    # ||z - T(z)||_P at the cycle's first iteration (0-d)
+    first: torch.Tensor = field(metadata=checkpoint.index("scalar"))
+    # ||z - T(z)||_P at the chunk's last iteration (0-d)
+    last: torch.Tensor = field(metadata=checkpoint.index("scalar"))
+    k: int = 0  # Halpern iterations since the anchor
+
+    @staticmethod
+    def at(x: torch.Tensor, y: torch.Tensor, ax: torch.Tensor, newton: torch.Tensor) -> "PdhgState":
+        """A cycle anchored at (x, y): z = T(z) = anchor."""
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        return PdhgState(x.clone(), y.clone(), ax.clone(), x, y, ax, x, y, ax, newton, zero, zero)
+
+
+@dataclass
+class PdhgCheck:
+    """Host numbers of one check, original units (minimization)."""
+
+    bound: float  # g(y_t)
+    objective: float  # of the candidate (repaired where the repair applies)
+    infeasibility: float  # its largest relative violation of a row or block sum
+    raw_infeasibility: float  # that of x_t before the repair
+    dual_violation: float  # sum_r |y_r| viol_r
+    residual: float  # ||z - T(z)||_P at the chunk's last iteration (scaled units)
+    first: float  # ... at the cycle's first iteration
+    moved_x: float  # ||x_t - x0||, ||y_t - y0||: the move since the anchor, for the primal weight
+    moved_y: float
+    farkas: float
+
+    def measures(self) -> Measures:
+        return Measures(self.objective, self.infeasibility, self.dual_violation)
+
+
+@dataclass
+class PdhgRun:
+    """What the loop carries from check to check; saved whole in a checkpoint (every field, checkpoint.record), so a
+    resume is bitwise."""
+
+    st: PdhgState
+    omega: float  # primal weight: tau = eta / omega, sigma = eta omega
+    ray_ref: torch.Tensor = field(metadata=checkpoint.index("rows"))  # y_t at the previous check
+    # y_t at an earlier check (the long Farkas ray's base), moved when it doubles
+    anchor: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    next_anchor: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    best_y: torch.Tensor = field(metadata=checkpoint.index("rows"))
+    it: int = 0
+    anchor_it: int = 0
+    cycle_start: int = 0  # iteration of the last restart
+    previous: float = math.inf  # the residual at the previous check of this cycle
+    restarts: int = 0
+    best_bound: float = -math.inf
+    best_obj: float = math.inf
+    best_x: torch.Tensor | None = field(default=None, metadata=checkpoint.index("columns"))
+    best_check: PdhgCheck | None = None
+    rejected: bool = False  # the kept primal failed the float64 recheck
+    elapsed: float = 0.0
+    history: list = field(default_factory=list)
+
+
+class PdhgSolver:
+    """Restarted Halpern PDHG over the block polytopes; the same ``solve`` contract as DualAscentSolver.
+
+    Restarts are decided at the checks (one host copy each), not inside the k iterations: the k steps then
+    have no data-dependent branch and no host synchronization; checks (and so restart decisions) every 10, 25 or
+    40 iterations took about as many iterations on the five benchmark families (docs/algorithm.md).
+    """
+
+    def __init__(self, prob: ScaledProblem, options, store=None):
+        if options.engine == "compiled":
+            raise ModelError("DualipOptions.engine 'compiled' fuses the dual ascent's iteration only; choose "
+                             "'auto', 'torch', 'compact' or 'fused_cpu' for algorithm='pdhg'")
+        self.prob, self.opts = prob, options
+        self.kernels = Kernels.of(prob, options)  # the engine's operations (kernels.py)
+        self.store = store if store is not None else checkpoint.FileStore(prob.sf)  # where checkpoints go
+        self.eta = STEP_SHARE / math.sqrt(prob.norm_sq)
+        self.no_ray = prob.zero_feasible or not prob.m  # x = 0 feasible: no Farkas ray can exist
+
+    def linear_minimize(self, g: torch.Tensor, need_x: bool = True):
+        """(value per block, minimizer or None, block multipliers) of min_{x in X} g^T x (the float64 recheck's)."""
+        return self.kernels.linear_minimize(g, need_x)
+
+    # ------------------------------------------------------------------ the iteration
+    def iterate(self, st: PdhgState, omega: float, steps: int) -> PdhgState:
+        """``steps`` reflected Halpern PDHG iterations; tensor kn only (no host synchronization)."""
+        p, kn = self.prob, self.kernels
+        tau, sigma, rho = self.eta / omega, self.eta * omega, REFLECTION
+        x, y, ax, newton, k = st.x, st.y, st.ax, st.newton, st.k
+        x_t, y_t, ax_t, first, last = st.x_t, st.y_t, st.ax_t, st.first, st.last
+        for i in range(steps):
+            v = p.At.matvec(y, add=p.c).mul_(-tau).add_(x)  # x - tau (c + A^T y)
+            x_t, newton = kn.primal(v, newton, NEWTON_STEPS, overwrite=True)
+            ax_t = p.comm.sum(p.A.matvec(x_t))
+            y_t = self.dual_step(y, 2.0 * ax_t - ax, sigma)
+            if k == 0 or i == steps - 1:
+                residual = self.residual(x - x_t, y - y_t, ax - ax_t, omega)
+                first, last = (residual, residual) if k == 0 else (first, residual)
+            w = (k + 1.0) / (k + 2.0)
+            x = (x_t * ((1.0 + rho) * w)).sub_(x, alpha=rho * w).add_(st.x0, alpha=1.0 - w)
+            ax = (ax_t * ((1.0 + rho) * w)).sub_(ax, alpha=rho * w).add_(st.ax0, alpha=1.0 - w)
+            y = (y_t * ((1.0 + rho) * w)).sub_(y, alpha=rho * w).add_(st.y0, alpha=1.0 - w)
+            k += 1
+        return PdhgState(x, y, ax, x_t, y_t, ax_t, st.x0, st.y0, st.ax0, newton, first, last, k)
+
+    def dual_step(self, y: torch.Tensor, a_reflected: torch.Tensor, sigma: float) -> torch.Tensor:
+        """prox_{sigma h}(y + sigma A (2 x+ - x)) = sigma (z - clip(z, l, u)), z = y / sigma + A (2 x+ - x).
+
+        z - clip(z, l, u) is exactly 0 on a row whose z lies within its sides and has the sign of its one finite side
+        elsewhere, so y+ is in the dual domain exactly (the form v - sigma clip(v / sigma, l, u), v = sigma z, left
+        y_r = -1e-17 on upper-only rows, where h, and with it the bound, is infinite). ``a_reflected`` is overwritten.
+        """
+        z = a_reflected.add_(y, alpha=1.0 / sigma)
+        return (z - torch.clamp(z, self.prob.row_lower, self.prob.row_upper)).mul_(sigma)
+
+    def residual(self, dx: torch.Tensor, dy: torch.Tensor, adx: torch.Tensor, omega: float) -> torch.Tensor:
+        """||(dx, dy)||_P scaled by eta: sqrt(omega ||dx||^2 + ||dy||^2 / omega - 2 eta dy^T A dx) (0-d)."""
+        primal = self.prob.comm.sum((dx * dx).sum())
+        return (omega * primal + (dy * dy).sum() / omega - 2.0 * self.eta * (dy * adx).sum()).clamp(min=0.0).sqrt()
+
+    # ------------------------------------------------------------------ checks
+    def check(self, run: PdhgRun, rays: list[torch.Tensor]) -> tuple[PdhgCheck, torch.Tensor, torch.Tensor]:
+        """(host numbers, candidate primal, the ray with the largest Farkas value) at T(z); one host copy."""
+        p, kn, st = self.prob, self.kernels, run.st
+        y = st.y_t
+        bound = kn.lagrangian_bound(y)
+        x = project(st.x_t, kn.bs)  # into X exactly (the loop's Newton steps may leave a block sum off)
+        ax = p.comm.sum(kn.A_times(x))
+        raw = torch.maximum(kn.row_violation(ax), kn.block_violation(x))
+        if p.repairable:
+            x = kn.repair(x, ax)
+            ax = p.comm.sum(kn.A_times(x))
+        infeasibility = torch.maximum(kn.row_violation(ax), kn.block_violation(x))
+        zero = torch.zeros((), dtype=p.dtype, device=p.device)
+        farkas = [zero if self.no_ray else kn.farkas(d) for d in rays]
+        moved_x = p.comm.sum(kn.dot(st.x_t - st.x0, st.x_t - st.x0))
+        objective = p.comm.sum(kn.dot(p.c, x))
+        stats = torch.stack([
+            bound, objective, infeasibility, raw,
+            (y.abs() * kn.row_scale * kn.violation(ax)).sum(),  # |y|^T violation, scaled by 1 / sigma
+            st.last, st.first, moved_x.sqrt(), (st.y_t - st.y0).norm(), *farkas,
+        ]).double().cpu().numpy()
+        best_ray = int(np.argmax(stats[9:]))
+        off = p.sf.offset
+        check = PdhgCheck(bound=p.sigma * stats[0] + off, objective=p.sigma * stats[1] + off,
+                          infeasibility=stats[2], raw_infeasibility=stats[3], dual_violation=p.sigma * stats[4],
+                          residual=stats[5], first=stats[6], moved_x=stats[7], moved_y=stats[8],
+                          farkas=stats[9 + best_ray])
+        return check, x, rays[best_ray]
+
+    def restart(self, run: PdhgRun, check: PdhgCheck) -> None:
+        """Restart from T(z) when the residual decayed enough (cuPDLPx's three criteria); then smooth omega."""
+        decayed = check.residual <= SUFFICIENT_DECAY * check.first
+        stalled = check.residual <= NECESSARY_DECAY * check.first and check.residual > run.previous
+        long = run.it - run.cycle_start >= ARTIFICIAL_SHARE * run.it
+        if not (decayed or stalled or long):
+            run.previous = check.residual
+            return
+        if check.moved_x > 1e-10 and check.moved_y > 1e-10:
+            s = WEIGHT_SMOOTHING
+            run.omega = math.exp(s * math.log(check.moved_y / check.moved_x) + (1.0 - s) * math.log(run.omega))
+        st = run.st
+        run.st = PdhgState.at(st.x_t, st.y_t, st.ax_t, st.newton)
+        run.cycle_start, run.previous, run.restarts = run.it, math.inf, run.restarts + 1
+
+    # ------------------------------------------------------------------ the method
+    def initial_weight(self) -> float:
+        """omega0 = ||c|| / ||b|| (scaled units, b the finite row sides); 1 where either is 0."""
+        p = self.prob
+        side = torch.maximum(torch.where(torch.isfinite(p.row_lower), p.row_lower.abs(), 0.0),
+                             torch.where(torch.isfinite(p.row_upper), p.row_upper.abs(), 0.0))
+        c_norm = math.sqrt(float(p.comm.sum(p.c.pow(2).sum())))
+        b_norm = float(side.norm())
+        return c_norm / b_norm if c_norm > 0 and b_norm > 0 else 1.0
+
+    def start(self, y0: np.ndarray | None) -> PdhgRun:
+        """y = y0 (in the domain) or 0; x = P_X(0) or, warm, P_X(-(c + A^T y0) / WARM_GAMMA): the minimizer of the
+        ridge-regularized Lagrangian at y0 (x = P_X(0) halved the iterations a warm start saved on a revenue-floor
+        model)."""
+        p, kn = self.prob, self.kernels
+        y = torch.zeros(p.m, dtype=p.dtype, device=p.device) if y0 is None else \
+            kn.to_domain(torch.as_tensor(y0, dtype=p.dtype, device=p.device))
+        v = torch.zeros(p.n, dtype=p.dtype, device=p.device) if y0 is None else \
+            p.At.matvec(y, add=p.c).mul_(-1.0 / WARM_GAMMA)
+        x = project(v, kn.bs)
+        newton = torch.zeros(p.sf.n_blocks, dtype=p.dtype, device=p.device)
+        st = PdhgState.at(x, y, p.comm.sum(kn.A_times(x)), newton)
+        return PdhgRun(st=st, omega=self.initial_weight(), ray_ref=y.clone(), anchor=y.clone(),
+                       next_anchor=y.clone(), best_y=y)
+
+    def solve(self, y0: np.ndarray | None = None, gamma0: float | None = None, verify=None,
+              interrupt: Interrupt | None = None):
+        """Halpern PDHG cycles until the stopping rule holds (termination.py), a limit, a Farkas ray or Ctrl-C.
+
+        ``gamma0`` is ignored (no regularization). ``verify(x, y)``: the float64 recheck of a primal the working
+        precision calls optimal (the solve goes on if it fails); ``interrupt``: the deferred Ctrl-C flag, read at
+        every check.
+        """
+        p, o = self.prob, self.opts
+        run = self.start(y0) if o.resume is None else checkpoint.load_state(PdhgRun, o.resume, self.store, o, p)
+        start = time.perf_counter() - run.elapsed
+        pace = Pace(run.it, run.elapsed)
+        status, ray, saved_at, verified = Status.ITERATION_LIMIT, None, run.it, None
+        while run.it < o.max_iter:
+            k = pace.chunk(min(o.check_every, o.max_iter - run.it), o.time_limit)
+            if k == 0:
+                status = Status.TIME_LIMIT
+                break
+            try:
+                run.st = self.iterate(run.st, run.omega, k)
+            except KeyboardInterrupt:  # a second Ctrl-C, or a solve outside the main thread
+                if run.best_x is None or p.comm.world > 1:
+                    raise
+                status = Status.INTERRUPTED
+                break
+            run.it += k
+            rays = [self.kernels.to_domain(run.st.y_t - base) for base in (run.ray_ref, run.anchor)]
+            check, x, ray = self.check(run, rays)
+            self.advance_rays(run)
+            status = self.record(run, check, x, time.perf_counter() - start, interrupt)
+            pace.at_check(run.it, run.history[-1]["time"])
+            if status == Status.OPTIMAL and verify is not None:
+                verified = verify(run.best_x, run.best_y)
+                if not verified.passed:  # float64 disagrees with the working precision: go on without it
+                    run.rejected, status, verified = True, None, None
+            if status in (None, Status.INTERRUPTED, Status.TIME_LIMIT):  # a run that may go on (or be resumed)
+                self.restart(run, check)
+            if o.checkpoint is not None and run.it - saved_at >= o.checkpoint_every:  # saved as the next step sees it
+                run.elapsed = time.perf_counter() - start
+                checkpoint.save_state(run, o.checkpoint, self.store, o)
+                saved_at = run.it
+            if status is None and interrupt is not None and interrupt.requested and p.comm.world == 1:
+                status = Status.INTERRUPTED  # Ctrl-C during the checkpoint write (ranks: at the next check)
+            if status is not None:
+                break
+            status = Status.ITERATION_LIMIT
+        run.elapsed = time.perf_counter() - start
+        if o.checkpoint is not None and saved_at != run.it:
+            checkpoint.save_state(run, o.checkpoint, self.store, o)
+        return dict(status=status, x=run.best_x, y=run.st.y_t, y_bound=run.best_y, gamma=None,
+                    bound=run.best_bound, objective=run.best_obj, cert=run.best_check, iterations=run.it,
+                    history=run.history, ray=ray, elapsed=run.elapsed, verified=verified)
+
+    @staticmethod
+    def advance_rays(run: PdhgRun) -> None:
+        """The short ray's base moves to this check; the long one's forward whenever the iteration count doubles."""
+        y = run.st.y_t.clone()
+        run.ray_ref = y
+        if run.it >= 2 * run.anchor_it:
+            run.anchor, run.next_anchor, run.anchor_it = run.next_anchor, y, run.it
+
+    def record(self, run: PdhgRun, check: PdhgCheck, x: torch.Tensor, elapsed: float,
+               interrupt: Interrupt | None) -> Status | None:
+        """Keep the best bound and primal (StoppingRule.better), log the check, and say whether the solve ends."""
+        o, comm = self.opts, self.prob.comm
+        rule = StoppingRule.of(o.tol, self.prob.dtype)
+        if check.bound > run.best_bound:
+            run.best_bound, run.best_y = check.bound, run.st.y_t
+        kept = None if run.best_check is None or run.rejected else run.best_check.measures()
+        if rule.better(check.measures(), kept, run.best_bound):
+            run.best_obj, run.best_x, run.best_check, run.rejected = check.objective, x, check, False
+        rec = dict(iteration=run.it, gamma=None, dual=check.bound, bound=run.best_bound, objective=run.best_obj,
+                   candidate_objective=check.objective, infeasibility=run.best_check.infeasibility,
+                   raw_infeasibility=check.raw_infeasibility, stationarity=check.residual,
+                   gap=relative_gap(run.best_obj, run.best_bound), step=self.eta / run.omega, time=elapsed)
+        run.history.append(rec)
+        stop = o.callback is not None and comm.rank == 0 and bool(o.callback(dict(rec)))
+        stop = stop or (interrupt is not None and interrupt.requested)
+        if comm.world > 1:  # the slowest rank's clock decides, for all
+            stop, elapsed = comm.max_np([stop, elapsed])
+            rec["time"] = float(elapsed)
+        if stop:
+            return Status.INTERRUPTED
+        if check.farkas > FARKAS_MIN.get(self.prob.dtype, 1e-4):
+            return Status.INFEASIBLE
+        if not run.rejected and rule.optimal(run.best_check.measures(), run.best_bound):
+            return Status.OPTIMAL
+        if o.time_limit is not None and elapsed > o.time_limit:
+            return Status.TIME_LIMIT
+        return None
