@@ -155,7 +155,7 @@ def test_ctrl_c_anywhere_returns_interrupted_with_the_best_result(where, tmp_pat
 
     S = solver_module.DualAscentSolver
     targets = {"check": (S, "check"), "flat_row_search": (S, "flat_row_search"), "iterate": (S, "iterate"),
-               "checkpoint": (solver_module.Run, "save")}
+               "checkpoint": (solver_module.checkpoint, "save_state")}
     options = dict(check_every=10, max_iter=5000, tol=1e-9, checkpoint=str(tmp_path / "run.npz"),
                    checkpoint_every=10)
     before = signal.getsignal(signal.SIGINT)
