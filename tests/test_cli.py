@@ -81,7 +81,8 @@ def test_text_output_and_progress_lines(capsys, tmp_path):
     code, out, err = run(capsys, "solve", AVGAS, "--backend", "dualip", "--progress", "--option", "check_every=50",
                          "--plot", plot)
     assert code == 0, err
-    assert out.startswith("avgas: optimal (dualip,") and "objective  -7.75" in out and f"wrote      {plot}" in out
+    assert out.startswith("avgas: optimal (dualip,") and f"wrote      {plot}" in out
+    assert abs(float(re.search(r"objective  (\S+)", out).group(1)) + 7.75) <= 1e-4 * 7.75  # within tol of the optimum
     progress = [line for line in err.splitlines() if line.startswith("dualip: iteration ")]
     assert progress and "gap" in progress[-1] and "infeasibility" in progress[-1]
     assert plot.stat().st_size > 1000

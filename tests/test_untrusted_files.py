@@ -138,7 +138,7 @@ def crafted_checkpoint(tmp_path, **changes):
     """A real checkpoint of a short solve, its metadata then changed (None deletes a field)."""
     path = tmp_path / "ck.npz"
     m = matching_model(synthetic_matching(30, 3, 0.5, seed=2))
-    m.solve("dualip", max_iter=20, check_every=10, checkpoint=str(path))
+    m.solve("dualip", algorithm="dual_ascent", max_iter=20, check_every=10, checkpoint=str(path))  # Run's fields
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(str(arrays.pop("__meta__")))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from dualip_model.status import Status
 
 from . import checkpoint
 from .block_order import FAST_KINDS, BlockOrder
+from .choice import Choice, choose
 from .comm import LOCAL, Comm
 from .fast_projection import simplex_box_linear_minimize
 from .options import STORAGE, DualipOptions, default_threads, resolve_engine
@@ -202,7 +203,9 @@ def solve_standard_form(sf: StandardForm, options: DualipOptions, comm: Comm = L
 def _solve(sf, options, comm, store, y0, gamma0, interrupt) -> RawResult:
     """The loop and the float64 recheck of ``solve_standard_form``."""
     prob, order = _scaled_problem(sf, options, comm)
-    solver = (PdhgSolver if options.algorithm == "pdhg" else DualAscentSolver)(prob, options, store)
+    store = store if store is not None else checkpoint.FileStore(sf)
+    choice = _choice(options, prob, store)
+    solver = (PdhgSolver if choice.algorithm == "pdhg" else DualAscentSolver)(prob, _phase(options, choice), store)
     if y0 is not None:
         y0 = y0 / (prob.sigma * prob.row_scale)
     same = prob.dtype == torch.float64 and prob.device.type == "cpu" and order is None
@@ -223,6 +226,11 @@ def _solve(sf, options, comm, store, y0, gamma0, interrupt) -> RawResult:
         return float64_certificate(sf, host_x(x), to_original * y.double().cpu().numpy(), linmin, comm, options.tol)
 
     out = solver.solve(y0, gamma0, verify, interrupt)
+    switched = choice.switch_after is not None and out["status"] == Status.ITERATION_LIMIT and \
+        out["iterations"] < options.max_iter
+    if switched:  # the dual ascent has not converged: PDHG takes over from its duals (choice.py)
+        pdhg = replace(options, algorithm="pdhg", resume=None)
+        out = PdhgSolver(prob, pdhg, store).solve(verify=verify, interrupt=interrupt, after=out)
     y_last = to_original * out["y"].double().cpu().numpy()  # where the ascent stands: the warm start
     y = to_original * out["y_bound"].double().cpu().numpy()  # the duals behind the best bound
     x = host_x(out["x"])
@@ -257,10 +265,39 @@ def _solve(sf, options, comm, store, y0, gamma0, interrupt) -> RawResult:
         status=status, x=x, objective=m.objective, bound=bound, row_dual=-y, block_dual=check.block_dual,
         iterations=out["iterations"], history=out["history"],
         guarantees=tuple(guarantees), ray=ray, state={"y": y_last, "gamma": out["gamma"]},
-        message=(f"pdhg, {out['iterations']} iterations" if options.algorithm == "pdhg" else
-                 f"gamma {out['gamma']:.3g}, {out['iterations']} iterations"),
+        message=_message(choice, switched, out),
         log="\n".join(str(h) for h in out["history"]),
     )
+
+
+def _choice(options: DualipOptions, prob: ScaledProblem, store) -> Choice:
+    """The method this solve runs (choice.py); a resumed ``auto`` solve continues the method its checkpoint holds."""
+    choice = choose(options.algorithm, prob)
+    if options.algorithm != "auto" or options.resume is None:
+        return choice
+    saved = checkpoint.saved_algorithm(options.resume, store)
+    if saved == "pdhg" and choice.algorithm == "dual_ascent":
+        return Choice("pdhg", f"{choice.reason}; resumed after the dual ascent handed over to pdhg")
+    if saved != choice.algorithm and saved in ("dual_ascent", "pdhg"):  # written with that algorithm set by name
+        return Choice(saved, f"{choice.reason}; resumed in the {saved.replace('_', ' ')} of the checkpoint")
+    return choice
+
+
+def _phase(options: DualipOptions, choice: Choice) -> DualipOptions:
+    """The options of the method that starts: its algorithm named (what its checkpoints record), and the dual ascent's
+    iterations cut at the hand-over to PDHG."""
+    max_iter = options.max_iter if choice.switch_after is None else min(options.max_iter, choice.switch_after)
+    return replace(options, algorithm=choice.algorithm, max_iter=max_iter)
+
+
+def _message(choice: Choice, switched: bool, out: dict) -> str:
+    """The method(s) run, why, and the iterations: "dual ascent, gamma 0.0075, 230 iterations (auto: ...)"."""
+    if switched:
+        return f"dual ascent for {choice.switch_after} iterations, then pdhg, {out['iterations']} iterations " \
+               f"({choice.reason})"
+    if choice.algorithm == "pdhg":
+        return f"pdhg, {out['iterations']} iterations ({choice.reason})"
+    return f"dual ascent, gamma {out['gamma']:.3g}, {out['iterations']} iterations ({choice.reason})"
 
 
 def memory_report(sf: StandardForm, options: DualipOptions | None = None, iterations: int | None = None):

@@ -146,6 +146,13 @@ def save_state(state, path, store, options) -> None:
     store.save(path, tensors, meta, sharded_keys(type(state)))
 
 
+def saved_algorithm(path, store) -> str | None:
+    """The method whose state ``path`` holds ("dual_ascent" or "pdhg", from its trajectory options; None if unsaid)."""
+    _, meta = store.load(path, {})
+    options = meta.get("options")
+    return options.get("algorithm") if isinstance(options, dict) else None
+
+
 def load_state(cls, path, store, options, prob):
     """The ``cls`` state saved in ``path`` for the ScaledProblem ``prob``; refused (ModelError naming the file) for
     another problem, other trajectory options or a field that does not fit this problem."""

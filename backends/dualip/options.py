@@ -16,6 +16,7 @@ from dualip_model.errors import ModelError
 
 from .fused_cpu import MAX_ACCUMULATORS
 
+ALGORITHMS = ("auto", "dual_ascent", "pdhg")  # DualipOptions.algorithm (choice.py)
 ENGINES = ("auto", "torch", "compact", "compiled", "fused_cpu")  # DualipOptions.engine (kernels.py)
 STORAGE = {"torch": "fast", "compact": "compact", "compiled": "compact", "fused_cpu": "fast"}  # ScaledProblem's
 
@@ -31,8 +32,10 @@ class DualipOptions:
 
     tol: float = 1e-4
     # "dual_ascent": the ridge-regularized accelerated dual ascent (solver.py); "pdhg": restarted Halpern PDHG over the
-    # block polytopes (pdhg.py). Both stop under the same rule (termination.py)
-    algorithm: str = "dual_ascent"
+    # block polytopes (pdhg.py); "auto": one of them from the model's structure, the dual ascent handing over to PDHG
+    # where it has not converged after choice.SWITCH_AFTER iterations (choice.py). All stop under one rule
+    # (termination.py)
+    algorithm: str = "auto"
     max_iter: int = 20_000
     time_limit: float | None = None  # seconds
     device: str = field(default_factory=lambda: default_device())  # "cpu", "cuda" or "cuda:N"; default CUDA if available
@@ -100,7 +103,7 @@ def _path(v) -> bool:
 # name -> (test, the valid values as the message says them)
 _CHECKS = {
     "tol": (lambda v: _real(v) and 0 < v < 1, "a finite number in (0, 1), e.g. 1e-4"),
-    "algorithm": (lambda v: v in ("dual_ascent", "pdhg"), '"dual_ascent" or "pdhg"'),
+    "algorithm": (lambda v: v in ALGORITHMS, " or ".join(repr(a) for a in ALGORITHMS)),
     "max_iter": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "time_limit": (lambda v: v is None or (_real(v) and v > 0), "None or a finite number of seconds > 0"),
     "device": (_device, "'cpu', 'cuda' or 'cuda:N'"),

@@ -106,6 +106,7 @@ class PdhgRun:
     best_y: torch.Tensor = field(metadata=checkpoint.index("rows"))
     it: int = 0
     anchor_it: int = 0
+    first_it: int = 0  # the iteration this method began at (after a dual ascent's when it took over, choice.py)
     cycle_start: int = 0  # iteration of the last restart
     previous: float = math.inf  # the residual at the previous check of this cycle
     restarts: int = 0
@@ -211,7 +212,7 @@ class PdhgSolver:
         """Restart from T(z) when the residual decayed enough (cuPDLPx's three criteria); then smooth omega."""
         decayed = check.residual <= SUFFICIENT_DECAY * check.first
         stalled = check.residual <= NECESSARY_DECAY * check.first and check.residual > run.previous
-        long = run.it - run.cycle_start >= ARTIFICIAL_SHARE * run.it
+        long = run.it - run.cycle_start >= ARTIFICIAL_SHARE * (run.it - run.first_it)
         if not (decayed or stalled or long):
             run.previous = check.residual
             return
@@ -247,16 +248,28 @@ class PdhgSolver:
         return PdhgRun(st=st, omega=self.initial_weight(), ray_ref=y.clone(), anchor=y.clone(),
                        next_anchor=y.clone(), best_y=y)
 
+    def take_over(self, out: dict) -> PdhgRun:
+        """A run that continues a dual ascent's ``out`` (its solve's dict): warm-started at its last duals, its
+        iterations, seconds, history and best bound carried on."""
+        run = self.start(out["y"])
+        run.it = run.anchor_it = run.first_it = run.cycle_start = out["iterations"]
+        run.elapsed, run.history = out["elapsed"], list(out["history"])
+        run.best_bound, run.best_y = out["bound"], out["y_bound"]
+        return run
+
     def solve(self, y0: np.ndarray | None = None, gamma0: float | None = None, verify=None,
-              interrupt: Interrupt | None = None):
+              interrupt: Interrupt | None = None, after: dict | None = None):
         """Halpern PDHG cycles until the stopping rule holds (termination.py), a limit, a Farkas ray or Ctrl-C.
 
         ``gamma0`` is ignored (no regularization). ``verify(x, y)``: the float64 recheck of a primal the working
         precision calls optimal (the solve goes on if it fails); ``interrupt``: the deferred Ctrl-C flag, read at
-        every check.
+        every check; ``after``: a dual ascent's result to take over from (``take_over``).
         """
         p, o = self.prob, self.opts
-        run = self.start(y0) if o.resume is None else checkpoint.load_state(PdhgRun, o.resume, self.store, o, p)
+        if o.resume is not None:
+            run = checkpoint.load_state(PdhgRun, o.resume, self.store, o, p)
+        else:
+            run = self.start(y0) if after is None else self.take_over(after)
         start = time.perf_counter() - run.elapsed
         pace = Pace(run.it, run.elapsed)
         status, ray, saved_at, verified = Status.ITERATION_LIMIT, None, run.it, None

@@ -8,6 +8,7 @@ duals on every rank, a feasible assembled primal, checkpoints resumed on another
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -455,7 +456,8 @@ def test_cli_rank_killed_mid_solve_exits_3_naming_the_lost_peer(models, tmp_path
             p.kill()
     err = procs[0].communicate()[1]
     assert code == 3, err[-3000:]
-    assert "error: rank 0 of 2: an all-reduce failed, a peer rank has probably died" in err
+    # (which collective fails depends on where the peer died: a sum or the gather of a maximum)
+    assert re.search(r"error: rank 0 of 2: an all-(reduce|gather) failed, a peer rank has probably died", err), err
 
 
 def test_cli_solve_sharded_outside_torchrun_is_a_usage_error(models):
