@@ -31,7 +31,7 @@ from .projections import project
 from . import checkpoint
 from .kernels import Kernels
 from .solver import Pace
-from .termination import Interrupt, Measures, StoppingRule
+from .termination import Interrupt, Measures, StoppingRule, keep_best, verdict
 
 STEP_SHARE = 0.99  # eta = STEP_SHARE / ||A||_2: tau sigma ||A||^2 < 1, PDHG's condition
 REFLECTION = 1.0  # rho of the reflected Halpern step (0: plain Halpern)
@@ -44,7 +44,6 @@ NECESSARY_DECAY = 0.8  # ... or to this share and stopped falling since the prev
 ARTIFICIAL_SHARE = 0.36  # ... or when the cycle is this share of all iterations so far
 WEIGHT_SMOOTHING = 0.5  # log omega <- (1 - s) log omega + s log(||dy|| / ||dx||) at a restart
 WARM_GAMMA = 1e-2  # a warm start's x: argmin_{x in X} L(x, y0) + gamma/2 ||x||^2 (gamma relative to RMS(c))
-FARKAS_MIN = {torch.float64: 1e-9, torch.float32: 1e-4}  # F(d) / ||d|| above this certifies infeasibility
 
 
 @dataclass
@@ -116,7 +115,7 @@ class PdhgRun:
     best_bound: float = -math.inf
     best_obj: float = math.inf
     best_x: torch.Tensor | None = field(default=None, metadata=checkpoint.index("columns"))
-    best_check: PdhgCheck | None = None
+    best_cert: PdhgCheck | None = None
     rejected: bool = False  # the kept primal failed the float64 recheck
     elapsed: float = 0.0
     history: list = field(default_factory=list)
@@ -316,7 +315,7 @@ class PdhgSolver:
         if o.checkpoint is not None and saved_at != run.it:
             checkpoint.save_state(run, o.checkpoint, self.store, o)
         return dict(status=status, x=run.best_x, y=run.st.y_t, y_bound=run.best_y, gamma=None,
-                    bound=run.best_bound, objective=run.best_obj, cert=run.best_check, iterations=run.it,
+                    bound=run.best_bound, objective=run.best_obj, cert=run.best_cert, iterations=run.it,
                     history=run.history, ray=ray, elapsed=run.elapsed, verified=verified)
 
     @staticmethod
@@ -330,29 +329,11 @@ class PdhgSolver:
     def record(self, run: PdhgRun, check: PdhgCheck, x: torch.Tensor, elapsed: float,
                interrupt: Interrupt | None) -> Status | None:
         """Keep the best bound and primal (StoppingRule.better), log the check, and say whether the solve ends."""
-        o, comm = self.opts, self.prob.comm
-        rule = StoppingRule.of(o.tol, self.prob.dtype)
-        if check.bound > run.best_bound:
-            run.best_bound, run.best_y = check.bound, run.st.y_t
-        kept = None if run.best_check is None or run.rejected else run.best_check.measures()
-        if rule.better(check.measures(), kept, run.best_bound):
-            run.best_obj, run.best_x, run.best_check, run.rejected = check.objective, x, check, False
+        rule = StoppingRule.of(self.opts.tol, self.prob.dtype)
+        keep_best(run, check, x, run.st.y_t, rule)
         rec = dict(iteration=run.it, gamma=None, dual=check.bound, bound=run.best_bound, objective=run.best_obj,
-                   candidate_objective=check.objective, infeasibility=run.best_check.infeasibility,
+                   candidate_objective=check.objective, infeasibility=run.best_cert.infeasibility,
                    raw_infeasibility=check.raw_infeasibility, stationarity=check.residual,
                    gap=relative_gap(run.best_obj, run.best_bound), step=self.eta / run.omega, time=elapsed)
         run.history.append(rec)
-        stop = o.callback is not None and comm.rank == 0 and bool(o.callback(dict(rec)))
-        stop = stop or (interrupt is not None and interrupt.requested)
-        if comm.world > 1:  # the slowest rank's clock decides, for all
-            stop, elapsed = comm.max_np([stop, elapsed])
-            rec["time"] = float(elapsed)
-        if stop:
-            return Status.INTERRUPTED
-        if check.farkas > FARKAS_MIN.get(self.prob.dtype, 1e-4):
-            return Status.INFEASIBLE
-        if not run.rejected and rule.optimal(run.best_check.measures(), run.best_bound):
-            return Status.OPTIMAL
-        if o.time_limit is not None and elapsed > o.time_limit:
-            return Status.TIME_LIMIT
-        return None
+        return verdict(run, check, rec, self.opts, rule, self.prob.comm, self.prob.dtype, elapsed, interrupt)

@@ -27,7 +27,7 @@ from . import checkpoint
 from .kernels import Kernels
 from .memory import MemoryReport, TemporaryTracker, held_bytes
 from .problem import ScaledProblem
-from .termination import Interrupt, Measures, StoppingRule, largest
+from .termination import Interrupt, Measures, StoppingRule, keep_best, largest, verdict
 
 
 @dataclass
@@ -350,35 +350,16 @@ class DualAscentSolver:
     def record(self, run: "Run", cert: Certificate, x: torch.Tensor, elapsed: float,
                interrupt: Interrupt | None = None) -> Status | None:
         """Keep the best bound and primal (StoppingRule.better), log the check, and say whether the solve ends here."""
-        o = self.opts
-        rule = StoppingRule.of(o.tol, self.prob.dtype)
-        if cert.bound > run.best_bound:
-            run.best_bound, run.best_y = cert.bound, run.st.y
-        kept = None if run.best_cert is None or run.rejected else run.best_cert.measures()
-        if rule.better(cert.measures(), kept, run.best_bound):
-            run.best_obj, run.best_x, run.best_cert, run.rejected = cert.objective, x, cert, False
-        gap = relative_gap(run.best_obj, run.best_bound)
+        rule = StoppingRule.of(self.opts.tol, self.prob.dtype)
+        keep_best(run, cert, x, run.st.y, rule)
         rec = dict(iteration=run.it, gamma=run.gamma, dual=cert.dual_value, bound=run.best_bound,
                    objective=run.best_obj, candidate_objective=cert.objective,
                    infeasibility=run.best_cert.infeasibility, raw_infeasibility=cert.raw_infeasibility,
-                   stationarity=cert.stationarity, gap=gap, step=run.gamma / self.prob.norm_sq, time=elapsed)
+                   stationarity=cert.stationarity, gap=relative_gap(run.best_obj, run.best_bound),
+                   step=run.gamma / self.prob.norm_sq, time=elapsed)
         run.history.append(rec)
         self.safeguard(run, cert)
-        comm = self.prob.comm
-        stop = o.callback is not None and comm.rank == 0 and bool(o.callback(dict(rec)))  # rank 0 reports
-        stop = stop or (interrupt is not None and interrupt.requested)
-        if comm.world > 1:  # the ranks' clocks differ: the slowest one decides, for all
-            stop, elapsed = comm.max_np([stop, elapsed])
-            rec["time"] = float(elapsed)
-        if stop:
-            return Status.INTERRUPTED
-        if cert.farkas > (1e-9 if self.prob.dtype == torch.float64 else 1e-4):
-            return Status.INFEASIBLE
-        if not run.rejected and rule.optimal(run.best_cert.measures(), run.best_bound):
-            return Status.OPTIMAL
-        if o.time_limit is not None and elapsed > o.time_limit:
-            return Status.TIME_LIMIT
-        return None
+        return verdict(run, cert, rec, self.opts, rule, self.prob.comm, self.prob.dtype, elapsed, interrupt)
 
     def safeguard(self, run: "Run", cert: Certificate) -> None:
         """Raise the adaptive step's curvature floor 10x when 2 checks in a row do not raise g_gamma(y).

@@ -1,7 +1,8 @@
 """OPTIMAL iff max_k viol_k(x) / (1 + |side_k|) <= tol over every constraint k and 0 <= (f(x) - L) / max(1, |f|, |L|) <= tol.
 
-The stopping rule of the dual ascent, in one place: the loop's checks (working precision, on the device) and the
-float64 recheck of the returned primal (backend.py) measure the same numbers with the same functions here.
+The stopping rule of both methods (the dual ascent and the PDHG), in one place: the loops' checks (working
+precision, on the device) and the float64 recheck of the returned primal (backend.py) measure the same numbers
+with the same functions here; ``keep_best`` and ``verdict`` are what each check does with them.
 
 - ``side_violation``: per constraint, (a - u)_+ / (1 + |u|) and (l - a)_+ / (1 + |l|), the larger; 0 on an
   infinite side. Constraints are the coupling rows, the block sums (sum x <= r or == r) and the column bounds.
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dualip_model.status import relative_gap
+from dualip_model.status import Status, relative_gap
 
 FAR = 3  # rank tier of a candidate outside tol of feasibility (FAR + 1: one whose objective also crosses the bound)
 ROUNDING_EPS = 100  # a gap above -100 eps of the working precision is rounding, read as 0
@@ -101,6 +102,41 @@ class StoppingRule:
     def better(self, new: Measures, kept: Measures | None, bound: float) -> bool:
         """True if candidate ``new`` replaces ``kept`` (ties go to the newer one, nearer the dual optimum)."""
         return kept is None or self.rank(new, bound) <= self.rank(kept, bound)
+
+
+FARKAS_MIN = {torch.float64: 1e-9, torch.float32: 1e-4}  # F(d) / ||d|| above this certifies infeasibility
+
+
+def keep_best(run, cert, x: torch.Tensor, y: torch.Tensor, rule: StoppingRule) -> None:
+    """A method's run keeps the highest bound (with its duals y) and the best candidate x (StoppingRule.better; a
+    candidate the float64 recheck rejected is replaced by the next one). ``cert``: the check's host numbers
+    (bound, objective, measures())."""
+    if cert.bound > run.best_bound:
+        run.best_bound, run.best_y = cert.bound, y
+    kept = None if run.best_cert is None or run.rejected else run.best_cert.measures()
+    if rule.better(cert.measures(), kept, run.best_bound):
+        run.best_obj, run.best_x, run.best_cert, run.rejected = cert.objective, x, cert, False
+
+
+def verdict(run, cert, rec: dict, options, rule: StoppingRule, comm, dtype: torch.dtype, elapsed: float,
+            interrupt: "Interrupt | None") -> Status | None:
+    """Whether a solve ends at this check, in this order: the callback (called on rank 0 with the history record
+    ``rec``; a truthy value stops) or Ctrl-C, a Farkas ray, the stopping rule at the kept candidate and bound, the
+    time limit (the slowest rank's clock decides, for all); None: go on."""
+    stop = options.callback is not None and comm.rank == 0 and bool(options.callback(dict(rec)))
+    stop = stop or (interrupt is not None and interrupt.requested)
+    if comm.world > 1:  # the ranks' clocks differ: the slowest one decides, for all
+        stop, elapsed = comm.max_np([stop, elapsed])
+        rec["time"] = float(elapsed)
+    if stop:
+        return Status.INTERRUPTED
+    if cert.farkas > FARKAS_MIN.get(dtype, 1e-4):
+        return Status.INFEASIBLE
+    if not run.rejected and rule.optimal(run.best_cert.measures(), run.best_bound):
+        return Status.OPTIMAL
+    if options.time_limit is not None and elapsed > options.time_limit:
+        return Status.TIME_LIMIT
+    return None
 
 
 class Interrupt:
