@@ -7,9 +7,9 @@
 
 The rule comes from the family suite (benchmarks/family_suite.py; benchmarks/results/family_suite_cpu_*_algorithms.json,
 docs/algorithm.md): PDHG wins where the rows are many and short (few users per item: 5 entries per row, 3.8x
-fewer seconds at 1e6 nonzeros; power-law at 5e4: 25 per row, 1.6-3x) and on box-cut blocks (guaranteed delivery:
-1.2-2.1x at 5e4, 1.7x at 1e6), the dual ascent where a few rows are long over simplex blocks (multi-objective,
-assignment: 250-1,600 entries per row, 2.6-4.7x); power-law at 1e6 (500 per row) is near a tie (8.05 s vs 6.91 s
+fewer seconds at 1e6 nonzeros; power-law at 5e4: 25 per row, 1.6-3.1x) and on box-cut blocks (guaranteed delivery:
+1.15-2.1x at 5e4, 1.7x at 1e6), the dual ascent where a few rows are long over simplex blocks (multi-objective,
+assignment: 250-1,600 entries per row, 2.7-4.7x); power-law at 1e6 (500 per row) is near a tie (8.05 s vs 6.91 s
 with PDHG in family_suite_cpu_1e6.json: the rule leaves 14% there). Where the dual ascent is slow all the same (a
 binding global floor beside item budgets: up to 8,100 iterations, where PDHG takes 700-1,600) the hand-over bounds
 the loss; the dual ascent converged on the families it is picked for within about 300 iterations. Entries spread
