@@ -17,7 +17,6 @@ where ``prob.repairable``) and two Farkas tests; the stopping rule is the dual a
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,11 +25,11 @@ import torch
 from dualip_model.errors import ModelError
 from dualip_model.status import Status, relative_gap
 
+from . import check_loop, checkpoint
+from .check_loop import RunState
+from .kernels import Kernels
 from .problem import ScaledProblem
 from .projections import project
-from . import checkpoint
-from .kernels import Kernels
-from .solver import Pace
 from .termination import Interrupt, Measures, StoppingRule, keep_best, verdict
 
 STEP_SHARE = 0.99  # eta = STEP_SHARE / ||A||_2: tau sigma ||A||^2 < 1, PDHG's condition
@@ -94,31 +93,17 @@ class PdhgCheck:
         return Measures(self.objective, self.infeasibility, self.dual_violation)
 
 
-@dataclass
-class PdhgRun:
-    """What the loop carries from check to check; saved whole in a checkpoint (every field, checkpoint.record), so a
-    resume is bitwise."""
+@dataclass(kw_only=True)
+class PdhgRun(RunState):
+    """The PDHG's run: its iterate, primal weight and restart state beside what both methods carry (RunState)."""
 
     st: PdhgState
     omega: float  # primal weight: tau = eta / omega, sigma = eta omega
-    ray_ref: torch.Tensor = field(metadata=checkpoint.index("rows"))  # y_t at the previous check
-    # y_t at an earlier check (the long Farkas ray's base), moved when it doubles
-    anchor: torch.Tensor = field(metadata=checkpoint.index("rows"))
-    next_anchor: torch.Tensor = field(metadata=checkpoint.index("rows"))
-    best_y: torch.Tensor = field(metadata=checkpoint.index("rows"))
-    it: int = 0
-    anchor_it: int = 0
+    best_cert: PdhgCheck | None = None
     first_it: int = 0  # the iteration this method began at (after a dual ascent's when it took over, choice.py)
     cycle_start: int = 0  # iteration of the last restart
     previous: float = math.inf  # the residual at the previous check of this cycle
     restarts: int = 0
-    best_bound: float = -math.inf
-    best_obj: float = math.inf
-    best_x: torch.Tensor | None = field(default=None, metadata=checkpoint.index("columns"))
-    best_cert: PdhgCheck | None = None
-    rejected: bool = False  # the kept primal failed the float64 recheck
-    elapsed: float = 0.0
-    history: list = field(default_factory=list)
 
 
 class PdhgSolver:
@@ -182,8 +167,8 @@ class PdhgSolver:
         return (omega * primal + (dy * dy).sum() / omega - 2.0 * self.eta * (dy * adx).sum()).clamp(min=0.0).sqrt()
 
     # ------------------------------------------------------------------ checks
-    def check(self, run: PdhgRun, rays: list[torch.Tensor]) -> tuple[PdhgCheck, torch.Tensor, torch.Tensor]:
-        """(host numbers, candidate primal, the ray with the largest Farkas value) at T(z); one host copy."""
+    def check_run(self, run: PdhgRun, rays: list[torch.Tensor]):
+        """(host numbers, candidate primal, the ray with the largest Farkas value, None) at T(z); one host copy."""
         p, kn, st = self.prob, self.kernels, run.st
         y = st.y_t
         bound = kn.lagrangian_bound(y)
@@ -211,7 +196,7 @@ class PdhgSolver:
                           infeasibility=stats[2], raw_infeasibility=stats[3], dual_violation=p.sigma * stats[4],
                           residual=stats[5], first=stats[6], moved_x=stats[7], moved_y=stats[8],
                           farkas=stats[9 + best_ray])
-        return check, x, rays[best_ray]
+        return check, x, rays[best_ray], None
 
     def restart(self, run: PdhgRun, check: PdhgCheck) -> None:
         """Restart from T(z) when the residual decayed enough (cuPDLPx's three criteria); then smooth omega."""
@@ -250,8 +235,7 @@ class PdhgSolver:
         x = project(v, kn.bs)
         newton = torch.zeros(p.sf.n_blocks, dtype=p.dtype, device=p.device)
         st = PdhgState.at(x, y, p.comm.sum(kn.A_times(x)), newton)
-        return PdhgRun(st=st, omega=self.initial_weight(), ray_ref=y.clone(), anchor=y.clone(),
-                       next_anchor=y.clone(), best_y=y)
+        return PdhgRun(st=st, omega=self.initial_weight(), **RunState.rays_at(y))
 
     def take_over(self, out: dict) -> PdhgRun:
         """A run that continues a dual ascent's ``out`` (its solve's dict): warm-started at its last duals, its
@@ -275,56 +259,22 @@ class PdhgSolver:
             run = checkpoint.load_state(PdhgRun, o.resume, self.store, o, p)
         else:
             run = self.start(y0) if after is None else self.take_over(after)
-        start = time.perf_counter() - run.elapsed
-        pace = Pace(run.it, run.elapsed)
-        status, ray, saved_at, verified = Status.ITERATION_LIMIT, None, run.it, None
-        while run.it < o.max_iter:
-            k = pace.chunk(min(o.check_every, o.max_iter - run.it), o.time_limit)
-            if k == 0:
-                status = Status.TIME_LIMIT
-                break
-            try:
-                run.st = self.iterate(run.st, run.omega, k)
-            except KeyboardInterrupt:  # a second Ctrl-C, or a solve outside the main thread
-                if run.best_x is None or p.comm.world > 1:
-                    raise
-                status = Status.INTERRUPTED
-                break
-            run.it += k
-            rays = [self.kernels.to_domain(run.st.y_t - base) for base in (run.ray_ref, run.anchor)]
-            check, x, ray = self.check(run, rays)
-            self.advance_rays(run)
-            status = self.record(run, check, x, time.perf_counter() - start, interrupt)
-            pace.at_check(run.it, run.history[-1]["time"])
-            if status == Status.OPTIMAL and verify is not None:
-                verified = verify(run.best_x, run.best_y)
-                if not verified.passed:  # float64 disagrees with the working precision: go on without it
-                    run.rejected, status, verified = True, None, None
-            if status in (None, Status.INTERRUPTED, Status.TIME_LIMIT):  # a run that may go on (or be resumed)
-                self.restart(run, check)
-            if o.checkpoint is not None and run.it - saved_at >= o.checkpoint_every:  # saved as the next step sees it
-                run.elapsed = time.perf_counter() - start
-                checkpoint.save_state(run, o.checkpoint, self.store, o)
-                saved_at = run.it
-            if status is None and interrupt is not None and interrupt.requested and p.comm.world == 1:
-                status = Status.INTERRUPTED  # Ctrl-C during the checkpoint write (ranks: at the next check)
-            if status is not None:
-                break
-            status = Status.ITERATION_LIMIT
-        run.elapsed = time.perf_counter() - start
-        if o.checkpoint is not None and saved_at != run.it:
-            checkpoint.save_state(run, o.checkpoint, self.store, o)
-        return dict(status=status, x=run.best_x, y=run.st.y_t, y_bound=run.best_y, gamma=None,
-                    bound=run.best_bound, objective=run.best_obj, cert=run.best_cert, iterations=run.it,
-                    history=run.history, ray=ray, elapsed=run.elapsed, verified=verified)
+        out = check_loop.solve(self, run, verify, interrupt)
+        out["gamma"] = None
+        return out
+
+    def advance(self, run: PdhgRun, k: int) -> None:
+        """k Halpern PDHG steps from the run's state (the loop's chunk, check_loop.py)."""
+        run.st = self.iterate(run.st, run.omega, k)
 
     @staticmethod
-    def advance_rays(run: PdhgRun) -> None:
-        """The short ray's base moves to this check; the long one's forward whenever the iteration count doubles."""
-        y = run.st.y_t.clone()
-        run.ray_ref = y
-        if run.it >= 2 * run.anchor_it:
-            run.anchor, run.next_anchor, run.anchor_it = run.next_anchor, y, run.it
+    def duals(run: PdhgRun) -> torch.Tensor:
+        """The duals of T(z), in the dual domain."""
+        return run.st.y_t
+
+    def carry_on(self, run: PdhgRun, check: PdhgCheck, extra: None) -> None:
+        """Between checks of a run that goes on: a restart where the residual says so."""
+        self.restart(run, check)
 
     def record(self, run: PdhgRun, check: PdhgCheck, x: torch.Tensor, elapsed: float,
                interrupt: Interrupt | None) -> Status | None:

@@ -14,16 +14,15 @@ gradient changes sign (``flat_row_search``).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from dualip_model.errors import ModelError
 from dualip_model.status import Status, relative_gap
 
-from . import checkpoint
+from . import check_loop, checkpoint
+from .check_loop import RunState
 from .kernels import Kernels
 from .memory import MemoryReport, TemporaryTracker, held_bytes
 from .problem import ScaledProblem
@@ -74,24 +73,12 @@ class Certificate:
         return Measures(self.objective, self.infeasibility, self.dual_violation)
 
 
-@dataclass
-class Run:
-    """What the loop carries from check to check; saved whole in a checkpoint (every field, checkpoint.record), so a
-    resume is bitwise."""
+@dataclass(kw_only=True)
+class Run(RunState):
+    """The dual ascent's run: its iterate and continuation state beside what both methods carry (RunState)."""
 
     st: AscentState
     gamma: float
-    best_y: torch.Tensor = field(metadata=checkpoint.index("rows"))  # duals behind the best bound
-    ray_ref: torch.Tensor = field(metadata=checkpoint.index("rows"))  # y at the previous check
-    # y at an earlier check, anchor_it / 2 or so: the base of the long Farkas ray
-    anchor: torch.Tensor = field(metadata=checkpoint.index("rows"))
-    # y at iteration anchor_it, the anchor once the iteration count doubles
-    next_anchor: torch.Tensor = field(metadata=checkpoint.index("rows"))
-    it: int = 0
-    anchor_it: int = 0
-    best_bound: float = -math.inf
-    best_obj: float = math.inf
-    best_x: torch.Tensor | None = field(default=None, metadata=checkpoint.index("columns"))
     best_cert: Certificate | None = None
     # y at the end of the previous gamma stage (extrapolation)
     prev_stage_y: torch.Tensor | None = field(default=None, metadata=checkpoint.index("rows"))
@@ -103,46 +90,12 @@ class Run:
     lip_floor: float = 1e-2  # the adaptive step's curvature estimate stays >= lip_floor ||A||^2 / gamma
     best_dual: float = -math.inf  # highest regularized dual value g_gamma(y) of the gamma stage so far
     stalled: int = 0  # consecutive checks that did not raise it
-    rejected: bool = False  # the kept primal failed the float64 recheck: the next candidate replaces it
-    elapsed: float = 0.0  # seconds of solving before this process (resumed runs)
-    history: list = field(default_factory=list)
 
     @staticmethod
     def start(st: AscentState, gamma: float) -> "Run":
-        return Run(st=st, gamma=gamma, best_y=st.y, ray_ref=st.y.clone(), anchor=st.y.clone(),
-                   next_anchor=st.y.clone())
-
-    def advance_rays(self) -> None:
-        """Move the ray bases to this check: the anchor steps forward whenever the iteration count doubles."""
-        y = self.st.y.clone()
-        self.ray_ref = y
-        if self.it >= 2 * self.anchor_it:
-            self.anchor, self.next_anchor, self.anchor_it = self.next_anchor, y, self.it
-
-@dataclass
-class Pace:
-    """Seconds per iteration measured at the checks, to end a chunk before the time limit (no host sync)."""
-
-    it0: int  # iteration and elapsed seconds where this process started measuring
-    t0: float
-    it: int = 0
-    t: float = 0.0
-
-    def at_check(self, it: int, elapsed: float) -> None:
-        self.it, self.t = it, elapsed
-
-    def chunk(self, k: int, time_limit: float | None) -> int:
-        """At most k iterations, as many as fit before ``time_limit`` at the pace so far (0: none fits)."""
-        if time_limit is None:
-            return k
-        if self.it <= self.it0:  # no pace measured yet: a short first chunk measures it
-            return min(k, _PACE_PROBE)
-        per_iteration = (self.t - self.t0) / (self.it - self.it0)
-        left = time_limit - self.t
-        return k if per_iteration <= 0 else max(0, min(k, int(left / per_iteration)))
+        return Run(st=st, gamma=gamma, **RunState.rays_at(st.y))
 
 
-_PACE_PROBE = 5  # iterations of the first chunk under a time limit (then the pace is known)
 _SEARCH_NEWTON_STEPS = 4  # Newton steps of the flat-row search's projections (trial points move a few rows only)
 
 
@@ -300,52 +253,28 @@ class DualAscentSolver:
             y = torch.zeros(p.m, dtype=p.dtype, device=p.device) if y0 is None else \
                 torch.as_tensor(y0, dtype=p.dtype, device=p.device)
             run = Run.start(AscentState.start(y, p.sf.n_blocks, p.norm_sq / gamma), gamma)
-        start = time.perf_counter() - run.elapsed
-        pace = Pace(run.it, run.elapsed)
-        status, ray, saved_at, verified = Status.ITERATION_LIMIT, None, run.it, None
-        while run.it < o.max_iter:
-            k = pace.chunk(min(o.check_every, o.max_iter - run.it), o.time_limit)
-            if k == 0:  # the next iteration would end past the time limit
-                status = Status.TIME_LIMIT
-                break
-            try:
-                st = self.iterate(run.st, run.gamma, run.gamma / p.norm_sq, k, run.lip_floor)
-            except KeyboardInterrupt:  # raised, not deferred (a second Ctrl-C, or another thread's solve)
-                if run.best_x is None or p.comm.world > 1:  # nothing to return, or ranks cannot agree where they stopped
-                    raise
-                status = Status.INTERRUPTED
-                break
-            run.st, run.it = st, run.it + k
-            # Farkas test rays, in the dual domain: y's move since the last check and since the anchor check
-            # (a window of it/2..3it/4 iterations, which averages the oscillations of the momentum out)
-            rays = [self.kernels.to_domain(run.st.y - base) for base in (run.ray_ref, run.anchor)]
-            cert, x, ray, grad = self.check(run.st.y, run.st.tau, run.gamma, rays)
-            run.advance_rays()
-            status = self.record(run, cert, x, time.perf_counter() - start, interrupt)
-            pace.at_check(run.it, run.history[-1]["time"])
-            if status == Status.OPTIMAL and verify is not None:
-                verified = verify(run.best_x, run.best_y)
-                if not verified.passed:  # float64 disagrees with the working precision: go on without it
-                    run.rejected, status, verified = True, None, None
-            if status in (None, Status.INTERRUPTED, Status.TIME_LIMIT):  # a run that may go on (or be resumed)
-                if o.flat_rows:
-                    self.flat_row_search(run, grad, cert)
-                self.continuation(run, cert)
-            if o.checkpoint is not None and run.it - saved_at >= o.checkpoint_every:  # saved as the next step sees it
-                run.elapsed = time.perf_counter() - start
-                checkpoint.save_state(run, o.checkpoint, self.store, o)
-                saved_at = run.it
-            if status is None and interrupt is not None and interrupt.requested and p.comm.world == 1:
-                status = Status.INTERRUPTED  # Ctrl-C during the search or the write (ranks: at the next check)
-            if status is not None:
-                break
-            status = Status.ITERATION_LIMIT
-        run.elapsed = time.perf_counter() - start
-        if o.checkpoint is not None and saved_at != run.it:
-            checkpoint.save_state(run, o.checkpoint, self.store, o)
-        return dict(status=status, x=run.best_x, y=run.st.y, y_bound=run.best_y, gamma=run.gamma,
-                    bound=run.best_bound, objective=run.best_obj, cert=run.best_cert, iterations=run.it,
-                    history=run.history, ray=ray, elapsed=run.elapsed, verified=verified)
+        out = check_loop.solve(self, run, verify, interrupt)
+        out["gamma"] = run.gamma
+        return out
+
+    def advance(self, run: "Run", k: int) -> None:
+        """k steps of the ascent from the run's state (the loop's chunk, check_loop.py)."""
+        run.st = self.iterate(run.st, run.gamma, run.gamma / self.prob.norm_sq, k, run.lip_floor)
+
+    @staticmethod
+    def duals(run: "Run") -> torch.Tensor:
+        """The ascent's current duals y."""
+        return run.st.y
+
+    def check_run(self, run: "Run", rays: list[torch.Tensor]):
+        """``check`` at the run's duals: (certificate, candidate, best ray, prox-gradient for the flat-row search)."""
+        return self.check(run.st.y, run.st.tau, run.gamma, rays)
+
+    def carry_on(self, run: "Run", cert: Certificate, grad: torch.Tensor) -> None:
+        """Between checks of a run that goes on: the flat-row search (``flat_rows`` option), then the continuation."""
+        if self.opts.flat_rows:
+            self.flat_row_search(run, grad, cert)
+        self.continuation(run, cert)
 
     def record(self, run: "Run", cert: Certificate, x: torch.Tensor, elapsed: float,
                interrupt: Interrupt | None = None) -> Status | None:
