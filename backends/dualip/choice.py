@@ -23,10 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 
 from dualip_model.polytopes import BlockKind
 from dualip_model.standard_form import StandardForm
 
+from .comm import LOCAL, Comm
 from .problem import ScaledProblem
 
 SHORT_ROWS = 32.0  # coupling entries per row at or below which auto picks PDHG
@@ -49,7 +51,7 @@ def choose(algorithm: str, prob: ScaledProblem) -> Choice:
     every rank of a sharded solve: the nonzeros are summed over the ranks)."""
     if algorithm != "auto":
         return Choice(algorithm, "as set")
-    spread = float(prob.comm.max_np(row_spread(prob.sf)))
+    spread = row_spread(prob.sf, prob.comm)
     if spread > SPREAD_LIMIT:
         return Choice("dual_ascent", f"auto: entries spread {spread:.2g}x within a row > {SPREAD_LIMIT:g}x")
     nnz = float(prob.comm.sum_np(float(prob.sf.nnz)))
@@ -62,12 +64,20 @@ def choose(algorithm: str, prob: ScaledProblem) -> Choice:
     return Choice("dual_ascent", f"auto: {per_row:.3g} coupling entries per row > {SHORT_ROWS:g}", SWITCH_AFTER)
 
 
-def row_spread(sf: StandardForm) -> float:
-    """max over coupling rows of max_j |a_rj| / min_j |a_rj| (nonzero entries; 1 without any)."""
-    if sf.nnz == 0:
-        return 1.0
+def row_spread(sf: StandardForm, comm: Comm = LOCAL) -> float:
+    """max over coupling rows of max_j |a_rj| / min_j |a_rj| over the row's nonzero entries (1 without any).
+
+    The rows' extremes are reduced over the ranks before the ratio, so a sharded solve (each rank holding some
+    columns of every row) measures what one process holding all of them would. The CSC-to-CSR conversion is linear
+    in the nonzeros (no sort).
+    """
     size = np.abs(np.asarray(sf.A_data, dtype=np.float64))
-    order = np.argsort(sf.A_indices, kind="stable")  # entries grouped by row
-    rows, size = np.asarray(sf.A_indices)[order], size[order]
-    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-    return float((np.maximum.reduceat(size, starts) / np.minimum.reduceat(size, starts)).max())
+    rows = scipy.sparse.csc_matrix((size, sf.A_indices, sf.A_indptr), shape=(sf.n_rows, sf.n_cols)).tocsr()
+    starts, filled = rows.indptr[:-1], np.diff(rows.indptr) > 0
+    high, low = np.zeros(sf.n_rows), np.full(sf.n_rows, np.inf)
+    if filled.any():
+        high[filled] = np.maximum.reduceat(rows.data, starts[filled])
+        low[filled] = np.minimum.reduceat(np.where(rows.data > 0, rows.data, np.inf), starts[filled])
+    high, low = comm.max_np(high), -comm.max_np(-low)
+    spread = high / np.where(high > 0, low, 1.0)
+    return float(spread.max(initial=1.0))

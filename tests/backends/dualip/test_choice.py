@@ -103,3 +103,34 @@ def test_entries_spread_far_within_rows_keep_to_the_dual_ascent():
     assert (spread.algorithm, spread.switch_after) == ("dual_ascent", None) and "spread" in spread.reason
     assert choice.row_spread(scaled_matching(0, entries=6).compile()) > 1e14
     assert picked(scaled_matching(0, entries=1)).algorithm == "pdhg"  # 1e-1..1e1 (12 entries per row): PDHG copes
+
+
+def test_row_spread_of_a_sharded_model_is_the_whole_models():
+    """Each rank holds some columns of every row: the rows' largest and smallest entries are reduced over the ranks
+    before the ratio (a row's 1 on one rank and 1e6 on the other is a spread of 1e6, though each rank sees 1)."""
+    m = dm.Model("split")
+    s = m.entities("s", 4)
+    x = m.variable("x", over=s, lower=0.0, upper=1.0)
+    m.minimize(x.sum())
+    m.subject_to(dm.matmul(np.array([[1.0, 1.0, 1e6, 1e6], [2.0, 2.0, 3.0, 3.0]]), x, m.entities("r", 2)) <= 5,
+                 name="rows")
+    sf = m.compile()
+    halves = [sf.A[:, :2], sf.A[:, 2:]]
+
+    class Ranks:
+        """One rank's communicator: max_np takes the elementwise max with what the other rank passed."""
+
+        def __init__(self, other=None):
+            self.sent, self.other = [], list(other or [])
+
+        def max_np(self, a):
+            self.sent.append(np.asarray(a, dtype=np.float64))
+            return np.maximum(self.sent[-1], self.other.pop(0)) if self.other else self.sent[-1]
+
+    def shard(a):
+        return type("Shard", (), dict(A_data=a.data, A_indices=a.indices, A_indptr=a.indptr, n_rows=a.shape[0],
+                                      n_cols=a.shape[1]))
+
+    second = Ranks()
+    assert choice.row_spread(shard(halves[1]), second) == 1.0  # alone, each rank sees 1
+    assert choice.row_spread(shard(halves[0]), Ranks(second.sent)) == choice.row_spread(sf) == 1e6
