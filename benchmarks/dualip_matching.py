@@ -95,7 +95,7 @@ def run() -> dict:
     dtype = torch.float32 if (args.dtype or ("float32" if device.type == "cuda" else "float64")) == "float32" \
         else torch.float64
     pair = spmv_pair_ms(sf, device, dtype)
-    engine = resolve_engine(args.engine, device, True)  # a matching: simplex blocks
+    engine = resolve_engine(args.engine, device)
     ms_iter = dualip_seconds / max(res.iterations, 1) * 1e3
     report["dualip"] = {
         "status": res.status.value, "objective": res.objective, "bound": res.bound, "gap": res.gap,

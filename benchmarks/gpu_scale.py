@@ -263,7 +263,7 @@ def accounted_memory(sf, args, device: torch.device, dtype: torch.dtype) -> dict
 
 def storage_of(args, device: torch.device) -> str:
     """The ScaledProblem storage of --engine on ``device`` (a matching: simplex blocks)."""
-    return STORAGE[resolve_engine(args.engine, device, True, args.matrix_dtype)]
+    return STORAGE[resolve_engine(args.engine, device, args.matrix_dtype)]
 
 
 def highs_solve(model, sf, args, dualip: dict) -> dict:
@@ -346,7 +346,7 @@ def worker(args) -> None:
     print(f"size {args.worker_size:g}: {sf.nnz} nonzeros, {users} users x {items} items", file=sys.stderr)
 
     dualip = dualip_solve(model, sf, args, device, dtype)
-    dualip["engine"] = resolve_engine(args.engine, device, True, args.matrix_dtype)  # simplex blocks
+    dualip["engine"] = resolve_engine(args.engine, device, args.matrix_dtype)
     dualip["storage"] = storage_of(args, device)
     dualip["matrix_dtype"] = args.matrix_dtype or str(dtype).replace("torch.", "")
     dualip["accounted_memory"] = accounted_memory(sf, args, device, dtype)

@@ -117,7 +117,7 @@ def main() -> None:
                     "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
         "model": {"nnz": sf.nnz, "users": users, "items": items, "rows_m": sf.n_rows, "columns_n": sf.n_cols},
         "options": {"device": args.device, "dtype": str(prob.dtype).replace("torch.", ""), "storage": prob.storage,
-                    "engine": resolve_engine(args.engine, prob.device, prob.fast_projection, None, 1, prob.m, prob.n),
+                    "engine": resolve_engine(args.engine, prob.device, None, 1, prob.m, prob.n),
                     "check_every": k},
         "iterations": {"count": k, "ms_per_iteration": round(it_ms / k, 3),
                        "aten_ops_per_iteration": round(it_count / k, 1),

@@ -24,7 +24,7 @@ from dualip_model.standard_form import StandardForm, segment_sums
 from dualip_model.status import Status
 
 from . import checkpoint
-from .block_order import FAST_KINDS, BlockOrder
+from .block_order import BlockOrder
 from .choice import Choice, choose
 from .comm import LOCAL, Comm
 from .fast_projection import simplex_box_linear_minimize
@@ -314,9 +314,7 @@ def _scaled_problem(sf: StandardForm, options: DualipOptions, comm: Comm = LOCAL
     fast storage solves with equal-size blocks side by side (dense block reductions, see block_order.py) where
     that pays; x comes back through the BlockOrder."""
     device, dtype = _device_dtype(options)
-    simplex_box = not comm.max_np(not np.isin(sf.block_kind, FAST_KINDS).all())
-    engine = resolve_engine(options.engine, device, simplex_box, options.matrix_dtype, comm.world, sf.n_rows,
-                            sf.n_cols)
+    engine = resolve_engine(options.engine, device, options.matrix_dtype, comm.world, sf.n_rows, sf.n_cols)
     storage = STORAGE[engine]
     order = BlockOrder.of(sf) if storage == "fast" and comm.world == 1 else None
     values = None if options.matrix_dtype is None else getattr(torch, options.matrix_dtype)

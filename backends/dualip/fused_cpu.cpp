@@ -97,6 +97,67 @@ BlockData<T> block_data(const BlockArgs& b, int64_t n) {
           b[4].data_ptr<T>(), b[5].data_ptr<T>(), b[4].numel() == n && n != 1, b[1].size(0)};
 }
 
+// The exact threshold of block b of P_C(v): x_j = clip(v_j - tau, l_j, u_j) with sum_j x_j = r where the sum binds
+// (tau >= 0 on LE blocks, tau = 0 on BOX blocks), for simplex and box-cut blocks alike. Newton steps on the
+// nonincreasing piecewise linear s(tau) = sum_j clip(v_j - tau, l_j, u_j) from tau, each limited to the nearest
+// breakpoint where a column joins the free set (fast_projection.box_cut_project's rule). Between tau and that
+// breakpoint columns can only leave the free set, where s is convex towards the root, so a Newton step never passes
+// the root: it lands on it when no free column leaves on the way (then the threshold is exact), else the next step
+// goes on from there. Every step that does not end the loop passes a breakpoint, so it ends within 2 (e - a) + 1
+// steps; a column at a bound counts as free only in the direction that frees it. From a warm start whose free set
+// has settled: one pass.
+template <typename T>
+T exact_tau(const T* v, int64_t a, int64_t e, const BlockData<T>& B, int64_t b, T tau) {
+  if (B.is_box[b] || a == e) return T(0);
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  const T floor = B.is_le[b] ? T(0) : -inf;
+  const T eps = std::numeric_limits<T>::epsilon();
+  tau = std::max(tau, floor);
+  const int64_t limit = 2 * (e - a) + 8;
+  for (int64_t s = 0; s < limit; ++s) {
+    // the slope's size when tau rises / falls, and how far tau goes before a column joins / a free one leaves
+    T f = -B.rhs[b], free_rising = 0, free_falling = 0, vmax = 0;
+    T join_rising = inf, join_falling = inf, leave_rising = inf, leave_falling = inf;
+    for (int64_t j = a; j < e; ++j) {
+      const T d = v[j] - tau, lo = B.lo(j), hi = B.hi(j);
+      f += std::min(std::max(d, lo), hi);
+      const bool rising = (d > lo) & (d <= hi), falling = (d >= lo) & (d < hi);  // free for a rising / falling tau
+      free_rising += static_cast<T>(rising);
+      free_falling += static_cast<T>(falling);
+      join_rising = std::min(join_rising, d > hi ? d - hi : inf);  // above hi: free once tau rose by d - hi
+      join_falling = std::min(join_falling, d < lo ? lo - d : inf);
+      leave_rising = std::min(leave_rising, rising ? d - lo : inf);  // free: at lo once tau rose by d - lo
+      leave_falling = std::min(leave_falling, falling ? hi - d : inf);
+      vmax = std::max(vmax, std::abs(v[j]));
+    }
+    if (f == 0) break;
+    const T reach = 16 * eps * (vmax + std::abs(tau));  // past a join by rounding's reach: the column counts as free
+    if (f > 0) {  // s(tau) > r: tau rises
+      const T newton = free_rising > 0 ? f / free_rising : inf;
+      if (newton <= join_rising) {
+        tau += newton;
+        if (newton <= leave_rising) break;  // on the root's linear piece: exact
+      } else if (join_rising == inf) {
+        break;  // nothing can join: the lower bounds exceed r (refused by validation)
+      } else {
+        tau += join_rising + reach;
+      }
+    } else {  // s(tau) < r: tau falls, to the floor at most (an LE block whose sum does not bind)
+      if (tau <= floor) break;
+      const T newton = free_falling > 0 ? -f / free_falling : inf;
+      if (newton <= join_falling) {
+        tau = std::max(tau - newton, floor);
+        if (newton <= leave_falling) break;
+      } else if (join_falling == inf) {
+        return floor;  // every column at its upper bound: as low as the domain allows
+      } else {
+        tau = std::max(tau - join_falling - reach, floor);
+      }
+    }
+  }
+  return tau;
+}
+
 // Per-thread copies of an m-vector, summed in thread order at the end: repeatable for a thread count.
 struct Accumulators {
   torch::Tensor acc;
@@ -109,14 +170,15 @@ struct Accumulators {
 // One iteration: v = -(c + A^T w) / gamma into scratch, tau per block, A x for x = clip(v - tau, l, u).
 template <typename T>
 void fused_step(const T* w, const T* c, const Columns<T>& A, const BlockData<T>& B, const T* tau_in, T* tau_out,
-                T* scratch, Accumulators& acc, double gamma, int64_t steps) {
+                T* scratch, Accumulators& acc, double gamma, int64_t steps, bool exact) {
   const T scale = static_cast<T>(-1.0 / gamma);
   at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
     T* ax = acc.mine<T>();
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t a = B.start(b), e = B.start(b + 1);
       for (int64_t j = a; j < e; ++j) scratch[j] = (c[j] + A.dot(j, w)) * scale;
-      const T tau = a == e ? T(0) : block_tau(scratch, a, e, B.rhs[b], B.is_le[b], B.is_box[b], tau_in[b], steps);
+      const T tau = exact ? exact_tau(scratch, a, e, B, b, tau_in[b])
+                    : a == e ? T(0) : block_tau(scratch, a, e, B.rhs[b], B.is_le[b], B.is_box[b], tau_in[b], steps);
       tau_out[b] = tau;
       for (int64_t j = a; j < e; ++j) {
         const T x = B.clip(j, scratch[j] - tau);
@@ -128,16 +190,60 @@ void fused_step(const T* w, const T* c, const Columns<T>& A, const BlockData<T>&
 
 std::vector<torch::Tensor> step(torch::Tensor w, torch::Tensor c, torch::Tensor col_ptr, torch::Tensor row_idx,
                                 torch::Tensor vals, BlockArgs blocks, torch::Tensor tau, torch::Tensor scratch,
-                                double gamma, int64_t steps) {
+                                double gamma, int64_t steps, bool exact) {
   const int64_t m = w.size(0), n = c.size(0);
   Accumulators acc(m, w.options());
   auto tau_out = torch::empty({blocks[1].size(0)}, w.options());
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "fused_step", [&] {
     fused_step<scalar_t>(w.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), columns<scalar_t>(col_ptr, row_idx, vals, m),
                          block_data<scalar_t>(blocks, n), tau.data_ptr<scalar_t>(), tau_out.data_ptr<scalar_t>(),
-                         scratch.data_ptr<scalar_t>(), acc, gamma, steps);
+                         scratch.data_ptr<scalar_t>(), acc, gamma, steps, exact);
   });
   return {acc.sum(), tau_out};
+}
+
+// One PDHG primal step (pdhg.py) in one pass over the blocks: x_t = P_X(x - step (c + A^T y)) by exact thresholds
+// warm-started from tau, A x_t into per-thread copies, sum_j (x_j - x_t,j)^2 in float64, and the Halpern iterate
+// x_next = a x_t - b x + w x0. Returns [A x_t, the thresholds, sum (x - x_t)^2 (0-d, x's dtype)].
+std::vector<torch::Tensor> pdhg_step(torch::Tensor x, torch::Tensor y, torch::Tensor c, torch::Tensor x0,
+                                     torch::Tensor col_ptr, torch::Tensor row_idx, torch::Tensor vals,
+                                     BlockArgs blocks, torch::Tensor tau, torch::Tensor x_t, torch::Tensor x_next,
+                                     double step, double a_t, double a_x, double a_0) {
+  const int64_t m = y.size(0), n = x.size(0);
+  Accumulators acc(m, y.options());
+  auto tau_out = torch::empty_like(tau);
+  std::vector<double> partial(at::get_num_threads(), 0.0);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pdhg_step", [&] {
+    using T = scalar_t;
+    const auto A = columns<T>(col_ptr, row_idx, vals, m);
+    const auto B = block_data<T>(blocks, n);
+    const T *xs = x.data_ptr<T>(), *ys = y.data_ptr<T>(), *cs = c.data_ptr<T>(), *x0s = x0.data_ptr<T>(),
+            *tau_in = tau.data_ptr<T>();
+    T *ts = x_t.data_ptr<T>(), *ns = x_next.data_ptr<T>(), *tau_o = tau_out.data_ptr<T>();
+    const T s = static_cast<T>(step), ct = static_cast<T>(a_t), cx = static_cast<T>(a_x), c0 = static_cast<T>(a_0);
+    at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
+      T* ax = acc.mine<T>();
+      double moved = 0;
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t a = B.start(b), e = B.start(b + 1);
+        for (int64_t j = a; j < e; ++j) ts[j] = xs[j] - s * (cs[j] + A.dot(j, ys));
+        const T t = exact_tau(ts, a, e, B, b, tau_in[b]);
+        tau_o[b] = t;
+        for (int64_t j = a; j < e; ++j) {
+          const T xt = B.clip(j, ts[j] - t);
+          ts[j] = xt;
+          const double d = static_cast<double>(xs[j]) - static_cast<double>(xt);
+          moved += d * d;
+          ns[j] = ct * xt - cx * xs[j] + c0 * x0s[j];
+          if (xt != 0) A.add_to(j, xt, ax);
+        }
+      }
+      partial[at::get_thread_num()] += moved;
+    });
+  });
+  double total = 0;
+  for (double p : partial) total += p;
+  return {acc.sum(), tau_out, torch::tensor(total, torch::TensorOptions().dtype(torch::kFloat64)).to(x.scalar_type())};
 }
 
 // out = c + A^T w, the check's gradient, into `out` (the step's scratch: the check needs no other column vector).
@@ -185,8 +291,9 @@ torch::Tensor dot(torch::Tensor a, torch::Tensor b) {
   return torch::tensor(total, torch::TensorOptions().dtype(torch::kFloat64)).to(a.scalar_type());
 }
 
-// x = P_C(v), by `steps` Newton steps per block from tau; returns the blocks' tau.
-torch::Tensor project(torch::Tensor v, torch::Tensor x, BlockArgs blocks, torch::Tensor tau, int64_t steps) {
+// x = P_C(v), by `steps` Newton steps per block from tau or (`exact`) exact_tau; returns the blocks' tau.
+torch::Tensor project(torch::Tensor v, torch::Tensor x, BlockArgs blocks, torch::Tensor tau, int64_t steps,
+                      bool exact) {
   auto tau_out = torch::empty_like(tau);
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "project", [&] {
     const auto B = block_data<scalar_t>(blocks, v.size(0));
@@ -195,8 +302,9 @@ torch::Tensor project(torch::Tensor v, torch::Tensor x, BlockArgs blocks, torch:
     at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t a = B.start(b), e = B.start(b + 1);
-        const scalar_t t = a == e ? scalar_t(0)
-                                  : block_tau(vs, a, e, B.rhs[b], B.is_le[b], B.is_box[b], tau_in[b], steps);
+        const scalar_t t = exact ? exact_tau(vs, a, e, B, b, tau_in[b])
+                           : a == e ? scalar_t(0)
+                                    : block_tau(vs, a, e, B.rhs[b], B.is_le[b], B.is_box[b], tau_in[b], steps);
         out[b] = t;
         for (int64_t j = a; j < e; ++j) xs[j] = B.clip(j, vs[j] - t);
       }

@@ -28,7 +28,7 @@ from .repair import cut_rows_by_threshold, repair, row_slack
 
 _SOURCE_FILE = Path(__file__).with_name("fused_cpu.cpp")  # the kernels; their Python bindings come from _FUNCTIONS
 
-_FUNCTIONS = ["step", "gradient", "times", "dot", "project", "cut_rows", "shrink_blocks", "fill_raises", "apply_raises"]
+_FUNCTIONS = ["step", "pdhg_step", "gradient", "times", "dot", "project", "cut_rows", "shrink_blocks", "fill_raises", "apply_raises"]
 _MODULE = None
 MAX_ACCUMULATORS = 1 << 22  # threads x m entries of the step's per-thread copies of A x, zeroed at every call: at
 # most this many or one per column (options.resolve_engine refuses more)
@@ -65,8 +65,10 @@ class FusedCpu:
     products and repair."""
 
     def __init__(self, prob):
-        """For a CPU problem of simplex and box blocks, A's values in its dtype (options.resolve_engine)."""
+        """For a CPU problem, A's values in its dtype (options.resolve_engine)."""
         self.prob = prob
+        # box-cut blocks: exact thresholds everywhere (the simplex Newton rule does not hold for them)
+        self.exact = not prob.fast_projection
         self.module = _module()
         at, blocks = prob.At, prob.blocks
         cols = torch.empty(0, dtype=torch.int32) if at.ptr is None else at.ptr
@@ -78,7 +80,16 @@ class FusedCpu:
     def step(self, w: torch.Tensor, gamma: float, tau: torch.Tensor, steps: int):
         """(A x*(w), tau): x*(w) = P_C(-(c + A^T w) / gamma), never stored."""
         return self.module.step(w, self.prob.c, *self.columns, self.blocks, tau, self.scratch, float(gamma),
-                                int(steps))
+                                int(steps), self.exact)
+
+    def pdhg_step(self, x: torch.Tensor, y: torch.Tensor, x0: torch.Tensor, step: float, tau: torch.Tensor,
+                  weights: tuple[float, float, float]):
+        """(x_t, x_next, A x_t, tau, sum (x - x_t)^2): x_t = P_X(x - step (c + A^T y)) by exact thresholds from tau,
+        x_next = a x_t - b x + w x0 for weights (a, b, w); one pass over the columns."""
+        x_t, x_next = torch.empty_like(x), torch.empty_like(x)
+        ax, tau, moved = self.module.pdhg_step(x, y, self.prob.c, x0, *self.columns, self.blocks, tau, x_t, x_next,
+                                               float(step), *(float(w) for w in weights))
+        return x_t, x_next, ax, tau, moved
 
     def gradient(self, y: torch.Tensor) -> torch.Tensor:
         """c + A^T y in the step's scratch vector (valid until the next step or repair)."""
@@ -93,10 +104,11 @@ class FusedCpu:
         """sum_j a_j b_j, accumulated in float64 (0-d, a's dtype)."""
         return self.module.dot(a, b)
 
-    def project(self, v: torch.Tensor, tau: torch.Tensor, steps: int):
-        """(x, tau): x = P_C(v) by ``steps`` Newton steps per block from tau (fast_projection's rule)."""
+    def project(self, v: torch.Tensor, tau: torch.Tensor, steps: int, exact: bool = False):
+        """(x, tau): x = P_C(v) by ``steps`` Newton steps per block from tau (fast_projection's rule), or exactly
+        (``exact``, and always with box-cut blocks)."""
         x = torch.empty_like(v)
-        return x, self.module.project(v, x, self.blocks, tau, int(steps))
+        return x, self.module.project(v, x, self.blocks, tau, int(steps), exact or self.exact)
 
     def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
         """repair.repair in place, its per-column passes in C++: cut violated rows (on several ranks

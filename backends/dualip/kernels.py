@@ -42,8 +42,7 @@ class Kernels:
     @staticmethod
     def of(prob: ScaledProblem, options) -> "Kernels":
         """The kernels of ``options.engine`` for ``prob`` (ModelError from resolve_engine where it cannot run)."""
-        engine = resolve_engine(options.engine, prob.device, prob.fast_projection, options.matrix_dtype,
-                                prob.comm.world, prob.m, prob.n)
+        engine = resolve_engine(options.engine, prob.device, options.matrix_dtype, prob.comm.world, prob.m, prob.n)
         if STORAGE[engine] != prob.storage:
             raise ValueError(f"engine {engine!r} runs on the {STORAGE[engine]!r} storage, not {prob.storage!r}")
         return _CLASSES.get(engine, Kernels)(prob, options)
@@ -77,6 +76,20 @@ class Kernels:
         if self.prob.fast_projection:
             return simplex_box_project(v, tau, self.prob.blocks, steps, overwrite)
         return box_cut_project(v, tau, self.prob.blocks, steps, overwrite)
+
+    def pdhg_primal(self, x: torch.Tensor, y: torch.Tensor, x0: torch.Tensor, step: float, tau: torch.Tensor,
+                    steps: int, weights: tuple[float, float, float], moved: bool = True):
+        """PDHG's primal step (pdhg.py): (x_t, x_next, A x_t (this rank), tau, sum (x - x_t)^2 or None without
+        ``moved``), x_t = P_X(x - step (c + A^T y)) by ``steps`` Newton steps from tau, x_next = a x_t - b x + w x0
+        for ``weights`` (a, b, w)."""
+        p = self.prob
+        v = p.At.matvec(y, add=p.c).mul_(-step).add_(x)
+        x_t, tau = self.primal(v, tau, steps, overwrite=True)
+        ax_t = p.A.matvec(x_t)
+        dx = (x - x_t) if moved else None
+        a, b, w = weights
+        x_next = (x_t * a).sub_(x, alpha=b).add_(x0, alpha=w)
+        return x_t, x_next, ax_t, tau, None if dx is None else (dx * dx).sum()
 
     def project(self, v: torch.Tensor, tau: torch.Tensor, steps: int) -> torch.Tensor:
         """P_C(v) for a check's candidate: ``steps`` Newton steps from tau on simplex/box blocks that the repair
@@ -190,7 +203,7 @@ class CompiledKernels(Kernels):
 
 
 class FusedCpuKernels(Kernels):
-    """The C++ kernels (fused_cpu.py) where they exist, the torch ones elsewhere: CPU, simplex and box blocks."""
+    """The C++ kernels (fused_cpu.py) where they exist, the torch ones elsewhere: CPU, every block kind."""
 
     def __init__(self, prob: ScaledProblem, options):
         super().__init__(prob, options)
@@ -200,9 +213,14 @@ class FusedCpuKernels(Kernels):
         return {**super().tensors(), "fused.scratch": self.fused.scratch}
 
     def project(self, v: torch.Tensor, tau: torch.Tensor, steps: int) -> torch.Tensor:
-        if self.prob.repairable:
-            return self.fused.project(v, tau, steps)[0]
-        return project(v, self.bs)
+        """Newton steps on simplex and box blocks where the repair finishes the block sums, else exact thresholds."""
+        exact = not (self.prob.repairable and self.prob.fast_projection)
+        return self.fused.project(v, tau, steps, exact)[0]
+
+    def pdhg_primal(self, x: torch.Tensor, y: torch.Tensor, x0: torch.Tensor, step: float, tau: torch.Tensor,
+                    steps: int, weights: tuple[float, float, float], moved: bool = True):
+        """One C++ pass over the columns, exact thresholds (``steps`` unused); sum (x - x_t)^2 always."""
+        return self.fused.pdhg_step(x, y, x0, step, tau, weights)
 
     def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
         return self.fused.repair(x, ax)

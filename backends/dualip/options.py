@@ -47,7 +47,7 @@ class DualipOptions:
     # "torch" torch sparse CSR products, a block index per column (quickest torch path on CPU); "compact" gathers
     # and segment sums, A stored once per orientation, <= 40 B per nonzero in float32; "compiled" the compact
     # storage with the k steps between checks as one torch.compile graph (one process); "fused_cpu" CPU,
-    # simplex/box blocks: each iteration's projection and A x in one C++ pass over the columns, the check's
+    # every block kind: each iteration's projection and A x in one C++ pass over the columns, the check's
     # projection and repair in C++ too (fused_cpu.py; compiled on first use, ~20 s once per machine); "auto":
     # compact on CUDA or with matrix_dtype, else torch
     engine: str = "auto"
@@ -154,16 +154,15 @@ def default_threads() -> int:
     return max(1, min(torch.get_num_threads(), cpus - others))
 
 
-def resolve_engine(engine: str, device: torch.device, simplex_box: bool, matrix_dtype: str | None = None,
-                   world: int = 1, rows: int = 0, cols: int = 0) -> str:
+def resolve_engine(engine: str, device: torch.device, matrix_dtype: str | None = None, world: int = 1, rows: int = 0,
+                   cols: int = 0) -> str:
     """The engine a solve runs (``engine``, "auto" resolved), or one ModelError naming DualipOptions.engine, what
     keeps that engine off this solve, and the engines that can run it.
 
-    ``simplex_box``: every block (on every rank) is BOX, SIMPLEX_LE or SIMPLEX_EQ; ``world``: the processes that
-    share the columns; ``rows``, ``cols``: coupling rows and this rank's columns (fused_cpu keeps a copy of A x per
+    ``world``: the processes that share the columns; ``rows``, ``cols``: coupling rows and this rank's columns (fused_cpu keeps a copy of A x per
     thread).
     """
-    unfit = {e: _unfit(e, device, simplex_box, matrix_dtype, world, rows, cols) for e in ENGINES[1:]}
+    unfit = {e: _unfit(e, device, matrix_dtype, world, rows, cols) for e in ENGINES[1:]}
     if engine == "auto":
         engine = "compact" if device.type == "cuda" or matrix_dtype is not None else "torch"
     if unfit[engine]:
@@ -173,8 +172,7 @@ def resolve_engine(engine: str, device: torch.device, simplex_box: bool, matrix_
     return engine
 
 
-def _unfit(engine: str, device: torch.device, simplex_box: bool, matrix_dtype: str | None, world: int, rows: int,
-           cols: int) -> list[str]:
+def _unfit(engine: str, device: torch.device, matrix_dtype: str | None, world: int, rows: int, cols: int) -> list[str]:
     """What keeps ``engine`` off a solve (empty: nothing)."""
     reasons = []
     if engine in ("torch", "fused_cpu") and matrix_dtype is not None:
@@ -184,8 +182,6 @@ def _unfit(engine: str, device: torch.device, simplex_box: bool, matrix_dtype: s
     if engine == "fused_cpu":
         if device.type != "cpu":
             reasons.append(f"device {device} (CPU only)")
-        if not simplex_box:
-            reasons.append("blocks other than simplex and box")
         threads = torch.get_num_threads()
         if rows * threads > max(MAX_ACCUMULATORS, cols):
             reasons.append(f"{rows} rows x {threads} threads (a copy of A x per thread, zeroed every iteration: at "

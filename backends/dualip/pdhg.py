@@ -137,17 +137,19 @@ class PdhgSolver:
         x, y, ax, newton, k = st.x, st.y, st.ax, st.newton, st.k
         x_t, y_t, ax_t, first, last = st.x_t, st.y_t, st.ax_t, st.first, st.last
         for i in range(steps):
-            v = p.At.matvec(y, add=p.c).mul_(-tau).add_(x)  # x - tau (c + A^T y)
-            x_t, newton = kn.primal(v, newton, self.newton_steps, overwrite=True)
-            ax_t = p.comm.sum(p.A.matvec(x_t))
-            y_t = self.dual_step(y, 2.0 * ax_t - ax, sigma)
-            if k == 0 or i == steps - 1:
-                residual = self.residual(x - x_t, y - y_t, ax - ax_t, omega)
-                first, last = (residual, residual) if k == 0 else (first, residual)
             w = (k + 1.0) / (k + 2.0)
-            x = (x_t * ((1.0 + rho) * w)).sub_(x, alpha=rho * w).add_(st.x0, alpha=1.0 - w)
-            ax = (ax_t * ((1.0 + rho) * w)).sub_(ax, alpha=rho * w).add_(st.ax0, alpha=1.0 - w)
-            y = (y_t * ((1.0 + rho) * w)).sub_(y, alpha=rho * w).add_(st.y0, alpha=1.0 - w)
+            weights = ((1.0 + rho) * w, rho * w, 1.0 - w)  # z+ = (1 + rho) w T(z) - rho w z + (1 - w) z_anchor
+            measure = k == 0 or i == steps - 1
+            x_t, x_next, ax_t, newton, moved = kn.pdhg_primal(x, y, st.x0, tau, newton, self.newton_steps, weights,
+                                                              measure)
+            ax_t = p.comm.sum(ax_t)
+            y_t = self.dual_step(y, 2.0 * ax_t - ax, sigma)
+            if measure:
+                residual = self.residual(p.comm.sum(moved), y - y_t, ax - ax_t, omega)
+                first, last = (residual, residual) if k == 0 else (first, residual)
+            x = x_next
+            ax = (ax_t * weights[0]).sub_(ax, alpha=weights[1]).add_(st.ax0, alpha=weights[2])
+            y = (y_t * weights[0]).sub_(y, alpha=weights[1]).add_(st.y0, alpha=weights[2])
             k += 1
         return PdhgState(x, y, ax, x_t, y_t, ax_t, st.x0, st.y0, st.ax0, newton, first, last, k)
 
@@ -161,9 +163,9 @@ class PdhgSolver:
         z = a_reflected.add_(y, alpha=1.0 / sigma)
         return (z - torch.clamp(z, self.prob.row_lower, self.prob.row_upper)).mul_(sigma)
 
-    def residual(self, dx: torch.Tensor, dy: torch.Tensor, adx: torch.Tensor, omega: float) -> torch.Tensor:
-        """||(dx, dy)||_P scaled by eta: sqrt(omega ||dx||^2 + ||dy||^2 / omega - 2 eta dy^T A dx) (0-d)."""
-        primal = self.prob.comm.sum((dx * dx).sum())
+    def residual(self, primal: torch.Tensor, dy: torch.Tensor, adx: torch.Tensor, omega: float) -> torch.Tensor:
+        """||(dx, dy)||_P scaled by eta: sqrt(omega ||dx||^2 + ||dy||^2 / omega - 2 eta dy^T A dx) (0-d), ``primal`` =
+        ||dx||^2 over all columns."""
         return (omega * primal + (dy * dy).sum() / omega - 2.0 * self.eta * (dy * adx).sum()).clamp(min=0.0).sqrt()
 
     # ------------------------------------------------------------------ checks

@@ -148,8 +148,8 @@ def test_the_compiled_engine_needs_one_process():
     with pytest.raises(dm.ModelError, match=r"engine 'compiled' cannot run this solve: 2 processes \(torch.compile "
                                             r"takes no collectives\); engines that can: 'torch', 'compact', "
                                             r"'fused_cpu' \(choices: 'auto', 'torch', "):
-        resolve_engine("compiled", torch.device("cpu"), True, world=2, rows=3, cols=10)
-    assert resolve_engine("compiled", torch.device("cpu"), True, rows=3, cols=10) == "compiled"
+        resolve_engine("compiled", torch.device("cpu"), world=2, rows=3, cols=10)
+    assert resolve_engine("compiled", torch.device("cpu"), rows=3, cols=10) == "compiled"
 
 
 # ------------------------------------------------------------------------------- A's values in 16 bits

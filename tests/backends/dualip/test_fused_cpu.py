@@ -5,8 +5,10 @@ One step: A x*(w) and the Newton multipliers tau agree with ``fast_projection.si
 allocation (SIMPLEX_EQ blocks, one empty, global rows: CSR A^T) and a box LP with per-column bounds, in
 float32 and float64, in both storages; the same for the check's projection and repair. Whole solves: certified
 optima equal to HiGHS's, runs repeatable bit for bit, checkpoints resumed bit for bit, one column vector of
-temporaries per iteration, and a clear error where the engine cannot run. tests/test_fuzz.py runs the fuzzed
-families with it too (box-cut blocks are refused by name, and only they).
+temporaries per iteration, and a clear error where the engine cannot run. The exact thresholds (box-cut blocks,
+PDHG's step) against the brute-force oracle from cold and far warm starts; PDHG's fused step against the torch one
+with enough Newton steps to be exact; PDHG and box-cut solves against HiGHS. tests/test_fuzz.py runs the fuzzed
+families with it too.
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ import torch
 import dualip_model as dm
 from dualip_model.backends.dualip import DualipOptions, memory_report
 from dualip_model.backends.dualip.fast_projection import simplex_box_project
+from dualip_model.backends.dualip.kernels import Kernels
 from dualip_model.backends.dualip import options as options_module
-from dualip_model.backends.dualip.fused_cpu import FusedCpu, compiler_found
+from dualip_model.backends.dualip.fused_cpu import FusedCpu, _module, compiler_found
 from dualip_model.backends.dualip.options import resolve_engine
-from dualip_model.backends.dualip.problem import ScaledProblem
+from dualip_model.backends.dualip.problem import Blocks, ScaledProblem
 from dualip_model.backends.dualip.repair import repair
+from dualip_model.polytopes import BlockKind
 from dualip_model.synthetic import matching_model, synthetic_matching
 from fuzz_models import DUALIP_DEVICE
 from test_parity import allocation, box_lp, check_optimal, scaled_matching, small_matching
+from test_projections import TOL, _scale, as_dtype, check_feasible, make_sf, oracle_project, random_blocks
 from test_repair import random_problem, rounding_tight_problem, unbounded_row_problem, violation
 
 pytestmark = [pytest.mark.skipif(not compiler_found(), reason="no C++ compiler to build the fused extension with"),
@@ -85,6 +90,95 @@ def test_the_checks_projection_is_the_torch_projection(name, dtype, rtol, storag
     x_ref, tau_ref = simplex_box_project(v, tau, prob.blocks, 3)
     assert (x - x_ref).abs().max() <= rtol * (float(x_ref.abs().max()) + 1.0)
     assert (tau_cpp - tau_ref).abs().max() <= rtol * (float(tau_ref.abs().max()) + 1.0)
+
+
+def exact_projection(blocks, v, dtype, tau0):
+    """The C++ exact thresholds' projection of v onto the blocks (a list of (kind, lower, upper, r)), from tau0."""
+    sf = make_sf(blocks)
+    B = Blocks.build(sf, CPU, dtype, compact=False)
+    bounds = [torch.as_tensor(b, dtype=dtype).expand(sf.n_cols).contiguous() for b in (B.lower, B.upper)]
+    args = [B.offsets, B.rhs, B.is_le, B.is_box, *bounds]
+    x = torch.empty(sf.n_cols, dtype=dtype)
+    tau = _module().project(torch.as_tensor(v, dtype=dtype), x, args, tau0.to(dtype), 1, True)
+    return x, tau, sf
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("start", ["zero", "far right", "far left", "random"])
+@pytest.mark.parametrize("seed", range(3))
+def test_exact_thresholds_equal_the_oracle_on_every_kind(seed, start, dtype):
+    """Every block kind, ties among values and bounds, infinite bounds, empty blocks; from any start."""
+    rng = np.random.default_rng(60 + seed)
+    for ties, infinite in [(True, True), (False, True), (True, False), (False, False)]:
+        blocks = random_blocks(rng, 80, ties=ties, infinite=infinite)
+        n = sum(len(b[1]) for b in blocks)
+        v = rng.normal(scale=rng.choice([0.5, 2.0, 6.0]), size=n) + rng.normal()
+        if ties:
+            v = np.round(v * 4) / 4
+        blocks, v = as_dtype(blocks, v, dtype)
+        nb = len(blocks)
+        tau0 = {"zero": torch.zeros(nb), "far right": torch.full((nb,), 1e3), "far left": torch.full((nb,), -1e3),
+                "random": torch.as_tensor(rng.normal(scale=5.0, size=nb))}[start].double()
+        x, tau, sf = exact_projection(blocks, v, dtype, tau0)
+        tol = TOL[dtype] * _scale(blocks, v) * 10
+        np.testing.assert_allclose(x.double().numpy(), oracle_project(blocks, v), rtol=0, atol=tol)
+        check_feasible(blocks, x.double().numpy(), tol)
+        assert torch.all(tau[torch.as_tensor(sf.block_kind == BlockKind.BOX)] == 0)
+        le = np.isin(sf.block_kind, (BlockKind.SIMPLEX_LE, BlockKind.BOXCUT_LE))
+        assert torch.all(tau[torch.as_tensor(le)] >= 0)
+
+
+def test_exact_thresholds_on_a_block_whose_newton_step_passes_a_leaving_column():
+    """tau rises, a free column reaches its lower bound before the root: the step is not the last (it was)."""
+    blocks = [(BlockKind.BOXCUT_EQ, [0.0, 0.0], [0.99804696, 0.98658474], 0.8389507055602972)]
+    v = np.array([151.39237747, 134.58754238])
+    x, _, _ = exact_projection(blocks, v, torch.float64, torch.tensor([0.5], dtype=torch.float64))
+    np.testing.assert_allclose(x.numpy(), oracle_project(blocks, v), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-11), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("name", ["matching", "allocation", "box LP", "box-cut"])
+def test_one_fused_pdhg_step_is_the_exact_torch_step(name, dtype, rtol):
+    """x_t, x_next, A x_t and sum (x - x_t)^2 against Kernels.pdhg_primal with enough Newton steps to be exact
+    (2 m + 3 for the largest block), from random x, y and thresholds. (The thresholds themselves may differ where
+    the root is not unique: an empty block, or one whose columns sit at their bounds over an interval of tau.)"""
+    sf = box_cut_matching().compile() if name == "box-cut" else MODELS[name]()
+    prob = ScaledProblem.build(sf, CPU, dtype)
+    g = torch.Generator().manual_seed(3)
+    x, x0 = (torch.rand(prob.n, generator=g, dtype=dtype) for _ in range(2))
+    y = torch.randn(prob.m, generator=g, dtype=dtype)
+    tau = torch.rand(sf.n_blocks, generator=g, dtype=dtype)
+    weights = (1.5, 0.5, 0.25)
+    steps = 2 * int(np.diff(sf.block_ptr).max()) + 3
+    options = DualipOptions(engine="torch")
+    torch_out = Kernels.of(prob, options).pdhg_primal(x, y, x0, 0.3, tau, steps, weights)
+    fused_out = FusedCpu(prob).pdhg_step(x, y, x0, 0.3, tau, weights)
+    for i in (0, 1, 2, 4):
+        got, expect = fused_out[i], torch_out[i]
+        assert (got - expect).abs().max() <= rtol * (float(expect.abs().max()) + 1.0)
+
+
+@pytest.mark.parametrize("algorithm", ["pdhg", "dual_ascent"])
+def test_box_cut_solves_reach_the_highs_optimum(algorithm):
+    res, _ = check_optimal(box_cut_matching(), "dualip", engine="fused_cpu", algorithm=algorithm)
+    assert res.status == dm.Status.OPTIMAL
+
+
+@pytest.mark.parametrize("model", [small_matching(1), allocation(1), box_lp(1)], ids=["matching", "allocation", "box LP"])
+def test_fused_pdhg_solves_reach_the_highs_optimum(model):
+    res, _ = check_optimal(model, "dualip", engine="fused_cpu", algorithm="pdhg")
+    assert res.status == dm.Status.OPTIMAL
+
+
+def test_fused_pdhg_resumes_bit_for_bit(tmp_path):
+    model = allocation(2)
+    whole = model.solve("dualip", engine="fused_cpu", algorithm="pdhg", check_every=10)
+    path = tmp_path / "run.npz"
+    model.solve("dualip", engine="fused_cpu", algorithm="pdhg", check_every=10, max_iter=30, checkpoint=str(path))
+    resumed = model.solve("dualip", engine="fused_cpu", algorithm="pdhg", check_every=10, resume=str(path))
+    assert resumed.iterations == whole.iterations
+    np.testing.assert_array_equal(resumed.x_all, whole.x_all)
+    assert resumed.bound == whole.bound
 
 
 @pytest.mark.parametrize("storage", ["fast", "compact"])
@@ -169,7 +263,6 @@ def test_fused_float32_keeps_one_column_vector_and_per_thread_copies_of_ax():
 
 @pytest.mark.parametrize("model, options, reason", [
     (small_matching(0), dict(matrix_dtype="bfloat16"), "matrix_dtype 'bfloat16'"),
-    (box_cut_matching(), {}, "blocks other than simplex and box"),
 ])
 def test_the_option_names_what_keeps_it_off(model, options, reason):
     with pytest.raises(dm.ModelError, match=r"DualipOptions.engine 'fused_cpu' cannot run this solve: " + reason):
@@ -179,7 +272,7 @@ def test_the_option_names_what_keeps_it_off(model, options, reason):
 def test_a_gpu_is_refused_by_name():
     with pytest.raises(dm.ModelError, match=r"engine 'fused_cpu' cannot run this solve: device cuda \(CPU only\); "
                                             r"engines that can: 'torch', 'compact', 'compiled'"):
-        resolve_engine("fused_cpu", torch.device("cuda"), True, rows=3, cols=10)
+        resolve_engine("fused_cpu", torch.device("cuda"), rows=3, cols=10)
 
 
 def test_too_many_rows_for_per_thread_copies_of_ax_are_refused(monkeypatch):
