@@ -314,7 +314,8 @@ def _scaled_problem(sf: StandardForm, options: DualipOptions, comm: Comm = LOCAL
     fast storage solves with equal-size blocks side by side (dense block reductions, see block_order.py) where
     that pays; x comes back through the BlockOrder."""
     device, dtype = _device_dtype(options)
-    engine = resolve_engine(options.engine, device, options.matrix_dtype, comm.world, sf.n_rows, sf.n_cols)
+    engine = resolve_engine(options.engine, device, options.matrix_dtype, comm.world, sf.n_rows, sf.n_cols,
+                            int(comm.sum_np(sf.n_cols)))
     storage = STORAGE[engine]
     order = BlockOrder.of(sf) if storage == "fast" and comm.world == 1 else None
     values = None if options.matrix_dtype is None else getattr(torch, options.matrix_dtype)

@@ -313,6 +313,49 @@ torch::Tensor project(torch::Tensor v, torch::Tensor x, BlockArgs blocks, torch:
   return tau_out;
 }
 
+// min_{x in C_i} g^T x per block (the bound's and the Farkas tests' block values), for finite lower bounds: a box
+// block takes each column's better bound (-inf where that bound is infinite); a block with a sum starts at x = l and
+// spends the room r - sum l on its columns in order of increasing g (only those with g < 0 under sum <= r), each up
+// to u - l. Exact; the order comes from a sort of the block's columns (per-thread buffer).
+torch::Tensor block_minima(torch::Tensor g, BlockArgs blocks) {
+  auto out = torch::empty({blocks[1].size(0)}, g.options());
+  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "block_minima", [&] {
+    using T = scalar_t;
+    const auto B = block_data<T>(blocks, g.size(0));
+    const T* gs = g.data_ptr<T>();
+    T* os = out.data_ptr<T>();
+    at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<int64_t> order;
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t a = B.start(b), e = B.start(b + 1);
+        T value = 0;
+        if (B.is_box[b]) {
+          for (int64_t j = a; j < e; ++j)
+            value += gs[j] > 0 ? gs[j] * B.lo(j) : (gs[j] < 0 ? gs[j] * B.hi(j) : T(0));
+          os[b] = value;
+          continue;
+        }
+        T room = B.rhs[b];
+        order.clear();
+        for (int64_t j = a; j < e; ++j) {
+          value += gs[j] * B.lo(j);
+          room -= B.lo(j);
+          if (!B.is_le[b] || gs[j] < 0) order.push_back(j);
+        }
+        std::sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return gs[i] < gs[j] || (gs[i] == gs[j] && i < j); });
+        for (int64_t j : order) {
+          if (!(room > 0)) break;
+          const T take = std::min(B.hi(j) - B.lo(j), room);
+          value += gs[j] * take;
+          room -= take;
+        }
+        os[b] = value;
+      }
+    });
+  });
+  return out;
+}
+
 // repair.cut_rows in place: along each violated row's entries (worst cost per unit of row use first), an entry
 // keeps what the row's excess leaves after the entries before it; a column keeps the least its rows leave it.
 // With one row per column (`single`) the rows run in parallel and write x directly; else one thread, through a

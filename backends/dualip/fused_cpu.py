@@ -28,10 +28,13 @@ from .repair import cut_rows_by_threshold, repair, row_slack
 
 _SOURCE_FILE = Path(__file__).with_name("fused_cpu.cpp")  # the kernels; their Python bindings come from _FUNCTIONS
 
-_FUNCTIONS = ["step", "pdhg_step", "gradient", "times", "dot", "project", "cut_rows", "shrink_blocks", "fill_raises", "apply_raises"]
+_FUNCTIONS = ["step", "pdhg_step", "block_minima", "gradient", "times", "dot", "project", "cut_rows", "shrink_blocks", "fill_raises", "apply_raises"]
 _MODULE = None
 MAX_ACCUMULATORS = 1 << 22  # threads x m entries of the step's per-thread copies of A x, zeroed at every call: at
 # most this many or one per column (options.resolve_engine refuses more)
+
+
+_BUILD_ERROR: str | None = None  # why the build failed in this process (it is not tried again)
 
 
 def compiler_found() -> bool:
@@ -39,24 +42,40 @@ def compiler_found() -> bool:
     return shutil.which(os.environ.get("CXX", "c++")) is not None
 
 
+def _ninja_found() -> bool:
+    """Whether ninja is on PATH, or pip's ninja is installed (then its folder is put on PATH)."""
+    if shutil.which("ninja") is not None:
+        return True
+    try:
+        import ninja
+    except ImportError:
+        return False
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    return True
+
+
+def toolchain_found() -> bool:
+    """Whether the extension can be built or loaded here: a C++ compiler and ninja, and no failed build before
+    (engine "auto" then takes the torch kernels)."""
+    return _MODULE is not None or (_BUILD_ERROR is None and compiler_found() and _ninja_found())
+
+
 def _module():
     """The compiled extension (built on first use, then taken from torch's extension cache)."""
-    global _MODULE
+    global _MODULE, _BUILD_ERROR
     if _MODULE is None:
+        if _BUILD_ERROR is not None:
+            raise ModelError(_BUILD_ERROR)
         from torch.utils.cpp_extension import load_inline
-        if shutil.which("ninja") is None:  # pip's ninja lives beside the interpreter, maybe not on PATH
-            try:
-                import ninja
-                os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-            except ImportError:
-                pass
+        _ninja_found()
         try:
             _MODULE = load_inline(name="dualip_fused_cpu", cpp_sources=[_SOURCE_FILE.read_text()],
                                   functions=_FUNCTIONS,
                                   extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as exc:  # no compiler, no ninja, no headers: say which option needs them
-            raise ModelError(f"DualipOptions.engine 'fused_cpu': the C++ extension could not be built ({exc}); it "
-                             "needs a C++ compiler and ninja (pip install ninja), or choose another engine") from exc
+            _BUILD_ERROR = (f"DualipOptions.engine 'fused_cpu': the C++ extension could not be built ({exc}); it "
+                            "needs a C++ compiler and ninja (pip install ninja), or choose another engine")
+            raise ModelError(_BUILD_ERROR) from exc
     return _MODULE
 
 
@@ -76,6 +95,7 @@ class FusedCpu:
         self.blocks = [blocks.offsets, blocks.rhs, blocks.is_le, blocks.is_box,
                        *(torch.as_tensor(b, dtype=prob.dtype).reshape(-1) for b in (blocks.lower, blocks.upper))]
         self.scratch = torch.empty(prob.n, dtype=prob.dtype)  # the step's v; the check's gradient; the raises
+        self.finite_lower = bool(torch.isfinite(self.blocks[4]).all())  # block_minima's greedy starts at x = l
 
     def step(self, w: torch.Tensor, gamma: float, tau: torch.Tensor, steps: int):
         """(A x*(w), tau): x*(w) = P_C(-(c + A^T w) / gamma), never stored."""
@@ -110,6 +130,10 @@ class FusedCpu:
         x = torch.empty_like(v)
         return x, self.module.project(v, x, self.blocks, tau, int(steps), exact or self.exact)
 
+    def block_minima(self, g: torch.Tensor) -> torch.Tensor:
+        """(n_blocks,) min_{x in C_i} g^T x, exactly (finite lower bounds only: ``finite_lower``)."""
+        return self.module.block_minima(g, self.blocks)
+
     def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
         """repair.repair in place, its per-column passes in C++: cut violated rows (on several ranks
         repair.cut_rows_by_threshold), shrink blocks, fill the slack; the rows' sums all-reduced between passes."""
@@ -131,3 +155,16 @@ class FusedCpu:
         factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), 1.0)
         self.module.apply_raises(x, self.scratch, factor, *self.columns)
         return x
+
+
+
+def prebuild() -> str:
+    """Build the extension now (into torch's cache, so that no solve waits for it) and say how it went
+    (scripts/setup.sh)."""
+    if not toolchain_found():
+        return "fused_cpu: no C++ compiler or ninja found; CPU solves run the torch kernels"
+    try:
+        _module()
+    except ModelError as exc:
+        return f"{exc}; CPU solves run the torch kernels"
+    return "fused_cpu: the C++ extension is built"

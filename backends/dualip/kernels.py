@@ -14,8 +14,11 @@ nothing below them.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import torch
+
+from dualip_model.errors import ModelError
 
 from .fast_projection import box_cut_project, simplex_box_linear_minimize, simplex_box_project
 from .fused_cpu import FusedCpu
@@ -42,10 +45,17 @@ class Kernels:
     @staticmethod
     def of(prob: ScaledProblem, options) -> "Kernels":
         """The kernels of ``options.engine`` for ``prob`` (ModelError from resolve_engine where it cannot run)."""
-        engine = resolve_engine(options.engine, prob.device, options.matrix_dtype, prob.comm.world, prob.m, prob.n)
+        engine = resolve_engine(options.engine, prob.device, options.matrix_dtype, prob.comm.world, prob.m, prob.n,
+                                int(prob.comm.sum_np(prob.n)))
         if STORAGE[engine] != prob.storage:
             raise ValueError(f"engine {engine!r} runs on the {STORAGE[engine]!r} storage, not {prob.storage!r}")
-        return _CLASSES.get(engine, Kernels)(prob, options)
+        try:
+            return _CLASSES.get(engine, Kernels)(prob, options)
+        except ModelError as exc:  # "auto" chose fused_cpu and its build failed: the torch kernels, with a warning
+            if options.engine != "auto":
+                raise
+            warnings.warn(f"{exc}; engine 'auto' runs the torch kernels instead", RuntimeWarning, stacklevel=2)
+            return Kernels(prob, options)
 
     @property
     def bs(self) -> BlockStructure:
@@ -147,14 +157,18 @@ class Kernels:
         zero = torch.zeros_like(y)
         return (torch.where(y > 0, p.row_upper * y, zero) + torch.where(y < 0, p.row_lower * y, zero)).sum()
 
+    def block_minima(self, g: torch.Tensor) -> torch.Tensor:
+        """(n_blocks,) min_{x in C_i} g^T x: the block values of the bound and the Farkas tests."""
+        return self.linear_minimize(g, need_x=False)[0]
+
     def lagrangian_bound(self, y: torch.Tensor) -> torch.Tensor:
         """L(y) = min_{x in C} (c + A^T y)^T x - h(y): a lower bound on the optimum for every y in the domain."""
-        values, _, _ = self.linear_minimize(self.prob.At.matvec(y, add=self.prob.c), need_x=False)
+        values = self.block_minima(self.prob.At.matvec(y, add=self.prob.c))
         return self.prob.comm.sum(values.sum()) - self.support(y)
 
     def farkas(self, d: torch.Tensor) -> torch.Tensor:
         """min_{x in C} (A^T d)^T x - h(d), normalized by ||d||: > 0 proves that no x in C meets the rows."""
-        values, _, _ = self.linear_minimize(self.prob.At @ d, need_x=False)
+        values = self.block_minima(self.prob.At @ d)
         return (self.prob.comm.sum(values.sum()) - self.support(d)) / d.norm().clamp(min=1e-30)
 
     def to_domain(self, y: torch.Tensor) -> torch.Tensor:
@@ -224,6 +238,10 @@ class FusedCpuKernels(Kernels):
 
     def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
         return self.fused.repair(x, ax)
+
+    def block_minima(self, g: torch.Tensor) -> torch.Tensor:
+        """In C++ (a sort per block) where every lower bound is finite, else the torch linear minimization."""
+        return self.fused.block_minima(g) if self.fused.finite_lower else super().block_minima(g)
 
     def gradient(self, y: torch.Tensor) -> torch.Tensor:
         """c + A^T y in the C++ step's scratch vector (valid until the next step or repair)."""

@@ -14,11 +14,15 @@ import torch
 
 from dualip_model.errors import ModelError
 
-from .fused_cpu import MAX_ACCUMULATORS
+from .fused_cpu import MAX_ACCUMULATORS, toolchain_found
 
 ALGORITHMS = ("auto", "dual_ascent", "pdhg")  # DualipOptions.algorithm (choice.py)
 ENGINES = ("auto", "torch", "compact", "compiled", "fused_cpu")  # DualipOptions.engine (kernels.py)
 STORAGE = {"torch": "fast", "compact": "compact", "compiled": "compact", "fused_cpu": "fast"}  # ScaledProblem's
+# "auto" runs fused_cpu on the CPU from this many columns on (where a C++ toolchain is found): there it was faster
+# than torch for both methods on all five benchmark families (1e6 nonzeros, one thread, docs/performance.md);
+# smaller models keep the torch kernels, whose per-op overhead is no burden there, and never wait for the build
+FUSED_AUTO_COLUMNS = 100_000
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ class DualipOptions:
     # storage with the k steps between checks as one torch.compile graph (one process); "fused_cpu" CPU,
     # every block kind: each iteration's projection and A x in one C++ pass over the columns, the check's
     # projection and repair in C++ too (fused_cpu.py; compiled on first use, ~20 s once per machine); "auto":
-    # compact on CUDA or with matrix_dtype, else torch
+    # compact on CUDA or with matrix_dtype; on the CPU fused_cpu from FUSED_AUTO_COLUMNS columns where a C++ compiler
+    # and ninja are found and the build succeeds, else torch
     engine: str = "auto"
     # "bfloat16" or "float16": A's values stored in 16 bits (the compact and compiled engines), products
     # accumulated in dtype; rounded up where the repair applies (A >= 0), so the repaired primal stays feasible
@@ -155,16 +160,23 @@ def default_threads() -> int:
 
 
 def resolve_engine(engine: str, device: torch.device, matrix_dtype: str | None = None, world: int = 1, rows: int = 0,
-                   cols: int = 0) -> str:
+                   cols: int = 0, total_cols: int | None = None) -> str:
     """The engine a solve runs (``engine``, "auto" resolved), or one ModelError naming DualipOptions.engine, what
     keeps that engine off this solve, and the engines that can run it.
 
-    ``world``: the processes that share the columns; ``rows``, ``cols``: coupling rows and this rank's columns (fused_cpu keeps a copy of A x per
-    thread).
+    ``world``: the processes that share the columns; ``rows``, ``cols``: coupling rows and this rank's columns (fused_cpu
+    keeps a copy of A x per thread); ``total_cols``: the columns of all ranks (default ``cols``), for auto's size rule,
+    so that every rank resolves alike.
     """
     unfit = {e: _unfit(e, device, matrix_dtype, world, rows, cols) for e in ENGINES[1:]}
     if engine == "auto":
-        engine = "compact" if device.type == "cuda" or matrix_dtype is not None else "torch"
+        if device.type == "cuda" or matrix_dtype is not None:
+            engine = "compact"
+        elif (cols if total_cols is None else total_cols) >= FUSED_AUTO_COLUMNS and toolchain_found() \
+                and not unfit["fused_cpu"]:
+            engine = "fused_cpu"
+        else:
+            engine = "torch"
     if unfit[engine]:
         fit = ", ".join(repr(e) for e in ENGINES[1:] if not unfit[e])
         raise ModelError(f"DualipOptions.engine {engine!r} cannot run this solve: {'; '.join(unfit[engine])}; "

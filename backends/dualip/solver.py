@@ -161,8 +161,7 @@ class DualAscentSolver:
         the prox-gradient of g_gamma at y (``prox_move``, scaled units)."""
         p, kn = self.prob, self.kernels
         v = kn.gradient(y)  # g = c + A^T y
-        values, _, _ = kn.linear_minimize(v, need_x=False)
-        block_value = values.sum()
+        block_value = kn.block_minima(v).sum()
         v.mul_(-1.0 / gamma)  # -g / gamma, in g's memory: g^T x = -gamma v^T x below
         x = kn.project(v, tau, 2 * self.opts.newton_steps)
         reg_value = gamma * (0.5 * kn.dot(x, x) - kn.dot(v, x))  # g^T x + gamma/2 ||x||^2

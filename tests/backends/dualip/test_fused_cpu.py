@@ -20,7 +20,8 @@ import torch
 import dualip_model as dm
 from dualip_model.backends.dualip import DualipOptions, memory_report
 from dualip_model.backends.dualip.fast_projection import simplex_box_project
-from dualip_model.backends.dualip.kernels import Kernels
+from dualip_model.backends.dualip.kernels import FusedCpuKernels, Kernels
+from dualip_model.backends.dualip import fused_cpu as fused_cpu_module
 from dualip_model.backends.dualip import options as options_module
 from dualip_model.backends.dualip.fused_cpu import FusedCpu, _module, compiler_found
 from dualip_model.backends.dualip.options import resolve_engine
@@ -30,7 +31,8 @@ from dualip_model.polytopes import BlockKind
 from dualip_model.synthetic import matching_model, synthetic_matching
 from fuzz_models import DUALIP_DEVICE
 from test_parity import allocation, box_lp, check_optimal, scaled_matching, small_matching
-from test_projections import TOL, _scale, as_dtype, check_feasible, make_sf, oracle_project, random_blocks
+from test_projections import (TOL, _scale, as_dtype, check_feasible, make_sf, oracle_lp_block, oracle_project,
+                              random_blocks)
 from test_repair import random_problem, rounding_tight_problem, unbounded_row_problem, violation
 
 pytestmark = [pytest.mark.skipif(not compiler_found(), reason="no C++ compiler to build the fused extension with"),
@@ -134,6 +136,32 @@ def test_exact_thresholds_on_a_block_whose_newton_step_passes_a_leaving_column()
     v = np.array([151.39237747, 134.58754238])
     x, _, _ = exact_projection(blocks, v, torch.float64, torch.tensor([0.5], dtype=torch.float64))
     np.testing.assert_allclose(x.numpy(), oracle_project(blocks, v), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_block_minima_equal_the_lp_oracle(seed):
+    """min g^T x per block by the C++ greedy against HiGHS on each block: every kind, finite lower bounds, infinite
+    upper ones, ties among the costs; box blocks unbounded below where a cost meets an infinite bound."""
+    rng = np.random.default_rng(80 + seed)
+    blocks = [(k, np.minimum(np.maximum(lo, -2.0), hi), hi, r)  # finite lower bounds
+              for k, lo, hi, r in random_blocks(rng, 120, ties=True, infinite=True)]
+    blocks = [(k, lo, hi, min(max(r, float(np.sum(lo))), float(np.sum(hi)))) for k, lo, hi, r in blocks]  # nonempty
+    sf = make_sf(blocks)
+    n = sf.n_cols
+    g = np.round(rng.normal(scale=2.0, size=n) * 4) / 4
+    prob_blocks = Blocks.build(sf, CPU, torch.float64, compact=False)
+    bounds = [torch.as_tensor(b, dtype=torch.float64).expand(n).contiguous() for b in (prob_blocks.lower, prob_blocks.upper)]
+    args = [prob_blocks.offsets, prob_blocks.rhs, prob_blocks.is_le, prob_blocks.is_box, *bounds]
+    got = _module().block_minima(torch.as_tensor(g), args).numpy()
+    start = 0
+    for i, (kind, lo, hi, r) in enumerate(blocks):
+        m = len(lo)
+        expect = oracle_lp_block(g[start:start + m], np.asarray(lo), np.asarray(hi), kind, r)
+        start += m
+        if np.isinf(expect):
+            assert got[i] == expect, (i, kind, got[i], expect)
+        else:
+            assert abs(got[i] - expect) <= 1e-9 * (1.0 + abs(expect)), (i, kind, got[i], expect)
 
 
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-11), (torch.float32, 1e-4)])
@@ -285,3 +313,44 @@ def test_too_many_rows_for_per_thread_copies_of_ax_are_refused(monkeypatch):
     m.subject_to(dm.matmul(np.ones((20, 2)), x, rows) <= 1.5, name="rows")
     with pytest.raises(dm.ModelError, match="a copy of A x per thread"):
         m.solve("dualip", engine="fused_cpu")
+
+
+@pytest.fixture
+def fused_built(monkeypatch):
+    """A list that gets an entry each time a solve builds the fused kernels."""
+    built, init = [], FusedCpuKernels.__init__
+
+    def counting(self, *args):
+        built.append(1)
+        init(self, *args)
+    monkeypatch.setattr(FusedCpuKernels, "__init__", counting)
+    return built
+
+
+@pytest.mark.parametrize("threshold, fused", [(10, True), (10**9, False)])
+def test_auto_runs_fused_from_its_column_count_on(monkeypatch, fused_built, threshold, fused):
+    monkeypatch.setattr(options_module, "FUSED_AUTO_COLUMNS", threshold)
+    res, _ = check_optimal(small_matching(4), "dualip")
+    assert res.status == dm.Status.OPTIMAL
+    assert bool(fused_built) == fused
+
+
+def test_auto_takes_the_torch_kernels_with_a_warning_where_the_build_fails(monkeypatch, fused_built):
+    """The C++ build fails (here: the compiler call raises): engine "auto" warns once per kernels object, solves with
+    the torch kernels and does not try to build again; engine "fused_cpu" says why it cannot run."""
+    from torch.utils import cpp_extension
+
+    def no_build(*args, **kwargs):
+        raise RuntimeError("no compiler today")
+    monkeypatch.setattr(options_module, "FUSED_AUTO_COLUMNS", 10)
+    monkeypatch.setattr(fused_cpu_module, "_MODULE", None)
+    monkeypatch.setattr(fused_cpu_module, "_BUILD_ERROR", None)
+    monkeypatch.setattr(cpp_extension, "load_inline", no_build)
+    with pytest.warns(RuntimeWarning, match="no compiler today.*engine 'auto' runs the torch kernels"):
+        res, _ = check_optimal(small_matching(5), "dualip")
+    assert res.status == dm.Status.OPTIMAL and len(fused_built) == 1
+    assert not fused_cpu_module.toolchain_found()
+    res, _ = check_optimal(small_matching(5), "dualip")  # auto no longer chooses it
+    assert res.status == dm.Status.OPTIMAL and len(fused_built) == 1
+    with pytest.raises(dm.ModelError, match="engine 'fused_cpu': the C.. extension could not be built"):
+        small_matching(5).solve("dualip", engine="fused_cpu")
