@@ -457,6 +457,345 @@ torch::Tensor fill_raises(torch::Tensor x, torch::Tensor c, torch::Tensor slack,
   return acc.sum();
 }
 
+// repair.repair_moves in place, on one process: the same passes (raises, floor moves, deficit moves) under the same
+// rules and constants (passed from repair.py), each pass's per-column work fused per block, the products A z into
+// per-thread copies, the row vectors plain loops; returns A x after it.
+template <typename T>
+struct Moves {
+  Columns<T> A;
+  BlockData<T> B;
+  const T* lower;  // the rows' sides
+  const T* upper;
+  const bool* eq;  // per block: sum x == r (nullptr: no such block)
+  int64_t m, n;
+  torch::TensorOptions options;
+  T floor_ulps;
+  std::vector<T> ax, slack, need, block_room, deficit;  // the state at the current x (state())
+
+  T col_max(int64_t j, const std::vector<T>& per_row) const {  // max over column j's rows of per_row (0: no rows)
+    if (A.col_ptr == nullptr) return A.row_idx[j] < m ? per_row[A.row_idx[j]] : T(0);
+    if (A.col_ptr[j] == A.col_ptr[j + 1]) return T(0);
+    T out = per_row[A.row_idx[A.col_ptr[j]]];
+    for (int32_t k = A.col_ptr[j] + 1; k < A.col_ptr[j + 1]; ++k) out = std::max(out, per_row[A.row_idx[k]]);
+    return out;
+  }
+  T col_min(int64_t j, const std::vector<T>& per_row) const { return A.row_min(j, per_row.data()); }
+
+  template <typename F>  // A z with z_j = f(j)
+  std::vector<T> times(F f) const {
+    Accumulators acc(m, options);
+    at::parallel_for(0, n, 1 << 14, [&](int64_t j0, int64_t j1) {
+      T* out = acc.mine<T>();
+      for (int64_t j = j0; j < j1; ++j) {
+        const T z = f(j);
+        if (z != 0) A.add_to(j, z, out);
+      }
+    });
+    const auto sum = acc.sum();
+    const T* s = sum.template data_ptr<T>();
+    return std::vector<T>(s, s + m);
+  }
+
+  template <typename F>  // f(b, a, e) for every block b (columns a..e-1), blocks in parallel
+  void blocks(F f) const {
+    at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) f(b, B.start(b), B.start(b + 1));
+    });
+  }
+
+  template <typename F>  // f(j) for every column, in parallel
+  void cols(F f) const {
+    at::parallel_for(0, n, 1 << 14, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) f(j);
+    });
+  }
+
+  // A x, the rows' slack (row_slack) and floor needs (floor_need), the blocks' room and equality deficits
+  void state(const T* x) {
+    const T eps = std::numeric_limits<T>::epsilon();
+    ax = times([&](int64_t j) { return x[j]; });
+    for (int64_t r = 0; r < m; ++r) {
+      const T s = std::max(upper[r] - ax[r], T(0));
+      slack[r] = s > (std::isfinite(upper[r]) ? 1024 * eps * upper[r] : T(0)) ? s : T(0);
+      need[r] = lower[r] > 0 ? std::max(lower[r] * (1 + floor_ulps * eps) - ax[r], T(0)) : T(0);
+    }
+    blocks([&](int64_t b, int64_t a, int64_t e) {
+      T sum = 0;
+      for (int64_t j = a; j < e; ++j) sum += x[j];
+      const T gap = std::max(B.rhs[b] - sum, T(0));
+      block_room[b] = B.is_box[b] ? std::numeric_limits<T>::infinity() : gap;
+      deficit[b] = eq != nullptr && eq[b] && gap > 1024 * eps * B.rhs[b] ? gap : T(0);
+    });
+  }
+
+  // delta scaled per column so that A delta <= slack on every row (a column's factor is its tightest row's)
+  void row_fit(std::vector<T>& delta) const {
+    std::vector<T> factor = times([&](int64_t j) { return delta[j]; });
+    for (int64_t r = 0; r < m; ++r)
+      factor[r] = factor[r] > slack[r] ? slack[r] / std::max(factor[r], T(1e-300)) : T(1);
+    cols([&](int64_t j) {
+      if (delta[j] != 0) delta[j] *= std::min(std::max(col_min(j, factor), T(0)), T(1));
+    });
+  }
+
+  // per block, the columns of least key(j) among mask (ties all) into picked; their count
+  template <typename K>
+  void best(K key, const std::vector<char>& mask, std::vector<char>& picked, std::vector<T>& count) const {
+    blocks([&](int64_t b, int64_t a, int64_t e) {
+      T low = std::numeric_limits<T>::infinity();
+      for (int64_t j = a; j < e; ++j)
+        if (mask[j]) low = std::min(low, key(j));
+      T k = 0;
+      for (int64_t j = a; j < e; ++j) {
+        picked[j] = mask[j] && key(j) == low;
+        k += picked[j];
+      }
+      count[b] = k;
+    });
+  }
+
+  // each block's donation sum(give) onto its receivers (equal shares within their room, fit to the rows), the
+  // donations cut to what was placed: x - kept give + share, at least 0 (sum x kept)
+  void move(T* x, std::vector<T>& give, const std::vector<char>& receivers, const std::vector<T>& count,
+            const std::vector<T>& room, std::vector<T>& share) const {
+    std::vector<T> total(B.nb);
+    blocks([&](int64_t b, int64_t a, int64_t e) {
+      T t = 0;
+      for (int64_t j = a; j < e; ++j) t += give[j];
+      total[b] = t;
+      const T each = t / std::max(count[b], T(1));
+      for (int64_t j = a; j < e; ++j) share[j] = receivers[j] ? std::min(room[j], each) : T(0);
+    });
+    row_fit(share);
+    blocks([&](int64_t b, int64_t a, int64_t e) {
+      T placed = 0;
+      for (int64_t j = a; j < e; ++j) placed += share[j];
+      const T kept = total[b] > 0 ? std::min(std::max(placed / std::max(total[b], T(1e-300)), T(0)), T(1)) : T(0);
+      for (int64_t j = a; j < e; ++j) x[j] = std::max(x[j] - give[j] * kept + share[j], T(0));
+    });
+  }
+};
+
+torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_ptr, torch::Tensor row_idx,
+                           torch::Tensor vals, BlockArgs blocks, torch::Tensor row_lower, torch::Tensor row_upper,
+                           torch::Tensor equality, int64_t passes, double min_progress, int64_t relay_depth,
+                           int64_t floor_ulps) {
+  const int64_t m = row_upper.size(0), n = x.size(0);
+  torch::Tensor out = torch::empty({m}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "repair_moves", [&] {
+    using T = scalar_t;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    Moves<T> mv{columns<T>(col_ptr, row_idx, vals, m), block_data<T>(blocks, n), row_lower.data_ptr<T>(),
+                row_upper.data_ptr<T>(), equality.numel() ? equality.data_ptr<bool>() : nullptr, m, n, x.options(),
+                static_cast<T>(floor_ulps)};
+    const auto& B = mv.B;
+    const int64_t nb = B.nb;
+    mv.slack.resize(m);
+    mv.need.resize(m);
+    mv.block_room.resize(nb);
+    mv.deficit.resize(nb);
+    T* xs = x.data_ptr<T>();
+    const T* cs = c.data_ptr<T>();
+    std::vector<T> room(n), gain(n), cap(n), raised(n), give(n), share(n), count(nb);
+    std::vector<char> open(n), mask(n), picked(n);
+    std::vector<int64_t> open_count(nb);
+    const auto refresh = [&] {  // the state, each column's room and openness (room, all its <= rows with slack)
+      mv.state(xs);
+      mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+        int64_t k = 0;
+        for (int64_t j = a; j < e; ++j) {
+          room[j] = std::max(B.hi(j) - xs[j], T(0));
+          open[j] = mv.A.all_rows_positive(j, mv.slack.data()) & (room[j] > 0);
+          k += open[j];
+        }
+        open_count[b] = k;
+      });
+    };
+    const auto floor_gain = [&] {  // g_j = sum of a_rj over the unmet floors of column j
+      std::vector<T> unmet(m);
+      for (int64_t r = 0; r < m; ++r) unmet[r] = mv.need[r] > 0 ? T(1) : T(0);
+      mv.cols([&](int64_t j) { gain[j] = mv.A.dot(j, unmet.data()); });
+    };
+    const auto surplus = [&] {  // what a floor row may lose, (A x - l)_+ (inf without a floor)
+      std::vector<T> s(m);
+      for (int64_t r = 0; r < m; ++r) s[r] = mv.lower[r] > 0 ? std::max(mv.ax[r] - mv.lower[r], T(0)) : inf;
+      return s;
+    };
+    const auto share_of = [&](const std::vector<T>& wanted, const std::vector<T>& held) {  // repair._Moves.share
+      std::vector<T> s(m);
+      for (int64_t r = 0; r < m; ++r)
+        s[r] = wanted[r] > 0 ? std::min(wanted[r] / std::max(held[r], T(1e-300)), T(1)) : T(0);
+      return s;
+    };
+    const auto spread_over = [&](const std::vector<T>& amount, const std::vector<char>& on, std::vector<T>& to) {
+      mv.blocks([&](int64_t b, int64_t a, int64_t e) {  // each block's amount in equal shares over its `on` columns
+        T k = 0;
+        for (int64_t j = a; j < e; ++j) k += on[j];
+        for (int64_t j = a; j < e; ++j) to[j] = on[j] ? amount[b] / std::max(k, T(1)) : T(0);
+      });
+    };
+    double last = inf;
+    int stalled = 0;
+    for (int64_t pass = 0; pass < passes; ++pass) {
+      refresh();
+      T left_total = 0, need_max = 0, deficit_max = 0;
+      bool any_stuck = false;
+      for (int64_t b = 0; b < nb; ++b) {
+        left_total += mv.deficit[b];
+        deficit_max = std::max(deficit_max, mv.deficit[b]);
+        any_stuck |= mv.deficit[b] > 0 && (mv.eq == nullptr || open_count[b] == 0);
+      }
+      for (int64_t r = 0; r < m; ++r) {
+        left_total += mv.need[r];
+        need_max = std::max(need_max, mv.need[r]);
+      }
+      stalled = left_total > min_progress * last ? stalled + 1 : 0;  // (a move pays off one pass later)
+      if (!(left_total > 0) || stalled == 3) break;
+      last = std::min(last, static_cast<double>(left_total));
+      // (1) raises: floor-helping columns toward the needs, then the cheapest toward the deficits
+      floor_gain();
+      mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+        for (int64_t j = a; j < e; ++j) mask[j] = open[j] && gain[j] > 0 && mv.block_room[b] > 0;
+      });
+      const auto per_gain = [&](int64_t j) { return cs[j] / std::max(gain[j], T(1e-300)); };
+      mv.best(per_gain, mask, picked, count);
+      mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+        for (int64_t j = a; j < e; ++j) {
+          const T capped = picked[j] ? std::min(room[j], mv.block_room[b] / std::max(count[b], T(1))) : T(0);
+          // unbounded: about what the column alone needs to meet its floors, need / (gain / floors)
+          cap[j] = std::isfinite(capped) ? capped
+                                         : (picked[j] ? mv.col_max(j, mv.need) / std::max(gain[j], T(1e-300)) : T(0));
+        }
+      });
+      std::vector<T> theta = mv.times([&](int64_t j) { return cap[j]; });
+      for (int64_t r = 0; r < m; ++r)
+        theta[r] = mv.need[r] > 0 ? std::min(mv.need[r] / std::max(theta[r], T(1e-300)), T(1)) : T(0);
+      std::vector<T> left(nb);
+      mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+        T sum = 0;
+        for (int64_t j = a; j < e; ++j) {
+          raised[j] = cap[j] * mv.col_max(j, theta);
+          sum += raised[j];
+        }
+        left[b] = std::max(mv.deficit[b] - sum, T(0));
+        for (int64_t j = a; j < e; ++j) mask[j] = open[j] && left[b] > 0 && room[j] - raised[j] > 0;
+      });
+      mv.best([&](int64_t j) { return cs[j]; }, mask, picked, count);
+      mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+        for (int64_t j = a; j < e; ++j)
+          raised[j] += picked[j] ? std::min(room[j] - raised[j], left[b] / std::max(count[b], T(1))) : T(0);
+      });
+      mv.row_fit(raised);
+      mv.cols([&](int64_t j) { xs[j] += raised[j]; });
+      if (deficit_max > 0) {  // what the cheapest columns could not take: equal shares over the open columns
+        refresh();
+        spread_over(mv.deficit, open, raised);
+        mv.cols([&](int64_t j) { raised[j] = std::min(room[j], raised[j]); });
+        mv.row_fit(raised);
+        mv.cols([&](int64_t j) { xs[j] += raised[j]; });
+      }
+      // (2) floor moves: from columns of lower gain to the block's open column of highest gain
+      if (need_max > 0) {
+        refresh();
+        floor_gain();
+        mv.cols([&](int64_t j) { mask[j] = open[j] && gain[j] > 0; });
+        mv.best([&](int64_t j) { return -gain[j]; }, mask, picked, count);
+        std::vector<T> total(nb);
+        mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+          T top = -inf;
+          for (int64_t j = a; j < e; ++j)
+            if (picked[j]) top = std::max(top, gain[j]);
+          T t = 0;
+          for (int64_t j = a; j < e; ++j) {
+            give[j] = gain[j] < top ? xs[j] : T(0);
+            t += give[j];
+          }
+          total[b] = t;
+        });
+        // what a full move adds to each row; the share of it that meets the row's need, the share a floor it
+        // lowers can give up (it keeps its surplus)
+        mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+          const T each = total[b] / std::max(count[b], T(1));
+          for (int64_t j = a; j < e; ++j) share[j] = (picked[j] ? each : T(0)) - give[j];
+        });
+        std::vector<T> full = mv.times([&](int64_t j) { return share[j]; });
+        std::vector<T> theta(m), limit(m);
+        const std::vector<T> spare = surplus();
+        for (int64_t r = 0; r < m; ++r) {
+          theta[r] = mv.need[r] > 0 && full[r] > 0 ? std::min(mv.need[r] / std::max(full[r], T(1e-300)), T(1)) : T(0);
+          limit[r] = full[r] < 0 ? std::min(spare[r] / std::max(-full[r], T(1e-300)), T(1)) : T(1);
+        }
+        mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+          T raise_to = 0, keep_to = 1;
+          for (int64_t j = a; j < e; ++j) {
+            if (picked[j]) raise_to = std::max(raise_to, mv.col_max(j, theta));
+            if (give[j] > 0 || picked[j]) keep_to = std::min(keep_to, mv.col_min(j, limit));
+          }
+          const T frac = std::min(raise_to, keep_to);
+          for (int64_t j = a; j < e; ++j) give[j] *= frac;
+        });
+        mv.move(xs, give, picked, count, room, share);
+      }
+      // (3) deficit moves: blocks with mass in the tight rows of a stuck equality block move it to open columns
+      if (any_stuck) {
+        refresh();
+        mv.best([&](int64_t j) { return cs[j]; }, open, picked, count);  // the receivers; count 0: no open column
+        // what the stuck blocks would put in each tight row: each column with room could take the whole deficit
+        mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+          const bool stuck = mv.deficit[b] > 0 && open_count[b] == 0;
+          for (int64_t j = a; j < e; ++j) share[j] = stuck ? std::min(room[j], mv.deficit[b]) : T(0);
+        });
+        std::vector<T> wanted = mv.times([&](int64_t j) { return share[j]; });
+        for (int64_t r = 0; r < m; ++r) wanted[r] = mv.slack[r] > 0 ? T(0) : wanted[r];
+        for (int64_t depth = 0; depth < relay_depth; ++depth) {  // blocks without an open column pass the wish on
+          const std::vector<T> theta = share_of(wanted, mv.times([&](int64_t j) { return xs[j] > 0 ? xs[j] : T(0); }));
+          mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+            T relayed = 0, k = 0;
+            for (int64_t j = a; j < e; ++j) {
+              give[j] = count[b] == 0 && xs[j] > 0 ? xs[j] * mv.col_max(j, theta) : T(0);  // (the relayed mass)
+              relayed += give[j];
+            }
+            for (int64_t j = a; j < e; ++j) k += room[j] > 0 && give[j] == 0;
+            for (int64_t j = a; j < e; ++j) share[j] = room[j] > 0 && give[j] == 0 ? relayed / std::max(k, T(1)) : T(0);
+          });
+          const std::vector<T> wish = mv.times([&](int64_t j) { return share[j]; });
+          for (int64_t r = 0; r < m; ++r) wanted[r] = std::max(wanted[r], mv.slack[r] > 0 ? T(0) : wish[r]);
+        }
+        mv.blocks([&](int64_t b, int64_t a, int64_t e) {  // the movable mass: of blocks with an open column
+          for (int64_t j = a; j < e; ++j) give[j] = count[b] > 0 ? xs[j] : T(0);
+        });
+        const std::vector<T> theta = share_of(wanted, mv.times([&](int64_t j) { return give[j]; }));
+        mv.cols([&](int64_t j) { give[j] *= mv.col_max(j, theta); });
+        const std::vector<T> spare = surplus();
+        std::vector<T> limit = mv.times([&](int64_t j) { return give[j]; });
+        for (int64_t r = 0; r < m; ++r)
+          limit[r] = limit[r] > 0 ? std::min(spare[r] / std::max(limit[r], T(1e-300)), T(1)) : T(1);
+        mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+          T frac = 1;
+          for (int64_t j = a; j < e; ++j)
+            if (give[j] > 0) frac = std::min(frac, mv.col_min(j, limit));
+          for (int64_t j = a; j < e; ++j) give[j] *= frac;
+        });
+        mv.move(xs, give, picked, count, room, share);
+      }
+    }
+    // a deficit left: placed over the equality block's columns in proportion to min(room, deficit), rows regardless
+    mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+      if (mv.eq == nullptr || !mv.eq[b]) return;
+      T sum = 0;
+      for (int64_t j = a; j < e; ++j) sum += xs[j];
+      const T deficit = std::max(B.rhs[b] - sum, T(0));
+      T total = 0;
+      for (int64_t j = a; j < e; ++j) total += std::min(std::max(B.hi(j) - xs[j], T(0)), deficit);
+      const T scale = total > 0 ? deficit / std::max(total, T(1e-300)) : T(0);
+      for (int64_t j = a; j < e; ++j) xs[j] += std::min(std::max(B.hi(j) - xs[j], T(0)), deficit) * scale;
+    });
+    const std::vector<T> ax = mv.times([&](int64_t j) { return xs[j]; });
+    std::copy(ax.begin(), ax.end(), out.data_ptr<T>());
+  });
+  return out;
+}
+
 // x += delta * clip(min over the rows of each column of factor, 0, 1) (1 for a column without rows).
 void apply_raises(torch::Tensor x, torch::Tensor delta, torch::Tensor factor, torch::Tensor col_ptr,
                   torch::Tensor row_idx, torch::Tensor vals) {

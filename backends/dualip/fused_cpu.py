@@ -24,11 +24,13 @@ import torch
 
 from dualip_model.errors import ModelError
 
-from .repair import cut_rows_by_threshold, repair, row_slack
+from .repair import (FLOOR_ULPS, MIN_PROGRESS, MOVE_PASSES, RELAY_DEPTH, cut_rows_by_threshold, repair,
+                     row_slack)
 
 _SOURCE_FILE = Path(__file__).with_name("fused_cpu.cpp")  # the kernels; their Python bindings come from _FUNCTIONS
 
-_FUNCTIONS = ["step", "pdhg_step", "block_minima", "gradient", "times", "dot", "project", "cut_rows", "shrink_blocks", "fill_raises", "apply_raises"]
+_FUNCTIONS = ["step", "pdhg_step", "block_minima", "gradient", "times", "dot", "project", "cut_rows", "shrink_blocks", "repair_moves", "fill_raises",
+              "apply_raises"]
 _MODULE = None
 MAX_ACCUMULATORS = 1 << 22  # threads x m entries of the step's per-thread copies of A x, zeroed at every call: at
 # most this many or one per column (options.resolve_engine refuses more)
@@ -138,7 +140,7 @@ class FusedCpu:
         """repair.repair in place, its per-column passes in C++: cut violated rows (on several ranks
         repair.cut_rows_by_threshold), shrink blocks, fill the slack; the rows' sums all-reduced between passes."""
         p, comm = self.prob, self.prob.comm
-        if p.m and p.repair_plan.moves:  # equality blocks or floors: the torch repair (raises and moves)
+        if p.m and p.repair_plan.moves and comm.world > 1:  # moves on several ranks: the torch repair
             return repair(x, ax, p, overwrite=True)
         if p.m and comm.world > 1:
             x = cut_rows_by_threshold(x, ax, p.row_upper, p.c, p.repair_plan, comm)
@@ -150,6 +152,11 @@ class FusedCpu:
         ax = comm.sum(self.module.shrink_blocks(x, *self.columns, p.m, self.blocks))
         if not p.m:
             return x
+        if p.repair_plan.moves:  # equality blocks or floors: repair.repair_moves, its passes in C++
+            equality = p.repair_plan.equality
+            ax = self.module.repair_moves(x, p.c, *self.columns, self.blocks, p.row_lower, p.row_upper,
+                                          torch.empty(0, dtype=torch.bool) if equality is None else equality,
+                                          MOVE_PASSES, MIN_PROGRESS, RELAY_DEPTH, FLOOR_ULPS)
         slack = row_slack(p.row_upper, ax)
         demand = comm.sum(self.module.fill_raises(x, p.c, slack, self.scratch, *self.columns, self.blocks))
         factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), 1.0)

@@ -285,14 +285,39 @@ def test_float32_and_compact_storage_repair_to_their_rounding(storage, floors):
     np.testing.assert_allclose(repair(x.clone(), p64.A @ x, p64).numpy(), fast, rtol=1e-9, atol=1e-12)
 
 
-def test_fused_cpu_falls_back_to_the_torch_repair():
-    """fused_cpu's C++ repair is the cut class's; for equality blocks and floors it runs the torch repair."""
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("equality, box, floors", [(True, None, "none"), (True, None, "global"), (False, None, "item"),
+                                                   (True, 0.6, "item"), (False, 0.6, "global"), (True, None, "item")])
+def test_fused_cpu_moves_are_the_torch_moves(seed, equality, box, floors):
+    """fused_cpu's C++ repair runs repair_moves' passes too (equality blocks, floors, box-cut blocks): from the same
+    cut and shrunk point, the torch passes' point to rounding, near the optimum and far from it. The whole C++ repair
+    then meets every row and block as the torch one does (its cut may round differently, and the passes' ties
+    then pick other columns: another feasible point)."""
+    from dualip_model.backends.dualip import repair as repair_module
     from dualip_model.backends.dualip.fused_cpu import FusedCpu, compiler_found
 
     if not compiler_found():
         pytest.skip("no C++ compiler to build the fused extension with")
-    sf = random_model(2, equality=True, box=None, floors="global")
+    sf = random_model(seed, equality=equality, box=box, floors=floors)
     p = build(sf)
-    x = candidate(sf, p, oracle(sf), 1e-2, 2)
-    np.testing.assert_array_equal(FusedCpu(p).repair(x.clone(), p.A @ x).numpy(),
-                                  repair(x.clone(), p.A @ x, p).numpy())
+    fused = FusedCpu(p)
+    assert p.repair_plan.moves
+    best = oracle(sf)  # None: no feasible point (the passes still run)
+    plan, eq = p.repair_plan, p.repair_plan.equality
+    for noise, start in [(1e-2, best), (0.3, best), (1.0, np.zeros(sf.n_cols))]:
+        if start is None:
+            continue
+        x = candidate(sf, p, start, noise, seed)
+        cut = repair_module.shrink_blocks(repair_module.cut_rows(x.clone(), p.A @ x, p.row_upper, plan), p.blocks)
+        expect = repair_module.repair_moves(cut.clone(), p)
+        got = cut.clone()
+        ax = fused.module.repair_moves(got, p.c, *fused.columns, fused.blocks, p.row_lower, p.row_upper,
+                                       torch.empty(0, dtype=torch.bool) if eq is None else eq,
+                                       repair_module.MOVE_PASSES, repair_module.MIN_PROGRESS,
+                                       repair_module.RELAY_DEPTH, repair_module.FLOOR_ULPS)
+        np.testing.assert_allclose(got.numpy(), expect.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ax.numpy(), (p.A @ got).numpy(), rtol=1e-12, atol=1e-12)
+        if best is not None:
+            torch_rows = violations(sf, repair(x.clone(), p.A @ x, p).numpy())[0]
+            rows, blocks, bounds = violations(sf, fused.repair(x.clone(), p.A @ x).numpy())
+            assert blocks <= 1e-12 and bounds <= 1e-12 and rows <= max(torch_rows * (1 + 1e-9), 1e-9)
