@@ -6,8 +6,10 @@
 ``RunState`` holds what both methods carry from check to check (the best bound and candidate, the Farkas ray
 bases, the clock, the history); each method's run dataclass adds its own iterate and ``best_cert``, the kept
 candidate's check numbers in the method's own type (restored by that type). ``solve`` is the loop; a
-method supplies ``advance(run, k)``, ``duals(run)``, ``check_run(run, rays)``, ``record(...)`` and
-``carry_on(run, cert, extra)`` (solver.py, pdhg.py).
+method supplies ``advance(run, k)``, ``duals(run)``, ``certifies(run, interrupt)``, ``check_run(run, rays)``,
+``record(...)``, ``carry_on(run, cert, extra)`` and ``carry_on_uncertified(run)`` (solver.py, pdhg.py). A check
+that does not certify (``certifies`` False: PDHG where a certificate costs more than the iterations between two
+checks) runs only the method's own between-check work.
 """
 
 from __future__ import annotations
@@ -109,20 +111,25 @@ def solve(method, run: RunState, verify=None, interrupt: Interrupt | None = None
             status = Status.INTERRUPTED
             break
         run.it += k
-        # Farkas test rays, in the dual domain: y's move since the last check and since the anchor check
-        # (a window of it/2..3it/4 iterations, which averages the oscillations of the iterates out)
-        y = method.duals(run)
-        rays = [method.kernels.to_domain(y - base) for base in (run.ray_ref, run.anchor)]
-        cert, x, ray, extra = method.check_run(run, rays)
-        run.advance_rays(y)
-        status = method.record(run, cert, x, time.perf_counter() - start, interrupt)
-        pace.at_check(run.it, run.history[-1]["time"])
-        if status == Status.OPTIMAL and verify is not None:
-            verified = verify(run.best_x, run.best_y)
-            if not verified.passed:  # float64 disagrees with the working precision: go on without it
-                run.rejected, status, verified = True, None, None
-        if status in (None, Status.INTERRUPTED, Status.TIME_LIMIT):  # a run that may go on (or be resumed)
-            method.carry_on(run, cert, extra)
+        if method.certifies(run, interrupt):
+            # Farkas test rays, in the dual domain: y's move since the last certified check and since the anchor
+            # check (a window of it/2..3it/4 iterations, which averages the oscillations of the iterates out)
+            y = method.duals(run)
+            rays = [method.kernels.to_domain(y - base) for base in (run.ray_ref, run.anchor)]
+            cert, x, ray, extra = method.check_run(run, rays)
+            run.advance_rays(y)
+            status = method.record(run, cert, x, time.perf_counter() - start, interrupt)
+            pace.at_check(run.it, run.history[-1]["time"])
+            if status == Status.OPTIMAL and verify is not None:
+                verified = verify(run.best_x, run.best_y)
+                if not verified.passed:  # float64 disagrees with the working precision: go on without it
+                    run.rejected, status, verified = True, None, None
+            if status in (None, Status.INTERRUPTED, Status.TIME_LIMIT):  # a run that may go on (or be resumed)
+                method.carry_on(run, cert, extra)
+        else:  # no certificate at this check: the method's own work only
+            method.carry_on_uncertified(run)
+            pace.at_check(run.it, time.perf_counter() - start)
+            status = None
         if o.checkpoint is not None and run.it - saved_at >= o.checkpoint_every:  # saved as the next step sees it
             run.elapsed = time.perf_counter() - start
             checkpoint.save_state(run, o.checkpoint, method.store, o)

@@ -265,6 +265,11 @@ class DualAscentSolver:
         """The ascent's current duals y."""
         return run.st.y
 
+    @staticmethod
+    def certifies(run: "Run", interrupt: Interrupt | None) -> bool:
+        """Every check of the ascent certifies (its continuation and flat-row search need the check's numbers)."""
+        return True
+
     def check_run(self, run: "Run", rays: list[torch.Tensor]):
         """``check`` at the run's duals: (certificate, candidate, best ray, prox-gradient for the flat-row search)."""
         return self.check(run.st.y, run.st.tau, run.gamma, rays)

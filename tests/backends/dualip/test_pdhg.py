@@ -214,6 +214,20 @@ def test_pdhg_resume_is_bitwise_identical_to_an_uninterrupted_solve(tmp_path, su
     assert [h["step"] for h in resumed.history] == [h["step"] for h in whole.history]  # the same primal weights
 
 
+def test_checks_certify_every_other_time_where_the_repair_runs_its_moves():
+    """Floors or equality blocks (repair.repair_moves: a certificate costs about two chunks of iterations): the first
+    check and every second one after it certify (history records), the ones between decide the restarts; without
+    moves every check certifies. A max_iter stop between certificates keeps the last one."""
+    floors = pdhg_solve(revenue_floor_model(800, 40, 0.1, 1), check_every=10)
+    assert floors.status == dm.Status.OPTIMAL
+    assert [h["iteration"] for h in floors.history] == list(range(10, floors.iterations + 1, 20))
+    plain = pdhg_solve(small_matching(1), check_every=10)
+    assert [h["iteration"] for h in plain.history] == list(range(10, plain.iterations + 1, 10))
+    stopped = pdhg_solve(revenue_floor_model(800, 40, 0.1, 1), check_every=10, max_iter=40)
+    assert stopped.status == dm.Status.ITERATION_LIMIT and stopped.history[-1]["iteration"] == 30
+    assert stopped.x_all is not None and np.isfinite(stopped.bound)
+
+
 def test_a_dual_ascent_checkpoint_does_not_resume_pdhg(tmp_path):
     path = tmp_path / "run.npz"
     small_matching(0).solve("dualip", algorithm="dual_ascent", dtype="float64", max_iter=20, checkpoint=str(path))
