@@ -10,6 +10,6 @@ else
   torch_req="torch==2.13.0"
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "$torch_req" -e ".[test]"
-# the fused C++ kernels (the CPU engine "auto" takes from 1e5 columns on) are built once here rather than at the first
+# the fused C++ kernels (the CPU engine "auto" takes from 1e4 columns on) are built once here rather than at the first
 # large solve; without a C++ compiler the torch kernels run instead
 .venv/bin/python -c "from dualip_model.backends.dualip.fused_cpu import prebuild; print(prebuild())"

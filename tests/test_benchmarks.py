@@ -48,8 +48,8 @@ def test_gpu_scale_reports_the_solve_the_pair_and_the_peers(tmp_path):
     assert run["targets"]["iteration_over_spmv_pair_at_most"] == 3.0
 
 
-@pytest.mark.parametrize("extra", [[], ["--engine", "compact", "--dtype", "float32"], ["--engine", "compiled"],
-                                   ["--engine", "fused_cpu"]],
+@pytest.mark.parametrize("extra", [["--engine", "torch"], ["--engine", "compact", "--dtype", "float32"],
+                                   ["--engine", "compiled"], ["--engine", "fused_cpu"]],
                          ids=["fast", "compact float32", "compiled", "fused_cpu"])
 def test_profile_counts_the_ops_of_iterations_and_check(tmp_path, extra):
     if "fused_cpu" in extra and not compiler_found():
@@ -59,7 +59,7 @@ def test_profile_counts_the_ops_of_iterations_and_check(tmp_path, extra):
     assert iterations["count"] == 25 and iterations["ms_per_iteration"] > 0
     assert iterations["aten_ops_per_iteration"] > 0 and check["aten_ops"] > 0
     assert check["in_iterations"] > 0 and iterations["top_ops"] and check["top_ops"]
-    engine = extra[1] if extra else "torch"
+    engine = extra[1]
     assert report["options"]["engine"] == engine
     assert report["options"]["storage"] == ("compact" if engine in ("compact", "compiled") else "fast")
 

@@ -19,10 +19,10 @@ from .fused_cpu import MAX_ACCUMULATORS, toolchain_found
 ALGORITHMS = ("auto", "dual_ascent", "pdhg")  # DualipOptions.algorithm (choice.py)
 ENGINES = ("auto", "torch", "compact", "compiled", "fused_cpu")  # DualipOptions.engine (kernels.py)
 STORAGE = {"torch": "fast", "compact": "compact", "compiled": "compact", "fused_cpu": "fast"}  # ScaledProblem's
-# "auto" runs fused_cpu on the CPU from this many columns on (where a C++ toolchain is found): there it was faster
-# than torch for both methods on all five benchmark families (1e6 nonzeros, one thread, docs/performance.md);
-# smaller models keep the torch kernels, whose per-op overhead is no burden there, and never wait for the build
-FUSED_AUTO_COLUMNS = 100_000
+# "auto" runs fused_cpu on the CPU from this many columns on (where a C++ toolchain is found): it was faster than
+# torch for both methods on all five benchmark families at 1e6 nonzeros and, with auto's method, at 5e4 (1.4-4x,
+# one thread, docs/algorithm.md); smaller models keep the torch kernels and never wait for the build
+FUSED_AUTO_COLUMNS = 10_000
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class DualipOptions:
     # storage with the k steps between checks as one torch.compile graph (one process); "fused_cpu" CPU,
     # every block kind: each iteration's projection and A x in one C++ pass over the columns, the check's
     # projection and repair in C++ too (fused_cpu.py; compiled on first use, ~20 s once per machine); "auto":
-    # compact on CUDA or with matrix_dtype; on the CPU fused_cpu from FUSED_AUTO_COLUMNS columns where a C++ compiler
+    # compact on CUDA or with matrix_dtype; on the CPU fused_cpu from FUSED_AUTO_COLUMNS (1e4) columns where a C++ compiler
     # and ninja are found and the build succeeds, else torch
     engine: str = "auto"
     # "bfloat16" or "float16": A's values stored in 16 bits (the compact and compiled engines), products
