@@ -62,7 +62,7 @@ def run() -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None, choices=[None, "float32", "float64"])
     parser.add_argument("--engine", default="auto", choices=ENGINES,
-                        help="DualipOptions.engine (default auto: torch on CPU, compact on CUDA)")
+                        help="DualipOptions.engine (default auto: fused_cpu or torch on CPU by size and toolchain, compact on CUDA)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--highs", default="ipm,simplex", help="HiGHS solvers to compare, '' for none")
     parser.add_argument("--highs-time-limit", type=float, default=600.0)
@@ -95,7 +95,7 @@ def run() -> dict:
     dtype = torch.float32 if (args.dtype or ("float32" if device.type == "cuda" else "float64")) == "float32" \
         else torch.float64
     pair = spmv_pair_ms(sf, device, dtype)
-    engine = resolve_engine(args.engine, device)
+    engine = resolve_engine(args.engine, device, rows=sf.n_rows, cols=sf.n_cols)  # what the solves ran
     ms_iter = dualip_seconds / max(res.iterations, 1) * 1e3
     report["dualip"] = {
         "status": res.status.value, "objective": res.objective, "bound": res.bound, "gap": res.gap,

@@ -79,8 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dtype", default=None, choices=["float32", "float64"],
                         help="default: float32 on CUDA, float64 on CPU (the solver's defaults)")
     parser.add_argument("--engine", default="auto", choices=ENGINES,
-                        help="DualipOptions.engine (default auto: compact on CUDA, torch on CPU); with fused_cpu "
-                             "the torch engine runs too, side by side")
+                        help="DualipOptions.engine (default auto: compact on CUDA, fused_cpu or torch on CPU by size); "
+                             "with fused_cpu the torch engine runs too, side by side")
     parser.add_argument("--matrix-dtype", default=None, choices=["bfloat16", "float16"],
                         help="A's values in 16 bits (compact engine; see DualipOptions.matrix_dtype)")
     parser.add_argument("--compile", action="store_true",
@@ -262,7 +262,8 @@ def accounted_memory(sf, args, device: torch.device, dtype: torch.dtype) -> dict
 
 
 def storage_of(args, device: torch.device) -> str:
-    """The ScaledProblem storage of --engine on ``device`` (a matching: simplex blocks)."""
+    """The ScaledProblem storage of --engine on ``device`` (torch and fused_cpu, which auto picks between by size on
+    the CPU, share the fast storage)."""
     return STORAGE[resolve_engine(args.engine, device, args.matrix_dtype)]
 
 
@@ -346,7 +347,7 @@ def worker(args) -> None:
     print(f"size {args.worker_size:g}: {sf.nnz} nonzeros, {users} users x {items} items", file=sys.stderr)
 
     dualip = dualip_solve(model, sf, args, device, dtype)
-    dualip["engine"] = resolve_engine(args.engine, device, args.matrix_dtype)
+    dualip["engine"] = resolve_engine(args.engine, device, args.matrix_dtype, rows=sf.n_rows, cols=sf.n_cols)
     dualip["storage"] = storage_of(args, device)
     dualip["matrix_dtype"] = args.matrix_dtype or str(dtype).replace("torch.", "")
     dualip["accounted_memory"] = accounted_memory(sf, args, device, dtype)

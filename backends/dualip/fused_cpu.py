@@ -4,16 +4,17 @@ The torch path makes about a dozen passes over column-length vectors per iterati
 product with A's values, the Newton steps' comparisons, products and block sums, the clip, the sparse
 product A x). Here every block is handled whole while its columns are in cache: v_j = -(c_j + sum_k a_kj
 w_k) / gamma, the warm-started Newton steps on tau (same rule, same fallback max v - r as
-``fast_projection.simplex_box_project``), x_j = clip(v_j - tau, l_j, u_j), and x_j's products a_kj x_j
-added to a per-thread copy of A x; the copies are summed in thread order, so a run is deterministic for a
-given thread count. x itself is never stored; v lives in one column-length scratch vector the step keeps
-(allocated once: a fresh one per iteration cost page faults). The check's per-column passes are C++ too:
-the primal candidate's projection and ``repair.repair``'s cut, shrink and fill (same rules, same result to
-rounding; a check at 1e6 nonzeros went from ~40 to ~15 ms, the repair from ~25 to ~8). The extension is
-compiled on first use (torch's cpp_extension: a C++ compiler and ninja, about 20 s once per machine, cached
-after).
+``fast_projection.simplex_box_project``; with box-cut blocks exact thresholds, ``exact_tau`` in the source),
+x_j = clip(v_j - tau, l_j, u_j), and x_j's products a_kj x_j added to a per-thread copy of A x; the copies are
+summed in thread order, so a run is deterministic for a given thread count. x itself is never stored; v lives in
+one column-length scratch vector the step keeps (allocated once: a fresh one per iteration cost page faults).
+PDHG's primal step is one such pass too (``pdhg_step``: exact thresholds, A x+, ||x - x+||^2, the Halpern
+combination). The check's per-column passes are C++ as well: the primal candidate's projection, the block LPs of
+the bound and the Farkas tests (``block_minima``), and ``repair.repair``'s cut, shrink, moves (one process) and
+fill (same rules, same result to rounding; a check at 1e6 nonzeros went from ~40 to ~15 ms, the repair from ~25
+to ~8; a delivery check from 2.2 s to 0.62 s). The extension is compiled on first use (torch's cpp_extension: a
+C++ compiler and ninja, about 20 s once per machine, cached after; ``prebuild``).
 """
-
 from __future__ import annotations
 
 import os
@@ -29,8 +30,8 @@ from .repair import (FLOOR_ULPS, MIN_PROGRESS, MOVE_PASSES, RELAY_DEPTH, cut_row
 
 _SOURCE_FILE = Path(__file__).with_name("fused_cpu.cpp")  # the kernels; their Python bindings come from _FUNCTIONS
 
-_FUNCTIONS = ["step", "pdhg_step", "block_minima", "gradient", "times", "dot", "project", "cut_rows", "shrink_blocks", "repair_moves", "fill_raises",
-              "apply_raises"]
+_FUNCTIONS = ["step", "pdhg_step", "block_minima", "gradient", "times", "dot", "project", "cut_rows", "shrink_blocks",
+              "repair_moves", "fill_raises", "apply_raises"]
 _MODULE = None
 MAX_ACCUMULATORS = 1 << 22  # threads x m entries of the step's per-thread copies of A x, zeroed at every call: at
 # most this many or one per column (options.resolve_engine refuses more)
@@ -138,7 +139,8 @@ class FusedCpu:
 
     def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
         """repair.repair in place, its per-column passes in C++: cut violated rows (on several ranks
-        repair.cut_rows_by_threshold), shrink blocks, fill the slack; the rows' sums all-reduced between passes."""
+        repair.cut_rows_by_threshold), shrink blocks, the moves of equality blocks and floors (one process; on
+        several ranks the torch repair), fill the slack; the rows' sums all-reduced between passes."""
         p, comm = self.prob, self.prob.comm
         if p.m and p.repair_plan.moves and comm.world > 1:  # moves on several ranks: the torch repair
             return repair(x, ax, p, overwrite=True)
@@ -162,7 +164,6 @@ class FusedCpu:
         factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), 1.0)
         self.module.apply_raises(x, self.scratch, factor, *self.columns)
         return x
-
 
 
 def prebuild() -> str:

@@ -5,10 +5,10 @@
 ``Kernels`` is the torch implementation, in either storage of the problem ("torch": sparse CSR products,
 "compact": gathers and segment sums; the storage is the ScaledProblem's, the code is the same);
 ``CompiledKernels`` runs a method's steps between checks as one torch.compile graph; ``FusedCpuKernels``
-runs the iteration's projection and A x, and the check's gradient, projection, dot products and repair, in C++
-(fused_cpu.py). ``Kernels.of`` picks the class for the engine options.resolve_engine settles on: this module is
-the only code that runs differently per engine. The methods (dual ascent, solver.py) call these operations and
-nothing below them.
+runs the iteration (the dual ascent's projection and A x, PDHG's whole primal step), and the check's gradient,
+projection, block LPs, dot products and repair, in C++ (fused_cpu.py). ``Kernels.of`` picks the class for the
+engine options.resolve_engine settles on: this module is the only code that runs differently per engine. The
+methods (dual ascent, solver.py; PDHG, pdhg.py) call these operations and nothing below them.
 """
 
 from __future__ import annotations
