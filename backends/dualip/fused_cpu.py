@@ -137,6 +137,14 @@ class FusedCpu:
         """(n_blocks,) min_{x in C_i} g^T x, exactly (finite lower bounds only: ``finite_lower``)."""
         return self.module.block_minima(g, self.blocks)
 
+    def moves(self, x: torch.Tensor) -> torch.Tensor:
+        """repair.repair_moves on x in place (one process), its passes in C++; returns A x after them."""
+        p = self.prob
+        equality = p.repair_plan.equality
+        return self.module.repair_moves(x, p.c, *self.columns, self.blocks, p.row_lower, p.row_upper,
+                                        torch.empty(0, dtype=torch.bool) if equality is None else equality,
+                                        MOVE_PASSES, MIN_PROGRESS, RELAY_DEPTH, FLOOR_ULPS)
+
     def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
         """repair.repair in place, its per-column passes in C++: cut violated rows (on several ranks
         repair.cut_rows_by_threshold), shrink blocks, the moves of equality blocks and floors (one process; on
@@ -154,11 +162,8 @@ class FusedCpu:
         ax = comm.sum(self.module.shrink_blocks(x, *self.columns, p.m, self.blocks))
         if not p.m:
             return x
-        if p.repair_plan.moves:  # equality blocks or floors: repair.repair_moves, its passes in C++
-            equality = p.repair_plan.equality
-            ax = self.module.repair_moves(x, p.c, *self.columns, self.blocks, p.row_lower, p.row_upper,
-                                          torch.empty(0, dtype=torch.bool) if equality is None else equality,
-                                          MOVE_PASSES, MIN_PROGRESS, RELAY_DEPTH, FLOOR_ULPS)
+        if p.repair_plan.moves:  # equality blocks or floors
+            ax = self.moves(x)
         slack = row_slack(p.row_upper, ax)
         demand = comm.sum(self.module.fill_raises(x, p.c, slack, self.scratch, *self.columns, self.blocks))
         factor = torch.where(demand > slack, slack / demand.clamp(min=1e-300), 1.0)

@@ -191,12 +191,11 @@ class PdhgSolver:
         infeasibility = torch.maximum(kn.row_violation(ax), kn.block_violation(x))
         zero = torch.zeros((), dtype=p.dtype, device=p.device)
         farkas = [zero if self.no_ray else kn.farkas(d) for d in rays]
-        moved_x = p.comm.sum(kn.dot(st.x_t - st.x0, st.x_t - st.x0))
         objective = p.comm.sum(kn.dot(p.c, x))
         stats = torch.stack([
             bound, objective, infeasibility, raw,
             (y.abs() * kn.row_scale * kn.violation(ax)).sum(),  # |y|^T violation, scaled by 1 / sigma
-            st.last, st.first, moved_x.sqrt(), (st.y_t - st.y0).norm(), *farkas,
+            *self.restart_measures(st), *farkas,
         ]).double().cpu().numpy()
         best_ray = int(np.argmax(stats[9:]))
         off = p.sf.offset
@@ -295,12 +294,14 @@ class PdhgSolver:
         self.restart(run, check.residual, check.first, check.moved_x, check.moved_y)
 
     def carry_on_uncertified(self, run: PdhgRun) -> None:
-        """A check without a certificate: the restart decision from the chunk's residuals and the moves since the
-        anchor (one host copy)."""
-        p, kn, st = self.prob, self.kernels, run.st
-        moved_x = p.comm.sum(kn.dot(st.x_t - st.x0, st.x_t - st.x0)).sqrt()
-        residual, first, moved_x, moved_y = torch.stack([st.last, st.first, moved_x, (st.y_t - st.y0).norm()]).tolist()
-        self.restart(run, residual, first, moved_x, moved_y)
+        """A check without a certificate: the restart decision from ``restart_measures`` (one host copy)."""
+        self.restart(run, *torch.stack(self.restart_measures(run.st)).tolist())
+
+    def restart_measures(self, st: PdhgState) -> list[torch.Tensor]:
+        """What ``restart`` reads, as 0-d tensors: the residual at the chunk's last iteration and at the cycle's
+        first, ||x_t - x0|| and ||y_t - y0|| (the move since the anchor, for the primal weight)."""
+        moved_x = self.prob.comm.sum(self.kernels.dot(st.x_t - st.x0, st.x_t - st.x0)).sqrt()
+        return [st.last, st.first, moved_x, (st.y_t - st.y0).norm()]
 
     def record(self, run: PdhgRun, check: PdhgCheck, x: torch.Tensor, elapsed: float,
                interrupt: Interrupt | None) -> Status | None:

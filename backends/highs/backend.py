@@ -102,21 +102,25 @@ def to_highs(sf: StandardForm, names: tuple[list[str], list[str]] | None = None)
 def _refuse_beyond_highs(sf: StandardForm, h) -> None:
     """ModelError naming the first entry HiGHS would refuse (|a_ij| >= large_matrix_value, 1e15 by default) or
     silently read as infinite (|c_j| >= infinite_cost, 1e20 by default), instead of its bare kError or another model."""
-    large = h.getOptionValue("large_matrix_value")[1]
     names = EntryNames(sf)
-    big = np.flatnonzero(np.abs(np.asarray(sf.A_data)) >= large)
-    if big.size:
-        k = int(big[0])
-        raise ModelError(f"model '{sf.name}': {big.size} coefficient(s) of size >= {large:g}, which HiGHS refuses "
+    large = h.getOptionValue("large_matrix_value")[1]
+    count, k = _at_least(sf.A_data, large)
+    if count:
+        raise ModelError(f"model '{sf.name}': {count} coefficient(s) of size >= {large:g}, which HiGHS refuses "
                          f"(large_matrix_value), e.g. {sf.A_data[k]:g} in {names.row(int(sf.A_indices[k]))}, "
                          f"{names.entry(k)}; rescale the rows or the variables")
     infinite = h.getOptionValue("infinite_cost")[1]
-    big = np.flatnonzero(np.abs(np.asarray(sf.c)) >= infinite)
-    if big.size:
-        j = int(big[0])
-        raise ModelError(f"model '{sf.name}': {big.size} objective coefficient(s) of size >= {infinite:g}, which "
+    count, j = _at_least(sf.c, infinite)
+    if count:
+        raise ModelError(f"model '{sf.name}': {count} objective coefficient(s) of size >= {infinite:g}, which "
                          f"HiGHS reads as infinite (infinite_cost), e.g. {sf.c[j]:g} on {names.column(j)}; rescale "
                          f"the objective")
+
+
+def _at_least(values, limit: float) -> tuple[int, int]:
+    """(how many of ``values`` have |v| >= limit, the first one's index; 0 without one)."""
+    big = np.flatnonzero(np.abs(np.asarray(values)) >= limit)
+    return int(big.size), int(big[0]) if big.size else 0
 
 
 class HighsBackend:

@@ -473,12 +473,18 @@ def test_unknown_option_keyword_raises_naming_it():
 
 
 # ------------------------------------------------------------------------------------- 10. no coupling rows
-def test_global_simplex_only_is_solved_exactly():
-    data = synthetic_matching(60, 8, 0.3, seed=5)
-    m = dm.Model("global")
+def most_value(name, data):
+    """(model, users, x): the value of ``data``'s edges maximized, no constraint yet."""
+    m = dm.Model(name)
     users, items = m.entities("user", data.n_users), m.entities("item", data.n_items)
     x = m.variable("x", over=m.edges("e", users, items, src=data.user, dst=data.item))
     m.maximize((data.value * x).sum())
+    return m, users, x
+
+
+def test_global_simplex_only_is_solved_exactly():
+    data = synthetic_matching(60, 8, 0.3, seed=5)
+    m, _, x = most_value("global", data)
     m.subject_to(x.sum() <= 2, name="total")
     assert m.compile().n_rows == 0
     res = m.solve("dualip", max_iter=1)
@@ -491,10 +497,7 @@ def test_global_simplex_only_is_solved_exactly():
 
 def test_per_user_simplex_only_is_solved_exactly():
     data = synthetic_matching(60, 8, 0.2, seed=6)
-    m = dm.Model("per_user")
-    users, items = m.entities("user", data.n_users), m.entities("item", data.n_items)
-    x = m.variable("x", over=m.edges("e", users, items, src=data.user, dst=data.item))
-    m.maximize((data.value * x).sum())
+    m, users, x = most_value("per_user", data)
     m.subject_to(x.sum(by=users) <= 1, name="one")
     assert m.compile().n_rows == 0
     res = m.solve("dualip")

@@ -94,14 +94,18 @@ def test_the_checks_projection_is_the_torch_projection(name, dtype, rtol, storag
     assert (tau_cpp - tau_ref).abs().max() <= rtol * (float(tau_ref.abs().max()) + 1.0)
 
 
+def block_args(sf, dtype):
+    """The extension's block arguments for ``sf`` (FusedCpu.blocks' layout, bounds per column)."""
+    B = Blocks.build(sf, CPU, dtype, compact=False)
+    bounds = [torch.as_tensor(b, dtype=dtype).expand(sf.n_cols).contiguous() for b in (B.lower, B.upper)]
+    return [B.offsets, B.rhs, B.is_le, B.is_box, *bounds]
+
+
 def exact_projection(blocks, v, dtype, tau0):
     """The C++ exact thresholds' projection of v onto the blocks (a list of (kind, lower, upper, r)), from tau0."""
     sf = make_sf(blocks)
-    B = Blocks.build(sf, CPU, dtype, compact=False)
-    bounds = [torch.as_tensor(b, dtype=dtype).expand(sf.n_cols).contiguous() for b in (B.lower, B.upper)]
-    args = [B.offsets, B.rhs, B.is_le, B.is_box, *bounds]
     x = torch.empty(sf.n_cols, dtype=dtype)
-    tau = _module().project(torch.as_tensor(v, dtype=dtype), x, args, tau0.to(dtype), 1, True)
+    tau = _module().project(torch.as_tensor(v, dtype=dtype), x, block_args(sf, dtype), tau0.to(dtype), 1, True)
     return x, tau, sf
 
 
@@ -147,12 +151,8 @@ def test_block_minima_equal_the_lp_oracle(seed):
               for k, lo, hi, r in random_blocks(rng, 120, ties=True, infinite=True)]
     blocks = [(k, lo, hi, min(max(r, float(np.sum(lo))), float(np.sum(hi)))) for k, lo, hi, r in blocks]  # nonempty
     sf = make_sf(blocks)
-    n = sf.n_cols
-    g = np.round(rng.normal(scale=2.0, size=n) * 4) / 4
-    prob_blocks = Blocks.build(sf, CPU, torch.float64, compact=False)
-    bounds = [torch.as_tensor(b, dtype=torch.float64).expand(n).contiguous() for b in (prob_blocks.lower, prob_blocks.upper)]
-    args = [prob_blocks.offsets, prob_blocks.rhs, prob_blocks.is_le, prob_blocks.is_box, *bounds]
-    got = _module().block_minima(torch.as_tensor(g), args).numpy()
+    g = np.round(rng.normal(scale=2.0, size=sf.n_cols) * 4) / 4
+    got = _module().block_minima(torch.as_tensor(g), block_args(sf, torch.float64)).numpy()
     start = 0
     for i, (kind, lo, hi, r) in enumerate(blocks):
         m = len(lo)

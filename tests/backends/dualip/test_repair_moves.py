@@ -180,16 +180,22 @@ def test_floors_are_met_exactly(seed, equality, box, floors):
         check_repair(sf, p, candidate(sf, p, xs, noise, seed))
 
 
+def users_and(name: str, seed: int, users: int, other: str, others: int):
+    """(model, rng, user entities, the other entities, x over the edges, each edge's user): about four random edges
+    per user, repeats dropped."""
+    rng = np.random.default_rng(seed)
+    edges = np.unique(rng.integers(0, users * others, size=4 * users))
+    user = edges // others
+    m = dm.Model(name)
+    u, o = m.entities("user", users), m.entities(other, others)
+    x = m.variable("x", over=m.edges("e", u, o, src=user, dst=edges % others))
+    return m, rng, u, o, x, user
+
+
 def assignment(seed: int, users: int = 60, tasks: int = 8) -> dm.Model:
     """`== 1` blocks (each user does one task, split as it likes), task capacities with 25% headroom, minimize."""
-    rng = np.random.default_rng(seed)
-    edges = np.unique(rng.integers(0, users * tasks, size=4 * users))
-    user, task = edges // tasks, edges % tasks
-    m = dm.Model("assignment")
-    u, t = m.entities("user", users), m.entities("task", tasks)
-    e = m.edges("e", u, t, src=user, dst=task)
-    x = m.variable("x", over=e)
-    m.minimize((rng.uniform(1.0, 2.0, len(edges)) * x).sum())
+    m, rng, u, t, x, user = users_and("assignment", seed, users, "task", tasks)
+    m.minimize((rng.uniform(1.0, 2.0, len(user)) * x).sum())
     active = np.isin(np.arange(users), user).astype(float)
     m.subject_to(x.sum(by=u) == active, name="one")
     m.subject_to(x.sum(by=t) <= 1.25 * active.sum() / tasks, name="capacity")
@@ -198,14 +204,8 @@ def assignment(seed: int, users: int = 60, tasks: int = 8) -> dm.Model:
 
 def revenue_floor(seed: int, users: int = 60, items: int = 8) -> dm.Model:
     """Ad allocation: users at most one impression, item budgets, a global revenue floor that binds."""
-    rng = np.random.default_rng(seed)
-    edges = np.unique(rng.integers(0, users * items, size=4 * users))
-    user, item = edges // items, edges % items
-    m = dm.Model("floor")
-    u, i = m.entities("user", users), m.entities("item", items)
-    e = m.edges("e", u, i, src=user, dst=item)
-    x = m.variable("x", over=e)
-    value, rev = rng.uniform(0.5, 1.5, len(edges)), rng.uniform(0.1, 1.0, len(edges))
+    m, rng, u, i, x, user = users_and("floor", seed, users, "item", items)
+    value, rev = rng.uniform(0.5, 1.5, len(user)), rng.uniform(0.1, 1.0, len(user))
     m.maximize((value * x).sum())
     m.subject_to(x.sum(by=u) <= 1.0, name="cap")
     m.subject_to((rev * x).sum(by=i) <= 0.3 * users / items, name="budget")
@@ -303,7 +303,7 @@ def test_fused_cpu_moves_are_the_torch_moves(seed, equality, box, floors):
     fused = FusedCpu(p)
     assert p.repair_plan.moves
     best = oracle(sf)  # None: no feasible point (the passes still run)
-    plan, eq = p.repair_plan, p.repair_plan.equality
+    plan = p.repair_plan
     for noise, start in [(1e-2, best), (0.3, best), (1.0, np.zeros(sf.n_cols))]:
         if start is None:
             continue
@@ -311,10 +311,7 @@ def test_fused_cpu_moves_are_the_torch_moves(seed, equality, box, floors):
         cut = repair_module.shrink_blocks(repair_module.cut_rows(x.clone(), p.A @ x, p.row_upper, plan), p.blocks)
         expect = repair_module.repair_moves(cut.clone(), p)
         got = cut.clone()
-        ax = fused.module.repair_moves(got, p.c, *fused.columns, fused.blocks, p.row_lower, p.row_upper,
-                                       torch.empty(0, dtype=torch.bool) if eq is None else eq,
-                                       repair_module.MOVE_PASSES, repair_module.MIN_PROGRESS,
-                                       repair_module.RELAY_DEPTH, repair_module.FLOOR_ULPS)
+        ax = fused.moves(got)
         np.testing.assert_allclose(got.numpy(), expect.numpy(), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(ax.numpy(), (p.A @ got).numpy(), rtol=1e-12, atol=1e-12)
         if best is not None:
