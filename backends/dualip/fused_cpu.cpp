@@ -459,7 +459,9 @@ torch::Tensor fill_raises(torch::Tensor x, torch::Tensor c, torch::Tensor slack,
 
 // repair.repair_moves in place, on one process: the same passes (raises, floor moves, deficit moves) under the same
 // rules and constants (passed from repair.py), each pass's per-column work fused per block, the products A z into
-// per-thread copies, the row vectors plain loops; returns A x after it.
+// per-thread copies, the row vectors plain loops; returns A x after it. A pass that starts with every floor met
+// raises only blocks with a deficit, and the moves keep every block's sum, so from the second pass on such a pass's
+// sweeps visit those blocks alone (``scope``) until a deficit move needs every block: the same point.
 template <typename T>
 struct Moves {
   Columns<T> A;
@@ -471,6 +473,7 @@ struct Moves {
   torch::TensorOptions options;
   T floor_ulps;
   std::vector<T> ax, slack, need, block_room, deficit;  // the state at the current x (state())
+  const std::vector<int64_t>* scope = nullptr;  // the blocks (ascending) the sweeps visit; nullptr: all
 
   T col_max(int64_t j, const std::vector<T>& per_row) const {  // max over column j's rows of per_row (0: no rows)
     if (A.col_ptr == nullptr) return A.row_idx[j] < m ? per_row[A.row_idx[j]] : T(0);
@@ -481,44 +484,63 @@ struct Moves {
   }
   T col_min(int64_t j, const std::vector<T>& per_row) const { return A.row_min(j, per_row.data()); }
 
-  template <typename F>  // A z with z_j = f(j)
-  std::vector<T> times(F f) const {
-    Accumulators acc(m, options);
-    at::parallel_for(0, n, 1 << 14, [&](int64_t j0, int64_t j1) {
-      T* out = acc.mine<T>();
-      for (int64_t j = j0; j < j1; ++j) {
-        const T z = f(j);
-        if (z != 0) A.add_to(j, z, out);
+  template <typename F>  // f(b, a, e) for every block b (columns a..e-1) in scope, blocks in parallel
+  void blocks(F f) const {
+    const int64_t count = scope == nullptr ? B.nb : static_cast<int64_t>(scope->size());
+    at::parallel_for(0, count, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t b = scope == nullptr ? i : (*scope)[i];
+        f(b, B.start(b), B.start(b + 1));
       }
     });
-    const auto sum = acc.sum();
-    const T* s = sum.template data_ptr<T>();
-    return std::vector<T>(s, s + m);
   }
 
-  template <typename F>  // f(b, a, e) for every block b (columns a..e-1), blocks in parallel
-  void blocks(F f) const {
-    at::parallel_for(0, B.nb, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) f(b, B.start(b), B.start(b + 1));
-    });
-  }
-
-  template <typename F>  // f(j) for every column, in parallel
+  template <typename F>  // f(j) for every column in scope, in parallel
   void cols(F f) const {
+    if (scope != nullptr) return blocks([&](int64_t, int64_t a, int64_t e) {
+      for (int64_t j = a; j < e; ++j) f(j);
+    });
     at::parallel_for(0, n, 1 << 14, [&](int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j) f(j);
     });
   }
 
-  // A x, the rows' slack (row_slack) and floor needs (floor_need), the blocks' room and equality deficits
-  void state(const T* x) {
+  template <typename F>  // A z with z_j = f(j) on the columns in scope (every column with all), 0 elsewhere
+  std::vector<T> times(F f, bool all = false) const {
+    Accumulators acc(m, options);
+    const auto add = [&](int64_t j0, int64_t j1) {
+      T* out = acc.mine<T>();
+      for (int64_t j = j0; j < j1; ++j) {
+        const T z = f(j);
+        if (z != 0) A.add_to(j, z, out);
+      }
+    };
+    if (scope == nullptr || all)
+      at::parallel_for(0, n, 1 << 14, add);
+    else
+      blocks([&](int64_t, int64_t a, int64_t e) { add(a, e); });
+    const auto sum = acc.sum();
+    const T* s = sum.template data_ptr<T>();
+    return std::vector<T>(s, s + m);
+  }
+
+  // A x (every column), the rows' slack (row_slack) and floor needs (floor_need); the largest need
+  T state_rows(const T* x) {
     const T eps = std::numeric_limits<T>::epsilon();
-    ax = times([&](int64_t j) { return x[j]; });
+    ax = times([&](int64_t j) { return x[j]; }, true);
+    T need_max = 0;
     for (int64_t r = 0; r < m; ++r) {
       const T s = std::max(upper[r] - ax[r], T(0));
       slack[r] = s > (std::isfinite(upper[r]) ? 1024 * eps * upper[r] : T(0)) ? s : T(0);
       need[r] = lower[r] > 0 ? std::max(lower[r] * (1 + floor_ulps * eps) - ax[r], T(0)) : T(0);
+      need_max = std::max(need_max, need[r]);
     }
+    return need_max;
+  }
+
+  // the room and equality deficit of the blocks in scope
+  void state_blocks(const T* x) {
+    const T eps = std::numeric_limits<T>::epsilon();
     blocks([&](int64_t b, int64_t a, int64_t e) {
       T sum = 0;
       for (int64_t j = a; j < e; ++j) sum += x[j];
@@ -599,8 +621,8 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
     std::vector<T> room(n), gain(n), cap(n), raised(n), give(n), share(n), count(nb);
     std::vector<char> open(n), mask(n), picked(n);
     std::vector<int64_t> open_count(nb);
-    const auto refresh = [&] {  // the state, each column's room and openness (room, all its <= rows with slack)
-      mv.state(xs);
+    const auto refresh_blocks = [&] {  // in scope: the blocks' state, each column's room and openness (room, all
+      mv.state_blocks(xs);              // its <= rows with slack)
       mv.blocks([&](int64_t b, int64_t a, int64_t e) {
         int64_t k = 0;
         for (int64_t j = a; j < e; ++j) {
@@ -610,6 +632,16 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
         }
         open_count[b] = k;
       });
+    };
+    const auto refresh = [&] {  // the rows' state, then the blocks' in scope
+      mv.state_rows(xs);
+      refresh_blocks();
+    };
+    std::vector<int64_t> deficient;  // the blocks with a deficit (ascending): a pass with every floor met raises those
+    const auto collect = [&] {       // after a refresh of every block
+      deficient.clear();
+      for (int64_t b = 0; b < nb; ++b)
+        if (mv.deficit[b] > 0) deficient.push_back(b);
     };
     const auto floor_gain = [&] {  // g_j = sum of a_rj over the unmet floors of column j
       std::vector<T> unmet(m);
@@ -637,7 +669,21 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
     double last = inf;
     int stalled = 0;
     for (int64_t pass = 0; pass < passes; ++pass) {
-      refresh();
+      mv.scope = nullptr;
+      if (!(mv.state_rows(xs) > 0)) {  // every floor met: the pass works on the blocks with a deficit
+        if (pass == 0) {
+          mv.state_blocks(xs);
+          collect();
+        }
+        mv.scope = &deficient;
+      }
+      refresh_blocks();
+      if (mv.scope == nullptr) {
+        collect();
+      } else {
+        deficient.erase(std::remove_if(deficient.begin(), deficient.end(), [&](int64_t b) { return !(mv.deficit[b] > 0); }),
+                        deficient.end());
+      }
       T left_total = 0, need_max = 0, deficit_max = 0;
       bool any_stuck = false;
       for (int64_t b = 0; b < nb; ++b) {
@@ -738,7 +784,9 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
       }
       // (3) deficit moves: blocks with mass in the tight rows of a stuck equality block move it to open columns
       if (any_stuck) {
+        mv.scope = nullptr;
         refresh();
+        collect();
         mv.best([&](int64_t j) { return cs[j]; }, open, picked, count);  // the receivers; count 0: no open column
         // what the stuck blocks would put in each tight row: each column with room could take the whole deficit
         mv.blocks([&](int64_t b, int64_t a, int64_t e) {
@@ -779,6 +827,7 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
         mv.move(xs, give, picked, count, room, share);
       }
     }
+    mv.scope = nullptr;
     // a deficit left: placed over the equality block's columns in proportion to min(room, deficit), rows regardless
     mv.blocks([&](int64_t b, int64_t a, int64_t e) {
       if (mv.eq == nullptr || !mv.eq[b]) return;
