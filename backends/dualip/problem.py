@@ -305,24 +305,35 @@ def _check_float16(scaled: np.ndarray, rows: np.ndarray) -> None:
                          f"coupling row {int(rows[worst])}); use 'bfloat16' (float32's range)")
 
 
+GRAM_FLOPS = 16  # A A^T is formed for the power iteration where that costs at most this many flops per nonzero of A
+
+
 def _norm_sq_upper(A_csr, seed: int, comm: Comm = LOCAL, iters: int = 60) -> float:
-    """||A||_2^2 by power iteration on A A^T (float64), times 1.02, capped by ||A||_1 ||A||_inf."""
+    """||A||_2^2 by power iteration on A A^T (float64), times 1.02, capped by ||A||_1 ||A||_inf. On one process A A^T
+    is formed once where A's columns have few entries each (the multi-objective family at 1e6 nonzeros: 25 ms for
+    A A^T and its 60 products, against 160 ms for 120 products with A)."""
     m, n = A_csr.shape
     if comm.sum_np(A_csr.nnz) == 0:
         return 1.0
-    per_col = np.bincount(A_csr.indices, minlength=n).max(initial=0)
-    if comm.max_np(per_col) <= 1:  # one nonzero per column: A A^T is diagonal
+    counts = np.bincount(A_csr.indices, minlength=n).astype(np.int64)  # entries per column
+    if comm.max_np(counts.max(initial=0)) <= 1:  # one nonzero per column: A A^T is diagonal
         rows = np.repeat(np.arange(m), np.diff(A_csr.indptr))
         row_sq = comm.sum_np(np.bincount(rows, weights=A_csr.data * A_csr.data, minlength=m))
         return float(row_sq.max()) * (1 + 1e-6)  # float32 rounding room
     abs_a = np.abs(A_csr)
     col_sum = comm.max_np(np.asarray(abs_a.sum(axis=0)).max(initial=0.0))
     cap = float(col_sum * comm.sum_np(np.asarray(abs_a.sum(axis=1)).ravel()).max())
+    flops = int(counts @ counts)  # of A A^T, and a bound on its nonzeros with m^2
+    if comm.world == 1 and flops <= GRAM_FLOPS * A_csr.nnz and min(flops, m * m) <= A_csr.nnz:
+        product = (A_csr @ A_csr.T).tocsr().__matmul__  # (no more memory than A's)
+    else:
+        def product(y):
+            return comm.sum_np(A_csr @ (A_csr.T @ y))
     rng = np.random.default_rng(seed)
     y = rng.random(m) + 0.5
     est = 0.0
     for _ in range(iters):
-        z = comm.sum_np(A_csr @ (A_csr.T @ y))
+        z = product(y)
         est = float(np.linalg.norm(z) / np.linalg.norm(y))
         if est == 0.0:
             return 1.0

@@ -103,8 +103,11 @@ def _sort_rows(ptr: torch.Tensor, density: torch.Tensor) -> np.ndarray:
         within = torch.sort(table, dim=1, descending=True, stable=True).indices
         del table
         return (within + starts[:, None])[torch.arange(longest)[None, :] < counts[:, None]].numpy()
-    by_density = torch.argsort(density, descending=True, stable=True)
-    return by_density.index_select(0, torch.argsort(rows.index_select(0, by_density), stable=True)).numpy()
+    by_density = torch.argsort(density, descending=True, stable=True).numpy()
+    row_keys = rows.numpy()[by_density]
+    if m <= 1 << 16:  # numpy sorts 16-bit keys stably by radix: linear time (a third of torch's sort at 1e6 entries)
+        return by_density[np.argsort(row_keys.astype(np.uint16), kind="stable")]
+    return by_density[torch.argsort(torch.from_numpy(row_keys), stable=True).numpy()]
 
 
 def chunk_size(n: int) -> int:

@@ -165,6 +165,28 @@ def random_v(rng, n, scale):
 LAYOUTS = ["given", "by size"]  # blocks as compiled (membership mat-vecs), or sorted by size (row reductions)
 
 
+@pytest.mark.parametrize("per_column", [2, 40])
+def test_norm_estimate_is_an_upper_bound_within_three_percent(per_column):
+    """||A||_2^2 by power iteration, on A A^T formed once (few entries per column) or through products with A and
+    A^T (many): at least the true value and at most 1.02 times it, both ways alike."""
+    from dualip_model.backends.dualip import problem as problem_module
+
+    rng = np.random.default_rng(per_column)
+    m, n = 60, 500
+    rows = np.concatenate([rng.choice(m, per_column, replace=False) for _ in range(n)])
+    A = scipy.sparse.csr_matrix((rng.random(rows.size) + 0.1, (rows, np.repeat(np.arange(n), per_column))),
+                                shape=(m, n))
+    true = np.linalg.norm(A.toarray(), 2) ** 2
+    gram_used = per_column * per_column <= problem_module.GRAM_FLOPS * per_column
+    assert gram_used == (per_column == 2)
+    estimates = [problem_module._norm_sq_upper(A, 0)]
+    with mock.patch.object(problem_module, "GRAM_FLOPS", 0 if gram_used else 10 ** 6):  # the other way
+        estimates.append(problem_module._norm_sq_upper(A, 0))
+    for est in estimates:
+        assert true * (1 - 1e-12) <= est <= 1.02 * true * (1 + 1e-12)
+    np.testing.assert_allclose(estimates[0], estimates[1], rtol=1e-12)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("seed", range(6))
 def test_newton_projection_from_zero_equals_exact_projection(seed, layout):

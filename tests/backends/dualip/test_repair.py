@@ -174,3 +174,22 @@ def test_repair_order_sorts_each_row_by_density_stably(shape, group):
             entries = range(A.indptr[r], A.indptr[r + 1])
             expect += sorted(entries, key=lambda e: (-c[A.indices[e]] / A.data[e], e))
         np.testing.assert_array_equal(RepairPlan.order(A, c, group=group), expect)
+
+
+def test_repair_order_of_more_rows_than_16_bit_keys():
+    """Past 2^16 rows (one long row among many short ones: the two global sorts) the row sort is torch's, with the
+    same result: each row by c_j / a_rj descending, ties in column order."""
+    import scipy.sparse
+
+    from dualip_model.backends.dualip.repair import RepairPlan
+
+    rng = np.random.default_rng(3)
+    m, long_row = (1 << 16) + 5, 300
+    rows = np.concatenate([np.zeros(long_row, dtype=np.int64), np.arange(1, m)])
+    cols = np.concatenate([np.arange(long_row), rng.integers(0, long_row, m - 1)])
+    A = scipy.sparse.csr_matrix((rng.choice([0.5, 1.0], rows.size), (rows, cols)), shape=(m, long_row))
+    c = rng.choice([-1.0, 0.0, 1.0, 2.0], long_row)
+    density = c[A.indices] / A.data
+    entry_rows = np.repeat(np.arange(m), np.diff(A.indptr))
+    expect = np.lexsort((np.arange(A.nnz), -density, entry_rows))
+    np.testing.assert_array_equal(RepairPlan.order(A, c), expect)
