@@ -171,6 +171,14 @@ class Kernels:
         values = self.block_minima(self.prob.At @ d)
         return (self.prob.comm.sum(values.sum()) - self.support(d)) / d.norm().clamp(min=1e-30)
 
+    def farkas_tests(self, rays: list[torch.Tensor], infeasibility: torch.Tensor) -> list[torch.Tensor]:
+        """``farkas`` of each ray, or zeros where no ray can prove anything: x = 0 meets the rows, or the check's
+        candidate (a point of C) meets them within tol, which bounds every ray's value near tol (one host read)."""
+        p = self.prob
+        if p.zero_feasible or not p.m or float(p.comm.max(infeasibility.reshape(1).clone())) <= self.opts.tol:
+            return [torch.zeros((), dtype=p.dtype, device=p.device) for _ in rays]
+        return [self.farkas(d) for d in rays]
+
     def to_domain(self, y: torch.Tensor) -> torch.Tensor:
         """Project onto the dual domain: y_r >= 0 where l_r = -inf, y_r <= 0 where u_r = +inf."""
         p = self.prob

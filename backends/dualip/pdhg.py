@@ -127,7 +127,6 @@ class PdhgSolver:
         self.store = store if store is not None else checkpoint.FileStore(prob.sf)  # where checkpoints go
         self.eta = STEP_SHARE / math.sqrt(prob.norm_sq)
         self.newton_steps = NEWTON_STEPS_CUT if prob.zero_feasible else NEWTON_STEPS
-        self.no_ray = prob.zero_feasible or not prob.m  # x = 0 feasible: no Farkas ray can exist
         moves = prob.repairable and prob.m > 0 and prob.repair_plan.moves
         self.checks_per_certificate = CHECKS_PER_CERTIFICATE_MOVES if moves else 1
 
@@ -189,8 +188,7 @@ class PdhgSolver:
             x = kn.repair(x, ax)
             ax = p.comm.sum(kn.A_times(x))
         infeasibility = torch.maximum(kn.row_violation(ax), kn.block_violation(x))
-        zero = torch.zeros((), dtype=p.dtype, device=p.device)
-        farkas = [zero if self.no_ray else kn.farkas(d) for d in rays]
+        farkas = kn.farkas_tests(rays, infeasibility)
         objective = p.comm.sum(kn.dot(p.c, x))
         stats = torch.stack([
             bound, objective, infeasibility, raw,

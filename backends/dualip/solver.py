@@ -181,9 +181,7 @@ class DualAscentSolver:
         if not p.repairable:  # (the repair scales blocks back within their sums; the float64 recheck measures all)
             infeasibility = torch.maximum(infeasibility, kn.block_violation(xr))
         h = kn.support(y)
-        # where x = 0 is feasible no Farkas ray can exist (equality blocks and floors can make a problem infeasible)
-        no_ray = p.zero_feasible or not p.m
-        farkas = [torch.zeros((), dtype=p.dtype, device=p.device) if no_ray else kn.farkas(d) for d in rays]
+        farkas = kn.farkas_tests(rays, infeasibility)  # (equality blocks and floors can make a problem infeasible)
         # sums over columns: one all-reduce for the three of them
         objective = kn.dot(p.c, xr)
         block_values, objective, reg_value = p.comm.sum(torch.stack([block_value, objective, reg_value]))
