@@ -459,9 +459,11 @@ torch::Tensor fill_raises(torch::Tensor x, torch::Tensor c, torch::Tensor slack,
 
 // repair.repair_moves in place, on one process: the same passes (raises, floor moves, deficit moves) under the same
 // rules and constants (passed from repair.py), each pass's per-column work fused per block, the products A z into
-// per-thread copies, the row vectors plain loops; returns A x after it. A pass that starts with every floor met
-// raises only blocks with a deficit, and the moves keep every block's sum, so from the second pass on such a pass's
-// sweeps visit those blocks alone (``scope``) until a deficit move needs every block: the same point.
+// per-thread copies, the row vectors plain loops; returns A x after it. A x is kept current through every change of x
+// (A times the change, on the columns changed). A pass that starts with every floor met raises only blocks with a
+// deficit, and the moves keep every block's sum, so such a pass's sweeps visit those blocks alone (``scope``); a
+// deficit move visits the stuck blocks, then the blocks with a column in the rows it wants freed (found through A's
+// rows): the passes' point, to the rounding of A x.
 template <typename T>
 struct Moves {
   Columns<T> A;
@@ -472,7 +474,9 @@ struct Moves {
   int64_t m, n;
   torch::TensorOptions options;
   T floor_ulps;
-  std::vector<T> ax, slack, need, block_room, deficit;  // the state at the current x (state())
+  const int32_t* row_ptr;  // A's rows: row r's columns are row_cols[row_ptr[r]..row_ptr[r + 1]-1] (any order)
+  const int32_t* row_cols;
+  std::vector<T> ax, slack, need, block_room, deficit;  // the state at the current x (rows(), state_blocks())
   const std::vector<int64_t>* scope = nullptr;  // the blocks (ascending) the sweeps visit; nullptr: all
 
   T col_max(int64_t j, const std::vector<T>& per_row) const {  // max over column j's rows of per_row (0: no rows)
@@ -524,10 +528,26 @@ struct Moves {
     return std::vector<T>(s, s + m);
   }
 
-  // A x (every column), the rows' slack (row_slack) and floor needs (floor_need); the largest need
-  T state_rows(const T* x) {
+  // x_j = f(b, j) on the columns in scope (f reads x_j at most), A x kept current: ax += A (new x - old x)
+  template <typename F>
+  void update(T* x, F f) {
+    Accumulators acc(m, options);
+    blocks([&](int64_t b, int64_t a, int64_t e) {
+      T* out = acc.mine<T>();
+      for (int64_t j = a; j < e; ++j) {
+        const T z = f(b, j), change = z - x[j];
+        x[j] = z;
+        if (change != 0) A.add_to(j, change, out);
+      }
+    });
+    const auto sum = acc.sum();
+    const T* s = sum.template data_ptr<T>();
+    for (int64_t r = 0; r < m; ++r) ax[r] += s[r];
+  }
+
+  // the rows' slack (row_slack) and floor needs (floor_need) at A x; the largest need
+  T rows() {
     const T eps = std::numeric_limits<T>::epsilon();
-    ax = times([&](int64_t j) { return x[j]; }, true);
     T need_max = 0;
     for (int64_t r = 0; r < m; ++r) {
       const T s = std::max(upper[r] - ax[r], T(0));
@@ -576,10 +596,26 @@ struct Moves {
     });
   }
 
+  // the blocks (ascending) with a column in one of ``rows`` and no mark yet, marked now (block_of: each column's)
+  std::vector<int64_t> blocks_on(const std::vector<int64_t>& rows, const std::vector<int64_t>& block_of,
+                                 std::vector<char>& marked) const {
+    std::vector<int64_t> out;
+    for (const int64_t r : rows)
+      for (int32_t k = row_ptr[r]; k < row_ptr[r + 1]; ++k) {
+        const int64_t b = block_of[row_cols[k]];
+        if (!marked[b]) {
+          marked[b] = 1;
+          out.push_back(b);
+        }
+      }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
   // each block's donation sum(give) onto its receivers (equal shares within their room, fit to the rows), the
   // donations cut to what was placed: x - kept give + share, at least 0 (sum x kept)
   void move(T* x, std::vector<T>& give, const std::vector<char>& receivers, const std::vector<T>& count,
-            const std::vector<T>& room, std::vector<T>& share) const {
+            const std::vector<T>& room, std::vector<T>& share) {
     std::vector<T> total(B.nb);
     blocks([&](int64_t b, int64_t a, int64_t e) {
       T t = 0;
@@ -592,16 +628,16 @@ struct Moves {
     blocks([&](int64_t b, int64_t a, int64_t e) {
       T placed = 0;
       for (int64_t j = a; j < e; ++j) placed += share[j];
-      const T kept = total[b] > 0 ? std::min(std::max(placed / std::max(total[b], T(1e-300)), T(0)), T(1)) : T(0);
-      for (int64_t j = a; j < e; ++j) x[j] = std::max(x[j] - give[j] * kept + share[j], T(0));
+      total[b] = total[b] > 0 ? std::min(std::max(placed / std::max(total[b], T(1e-300)), T(0)), T(1)) : T(0);
     });
+    update(x, [&](int64_t b, int64_t j) { return std::max(x[j] - give[j] * total[b] + share[j], T(0)); });
   }
 };
 
 torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_ptr, torch::Tensor row_idx,
                            torch::Tensor vals, BlockArgs blocks, torch::Tensor row_lower, torch::Tensor row_upper,
-                           torch::Tensor equality, int64_t passes, double min_progress, int64_t relay_depth,
-                           int64_t floor_ulps) {
+                           torch::Tensor row_ptr, torch::Tensor row_cols, torch::Tensor equality, int64_t passes,
+                           double min_progress, int64_t relay_depth, int64_t floor_ulps) {
   const int64_t m = row_upper.size(0), n = x.size(0);
   torch::Tensor out = torch::empty({m}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "repair_moves", [&] {
@@ -609,7 +645,7 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
     constexpr T inf = std::numeric_limits<T>::infinity();
     Moves<T> mv{columns<T>(col_ptr, row_idx, vals, m), block_data<T>(blocks, n), row_lower.data_ptr<T>(),
                 row_upper.data_ptr<T>(), equality.numel() ? equality.data_ptr<bool>() : nullptr, m, n, x.options(),
-                static_cast<T>(floor_ulps)};
+                static_cast<T>(floor_ulps), row_ptr.data_ptr<int32_t>(), row_cols.data_ptr<int32_t>()};
     const auto& B = mv.B;
     const int64_t nb = B.nb;
     mv.slack.resize(m);
@@ -618,6 +654,7 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
     mv.deficit.resize(nb);
     T* xs = x.data_ptr<T>();
     const T* cs = c.data_ptr<T>();
+    mv.ax = mv.times([&](int64_t j) { return xs[j]; });
     std::vector<T> room(n), gain(n), cap(n), raised(n), give(n), share(n), count(nb);
     std::vector<char> open(n), mask(n), picked(n);
     std::vector<int64_t> open_count(nb);
@@ -634,9 +671,10 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
       });
     };
     const auto refresh = [&] {  // the rows' state, then the blocks' in scope
-      mv.state_rows(xs);
+      mv.rows();
       refresh_blocks();
     };
+    std::vector<int64_t> block_of;  // each column's block (built for the first deficit move)
     std::vector<int64_t> deficient;  // the blocks with a deficit (ascending): a pass with every floor met raises those
     const auto collect = [&] {       // after a refresh of every block
       deficient.clear();
@@ -670,7 +708,7 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
     int stalled = 0;
     for (int64_t pass = 0; pass < passes; ++pass) {
       mv.scope = nullptr;
-      if (!(mv.state_rows(xs) > 0)) {  // every floor met: the pass works on the blocks with a deficit
+      if (!(mv.rows() > 0)) {  // every floor met: the pass works on the blocks with a deficit
         if (pass == 0) {
           mv.state_blocks(xs);
           collect();
@@ -732,13 +770,13 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
           raised[j] += picked[j] ? std::min(room[j] - raised[j], left[b] / std::max(count[b], T(1))) : T(0);
       });
       mv.row_fit(raised);
-      mv.cols([&](int64_t j) { xs[j] += raised[j]; });
+      mv.update(xs, [&](int64_t, int64_t j) { return xs[j] + raised[j]; });
       if (deficit_max > 0) {  // what the cheapest columns could not take: equal shares over the open columns
         refresh();
         spread_over(mv.deficit, open, raised);
         mv.cols([&](int64_t j) { raised[j] = std::min(room[j], raised[j]); });
         mv.row_fit(raised);
-        mv.cols([&](int64_t j) { xs[j] += raised[j]; });
+        mv.update(xs, [&](int64_t, int64_t j) { return xs[j] + raised[j]; });
       }
       // (2) floor moves: from columns of lower gain to the block's open column of highest gain
       if (need_max > 0) {
@@ -782,21 +820,47 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
         });
         mv.move(xs, give, picked, count, room, share);
       }
-      // (3) deficit moves: blocks with mass in the tight rows of a stuck equality block move it to open columns
+      // (3) deficit moves: blocks with mass in the tight rows of a stuck equality block move it to open columns; the
+      // sweeps visit the stuck blocks, then the holders: the blocks with a column in a wanted row
       if (any_stuck) {
-        mv.scope = nullptr;
-        refresh();
-        collect();
-        mv.best([&](int64_t j) { return cs[j]; }, open, picked, count);  // the receivers; count 0: no open column
+        mv.rows();
+        mv.scope = &deficient;
+        refresh_blocks();
+        std::vector<int64_t> stuck, holders;
+        for (const int64_t b : deficient)
+          if (mv.deficit[b] > 0 && open_count[b] == 0) stuck.push_back(b);
         // what the stuck blocks would put in each tight row: each column with room could take the whole deficit
+        mv.scope = &stuck;
         mv.blocks([&](int64_t b, int64_t a, int64_t e) {
-          const bool stuck = mv.deficit[b] > 0 && open_count[b] == 0;
-          for (int64_t j = a; j < e; ++j) share[j] = stuck ? std::min(room[j], mv.deficit[b]) : T(0);
+          for (int64_t j = a; j < e; ++j) share[j] = std::min(room[j], mv.deficit[b]);
         });
         std::vector<T> wanted = mv.times([&](int64_t j) { return share[j]; });
         for (int64_t r = 0; r < m; ++r) wanted[r] = mv.slack[r] > 0 ? T(0) : wanted[r];
+        if (block_of.empty()) {
+          block_of.resize(n);
+          mv.scope = nullptr;
+          mv.blocks([&](int64_t b, int64_t a, int64_t e) { std::fill(block_of.begin() + a, block_of.begin() + e, b); });
+        }
+        std::vector<char> covered(m, 0), marked(nb, 0);
+        const auto cover = [&] {  // the holders of the rows wanted so far, their state and receivers (count 0: none)
+          std::vector<int64_t> rows;
+          for (int64_t r = 0; r < m; ++r)
+            if (wanted[r] > 0 && !covered[r]) {
+              covered[r] = 1;
+              rows.push_back(r);
+            }
+          std::vector<int64_t> added = mv.blocks_on(rows, block_of, marked);
+          mv.scope = &added;
+          refresh_blocks();
+          mv.best([&](int64_t j) { return cs[j]; }, open, picked, count);
+          std::vector<int64_t> all(holders.size() + added.size());
+          std::merge(holders.begin(), holders.end(), added.begin(), added.end(), all.begin());
+          holders.swap(all);
+          mv.scope = &holders;
+        };
+        cover();
         for (int64_t depth = 0; depth < relay_depth; ++depth) {  // blocks without an open column pass the wish on
-          const std::vector<T> theta = share_of(wanted, mv.times([&](int64_t j) { return xs[j] > 0 ? xs[j] : T(0); }));
+          const std::vector<T> theta = share_of(wanted, mv.ax);  // (what x puts in each row: x >= 0)
           mv.blocks([&](int64_t b, int64_t a, int64_t e) {
             T relayed = 0, k = 0;
             for (int64_t j = a; j < e; ++j) {
@@ -808,6 +872,7 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
           });
           const std::vector<T> wish = mv.times([&](int64_t j) { return share[j]; });
           for (int64_t r = 0; r < m; ++r) wanted[r] = std::max(wanted[r], mv.slack[r] > 0 ? T(0) : wish[r]);
+          cover();
         }
         mv.blocks([&](int64_t b, int64_t a, int64_t e) {  // the movable mass: of blocks with an open column
           for (int64_t j = a; j < e; ++j) give[j] = count[b] > 0 ? xs[j] : T(0);
@@ -829,18 +894,21 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
     }
     mv.scope = nullptr;
     // a deficit left: placed over the equality block's columns in proportion to min(room, deficit), rows regardless
+    std::vector<T> left(nb), scale(nb);
     mv.blocks([&](int64_t b, int64_t a, int64_t e) {
+      left[b] = scale[b] = 0;
       if (mv.eq == nullptr || !mv.eq[b]) return;
       T sum = 0;
       for (int64_t j = a; j < e; ++j) sum += xs[j];
-      const T deficit = std::max(B.rhs[b] - sum, T(0));
+      left[b] = std::max(B.rhs[b] - sum, T(0));
       T total = 0;
-      for (int64_t j = a; j < e; ++j) total += std::min(std::max(B.hi(j) - xs[j], T(0)), deficit);
-      const T scale = total > 0 ? deficit / std::max(total, T(1e-300)) : T(0);
-      for (int64_t j = a; j < e; ++j) xs[j] += std::min(std::max(B.hi(j) - xs[j], T(0)), deficit) * scale;
+      for (int64_t j = a; j < e; ++j) total += std::min(std::max(B.hi(j) - xs[j], T(0)), left[b]);
+      scale[b] = total > 0 ? left[b] / std::max(total, T(1e-300)) : T(0);
     });
-    const std::vector<T> ax = mv.times([&](int64_t j) { return xs[j]; });
-    std::copy(ax.begin(), ax.end(), out.data_ptr<T>());
+    mv.update(xs, [&](int64_t b, int64_t j) {
+      return left[b] > 0 ? xs[j] + std::min(std::max(B.hi(j) - xs[j], T(0)), left[b]) * scale[b] : xs[j];
+    });
+    std::copy(mv.ax.begin(), mv.ax.end(), out.data_ptr<T>());
   });
   return out;
 }

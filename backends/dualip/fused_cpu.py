@@ -141,8 +141,9 @@ class FusedCpu:
         """repair.repair_moves on x in place (one process), its passes in C++; returns A x after them."""
         p = self.prob
         equality = p.repair_plan.equality
-        return self.module.repair_moves(x, p.c, *self.columns, self.blocks, p.row_lower, p.row_upper,
-                                        torch.empty(0, dtype=torch.bool) if equality is None else equality,
+        rows = p.repair_plan.rows  # A's rows (in the repair's order): the deficit moves find the rows' blocks
+        return self.module.repair_moves(x, p.c, *self.columns, self.blocks, p.row_lower, p.row_upper, rows.ptr,
+                                        rows.idx, torch.empty(0, dtype=torch.bool) if equality is None else equality,
                                         MOVE_PASSES, MIN_PROGRESS, RELAY_DEPTH, FLOOR_ULPS)
 
     def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
