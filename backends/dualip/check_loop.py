@@ -6,8 +6,9 @@
 ``RunState`` holds what both methods carry from check to check (the best bound and candidate, the Farkas ray
 bases, the clock, the history); each method's run dataclass adds its own iterate and ``best_cert``, the kept
 candidate's check numbers in the method's own type (restored by that type). ``solve`` is the loop; a
-method supplies ``advance(run, k)``, ``duals(run)``, ``certifies(run, interrupt)``, ``check_run(run, rays)``,
-``record(...)``, ``carry_on(run, cert, extra)`` and ``carry_on_uncertified(run)`` (solver.py, pdhg.py). A check
+method supplies ``chunk(run)`` (steps before the next check), ``advance(run, k)``, ``duals(run)``,
+``certifies(run, interrupt)``, ``check_run(run, rays)``, ``record(...)``, ``carry_on(run, cert, extra)`` and
+``carry_on_uncertified(run)`` (solver.py, pdhg.py). A check
 that does not certify (``certifies`` False: PDHG where a certificate costs more than the iterations between two
 checks) runs only the method's own between-check work.
 """
@@ -87,8 +88,8 @@ PACE_PROBE = 5  # iterations of the first chunk under a time limit (then the pac
 
 
 def solve(method, run: RunState, verify=None, interrupt: Interrupt | None = None) -> dict:
-    """Chunks of ``check_every`` steps and a check after each, until the stopping rule holds (termination.py), a
-    limit, a Farkas ray or Ctrl-C; the method's result dict (its ``gamma`` aside).
+    """Chunks of the method's ``chunk`` steps (``check_every`` or fewer) and a check after each, until the stopping
+    rule holds (termination.py), a limit, a Farkas ray or Ctrl-C; the method's result dict (its ``gamma`` aside).
 
     ``verify(x, y)``: the float64 recheck of a primal the working precision calls optimal (the solve goes on if it
     fails, and that primal is no longer kept); ``interrupt``: the deferred Ctrl-C flag, read at every check and at
@@ -99,7 +100,7 @@ def solve(method, run: RunState, verify=None, interrupt: Interrupt | None = None
     pace = Pace(run.it, run.elapsed)
     status, ray, saved_at, verified = Status.ITERATION_LIMIT, None, run.it, None
     while run.it < o.max_iter:
-        k = pace.chunk(min(o.check_every, o.max_iter - run.it), o.time_limit)
+        k = pace.chunk(min(method.chunk(run), o.max_iter - run.it), o.time_limit)
         if k == 0:  # the next iteration would end past the time limit
             status = Status.TIME_LIMIT
             break

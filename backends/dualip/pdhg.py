@@ -272,6 +272,10 @@ class PdhgSolver:
         """k Halpern PDHG steps from the run's state (the loop's chunk, check_loop.py)."""
         run.st = self.iterate(run.st, run.omega, k)
 
+    def chunk(self, run: PdhgRun) -> int:
+        """Steps before the next check: ``check_every``."""
+        return self.opts.check_every
+
     @staticmethod
     def duals(run: PdhgRun) -> torch.Tensor:
         """The duals of T(z), in the dual domain."""

@@ -100,6 +100,7 @@ _SEARCH_NEWTON_STEPS = 4  # Newton steps of the flat-row search's projections (t
 
 
 SETTLED = 0.1  # a stage whose candidates miss rows by more than tol ends at this share of tol's stationarity
+CONFIRM_SHARE = 0.4  # the check that confirms a stage's first stationary one comes after this share of check_every
 
 
 class DualAscentSolver:
@@ -257,6 +258,13 @@ class DualAscentSolver:
     def advance(self, run: "Run", k: int) -> None:
         """k steps of the ascent from the run's state (the loop's chunk, check_loop.py)."""
         run.st = self.iterate(run.st, run.gamma, run.gamma / self.prob.norm_sq, k, run.lip_floor)
+
+    def chunk(self, run: "Run") -> int:
+        """Steps before the next check: ``check_every``, or CONFIRM_SHARE of it after a stage's first stationary check
+        (the stage is settled then; the check that confirms it, and ends the stage, need not wait a whole chunk:
+        10 steps of 25 took 5-20% fewer iterations on the family suite, docs/algorithm.md)."""
+        k = self.opts.check_every
+        return max(1, round(CONFIRM_SHARE * k)) if run.calm == 1 else k
 
     @staticmethod
     def duals(run: "Run") -> torch.Tensor:

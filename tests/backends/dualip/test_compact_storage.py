@@ -114,8 +114,9 @@ def test_fast_storage_does_not_compile_as_one_graph():
 
 def test_compile_option_replays_one_graph_across_gamma_stages(monkeypatch):
     """engine "compiled": the steps between checks are one graph; gamma, step and the curvature floor enter as
-    tensors, so the gamma stages do not recompile (one graph per distinct step count: check_every and the
-    last partial interval). Traced here with a counting backend; the answer is the eager one."""
+    tensors, so the gamma stages do not recompile (one graph per distinct step count: check_every, the shorter
+    chunk before a stage's confirming check and the last partial interval). Traced here with a counting backend; the
+    answer is the eager one."""
     graphs = []
 
     def counting_backend(gm, example_inputs):
@@ -129,7 +130,7 @@ def test_compile_option_replays_one_graph_across_gamma_stages(monkeypatch):
     compiled = model.solve("dualip", engine="compiled", check_every=10, max_iter=1125)
     eager = model.solve("dualip", engine="compact", check_every=10, max_iter=1125)
     stages = len({h["gamma"] for h in compiled.history})
-    assert stages >= 3 and len(graphs) <= 2, (stages, len(graphs))
+    assert stages >= 3 and len(graphs) <= 3, (stages, len(graphs))
     assert compiled.iterations == eager.iterations and compiled.status == eager.status
     assert compiled.objective == pytest.approx(eager.objective, rel=1e-12)
 
