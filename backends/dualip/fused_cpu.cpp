@@ -84,6 +84,7 @@ struct BlockData {
   const T* upper;
   bool per_column;
   int64_t nb;
+  bool simplex;  // every column in [0, inf): the thresholds' loops drop the bounds
   int64_t start(int64_t b) const { return offsets64 != nullptr ? offsets64[b] : offsets32[b]; }
   T lo(int64_t j) const { return per_column ? lower[j] : lower[0]; }
   T hi(int64_t j) const { return per_column ? upper[j] : upper[0]; }
@@ -93,8 +94,11 @@ struct BlockData {
 template <typename T>
 BlockData<T> block_data(const BlockArgs& b, int64_t n) {
   const bool wide = b[0].scalar_type() == torch::kInt64;
+  const bool per_column = b[4].numel() == n && n != 1;
+  const T *lower = b[4].data_ptr<T>(), *upper = b[5].data_ptr<T>();
   return {wide ? b[0].data_ptr<int64_t>() : nullptr, wide ? nullptr : b[0].data_ptr<int32_t>(), b[1].data_ptr<T>(), b[2].data_ptr<bool>(), b[3].data_ptr<bool>(),
-          b[4].data_ptr<T>(), b[5].data_ptr<T>(), b[4].numel() == n && n != 1, b[1].size(0)};
+          lower, upper, per_column, b[1].size(0),
+          !per_column && lower[0] == 0 && upper[0] == std::numeric_limits<T>::infinity()};
 }
 
 // The exact threshold of block b of P_C(v): x_j = clip(v_j - tau, l_j, u_j) with sum_j x_j = r where the sum binds
@@ -105,9 +109,9 @@ BlockData<T> block_data(const BlockArgs& b, int64_t n) {
 // the root: it lands on it when no free column leaves on the way (then the threshold is exact), else the next step
 // goes on from there. Every step that does not end the loop passes a breakpoint, so it ends within 2 (e - a) + 1
 // steps; a column at a bound counts as free only in the direction that frees it. From a warm start whose free set
-// has settled: one pass.
-template <typename T>
-T exact_tau(const T* v, int64_t a, int64_t e, const BlockData<T>& B, int64_t b, T tau) {
+// has settled: one pass. Simplex: every column in [0, inf) (B.simplex), the bounds constants.
+template <bool Simplex, typename T>
+T exact_tau_of(const T* v, int64_t a, int64_t e, const BlockData<T>& B, int64_t b, T tau) {
   if (B.is_box[b] || a == e) return T(0);
   constexpr T inf = std::numeric_limits<T>::infinity();
   const T floor = B.is_le[b] ? T(0) : -inf;
@@ -119,7 +123,7 @@ T exact_tau(const T* v, int64_t a, int64_t e, const BlockData<T>& B, int64_t b, 
     T f = -B.rhs[b], free_rising = 0, free_falling = 0, vmax = 0;
     T join_rising = inf, join_falling = inf, leave_rising = inf, leave_falling = inf;
     for (int64_t j = a; j < e; ++j) {
-      const T d = v[j] - tau, lo = B.lo(j), hi = B.hi(j);
+      const T d = v[j] - tau, lo = Simplex ? T(0) : B.lo(j), hi = Simplex ? inf : B.hi(j);
       f += std::min(std::max(d, lo), hi);
       const bool rising = (d > lo) & (d <= hi), falling = (d >= lo) & (d < hi);  // free for a rising / falling tau
       free_rising += static_cast<T>(rising);
@@ -156,6 +160,11 @@ T exact_tau(const T* v, int64_t a, int64_t e, const BlockData<T>& B, int64_t b, 
     }
   }
   return tau;
+}
+
+template <typename T>
+T exact_tau(const T* v, int64_t a, int64_t e, const BlockData<T>& B, int64_t b, T tau) {
+  return B.simplex ? exact_tau_of<true>(v, a, e, B, b, tau) : exact_tau_of<false>(v, a, e, B, b, tau);
 }
 
 // Per-thread copies of an m-vector, summed in thread order at the end: repeatable for a thread count.
