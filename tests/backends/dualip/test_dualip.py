@@ -296,6 +296,31 @@ def test_infeasible_model_returns_a_farkas_ray():
     assert farkas_value(res.standard_form, budget_only) <= 0
 
 
+@pytest.mark.parametrize("algorithm", ["dual_ascent", "pdhg"])
+def test_farkas_tests_skip_a_check_whose_candidate_meets_the_rows(algorithm):
+    """Equality blocks (x = 0 infeasible) keep the Farkas tests on, but a check whose repaired candidate meets the rows
+    within tol runs none (such a point bounds every ray's value near tol): fewer than two per check; where the
+    capacities fall short every check runs both and the ray is found."""
+    from dualip_model.backends.dualip.kernels import Kernels
+
+    def solve(capacity_share):
+        m = dm.Model("assignment")
+        users, items = m.entities("user", 30), m.entities("item", 5)
+        e = m.edges("e", users, items, src=np.repeat(np.arange(30), 5), dst=np.tile(np.arange(5), 30))
+        x = m.variable("x", over=e, lower=0.0)
+        m.minimize((np.random.default_rng(1).random(150) * x).sum())
+        m.subject_to(x.sum(by=users) == 1.0, name="assign")
+        m.subject_to(x.sum(by=items) <= capacity_share * 30 / 5, name="capacity")
+        with mock.patch.object(Kernels, "farkas", autospec=True, side_effect=Kernels.farkas) as farkas:
+            res = m.solve("dualip", algorithm=algorithm, max_iter=5000)
+        return res, farkas.call_count, len(res.raw.history)
+
+    res, calls, checks = solve(1.2)
+    assert res.status == dm.Status.OPTIMAL and calls < 2 * checks
+    res, calls, checks = solve(0.999)
+    assert res.status == dm.Status.INFEASIBLE and calls == 2 * checks
+
+
 @pytest.mark.parametrize("build", [mildly_infeasible_matching, assignment_short_of_capacity])
 def test_mildly_infeasible_model_returns_a_farkas_ray(build):
     """0.1% to 1% beyond: certified by y's move since the last check (matching), since the anchor (assignment)."""
