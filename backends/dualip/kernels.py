@@ -108,6 +108,10 @@ class Kernels:
             return self.primal(v, tau, steps)[0]
         return project(v, self.bs)
 
+    def exact_projection(self, v: torch.Tensor) -> torch.Tensor:
+        """P_C(v) exactly on every block kind (the sort-based projection)."""
+        return project(v, self.bs)
+
     def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
         """A feasible point near x (repair.repair, x's memory reused) for a repairable problem; ax = A x, summed."""
         return repair(x, ax, self.prob, overwrite=True)
@@ -238,6 +242,10 @@ class FusedCpuKernels(Kernels):
         """Newton steps on simplex and box blocks where the repair finishes the block sums, else exact thresholds."""
         exact = not (self.prob.repairable and self.prob.fast_projection)
         return self.fused.project(v, tau, steps, exact)[0]
+
+    def exact_projection(self, v: torch.Tensor) -> torch.Tensor:
+        """Exact thresholds in C++ from tau = 0 (no sort)."""
+        return self.fused.project(v, torch.zeros(self.prob.sf.n_blocks, dtype=v.dtype), 0, exact=True)[0]
 
     def pdhg_primal(self, x: torch.Tensor, y: torch.Tensor, x0: torch.Tensor, step: float, tau: torch.Tensor,
                     steps: int, weights: tuple[float, float, float], moved: bool = True):

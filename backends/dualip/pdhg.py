@@ -29,7 +29,6 @@ from . import check_loop, checkpoint
 from .check_loop import RunState
 from .kernels import Kernels
 from .problem import ScaledProblem
-from .projections import project
 from .termination import Interrupt, Measures, StoppingRule, keep_best, verdict
 
 STEP_SHARE = 0.99  # eta = STEP_SHARE / ||A||_2: tau sigma ||A||^2 < 1, PDHG's condition
@@ -237,7 +236,7 @@ class PdhgSolver:
             kn.to_domain(torch.as_tensor(y0, dtype=p.dtype, device=p.device))
         v = torch.zeros(p.n, dtype=p.dtype, device=p.device) if y0 is None else \
             p.At.matvec(y, add=p.c).mul_(-1.0 / WARM_GAMMA)
-        x = project(v, kn.bs)
+        x = kn.exact_projection(v)
         newton = torch.zeros(p.sf.n_blocks, dtype=p.dtype, device=p.device)
         st = PdhgState.at(x, y, p.comm.sum(kn.A_times(x)), newton)
         return PdhgRun(st=st, omega=self.initial_weight(), **RunState.rays_at(y))

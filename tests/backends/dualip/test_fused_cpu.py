@@ -94,6 +94,19 @@ def test_the_checks_projection_is_the_torch_projection(name, dtype, rtol, storag
     assert (tau_cpp - tau_ref).abs().max() <= rtol * (float(tau_ref.abs().max()) + 1.0)
 
 
+@pytest.mark.parametrize("name", [*MODELS, "box-cut"])
+def test_the_exact_projection_is_the_sort_based_one(name):
+    """FusedCpuKernels.exact_projection (PDHG's start, P_X(v): exact thresholds from 0, no sort) against the torch
+    kernels' sort-based projection, on every block kind."""
+    sf = box_cut_matching().compile() if name == "box-cut" else MODELS[name]()
+    prob = ScaledProblem.build(sf, CPU, torch.float64)
+    v = torch.randn(prob.n, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 2
+    options = DualipOptions(engine="fused_cpu")
+    got = FusedCpuKernels(prob, options).exact_projection(v)
+    expect = Kernels(prob, options).exact_projection(v)
+    assert (got - expect).abs().max() <= 1e-12 * (float(expect.abs().max()) + 1.0)
+
+
 def block_args(sf, dtype):
     """The extension's block arguments for ``sf`` (FusedCpu.blocks' layout, bounds per column)."""
     B = Blocks.build(sf, CPU, dtype, compact=False)
