@@ -683,7 +683,15 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
       mv.rows();
       refresh_blocks();
     };
-    std::vector<int64_t> block_of;  // each column's block (built for the first deficit move)
+    std::vector<int64_t> block_of;  // each column's block (built for the first pass that needs it)
+    const auto map_blocks = [&] {
+      if (!block_of.empty()) return;
+      block_of.resize(n);
+      const auto* saved = mv.scope;
+      mv.scope = nullptr;
+      mv.blocks([&](int64_t b, int64_t a, int64_t e) { std::fill(block_of.begin() + a, block_of.begin() + e, b); });
+      mv.scope = saved;
+    };
     std::vector<int64_t> deficient;  // the blocks with a deficit (ascending): a pass with every floor met raises those
     const auto collect = [&] {       // after a refresh of every block
       deficient.clear();
@@ -715,14 +723,36 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
     };
     double last = inf;
     int stalled = 0;
+    std::vector<int64_t> touched;  // the blocks a pass with an unmet floor can change
     for (int64_t pass = 0; pass < passes; ++pass) {
       mv.scope = nullptr;
-      if (!(mv.rows() > 0)) {  // every floor met: the pass works on the blocks with a deficit
-        if (pass == 0) {
-          mv.state_blocks(xs);
-          collect();
+      if (pass == 0) {
+        mv.state_blocks(xs);
+        collect();
+      }
+      // the pass works on the blocks with a deficit and, where a floor is unmet, the blocks holding its rows (a
+      // floor's raises and moves go to columns in its rows, and take from the same blocks); on every block where
+      // the unmet rows hold more entries than a quarter of the columns (global floors: listing them costs more)
+      mv.scope = &deficient;
+      if (mv.rows() > 0) {
+        std::vector<int64_t> unmet;
+        int64_t entries = 0;
+        for (int64_t r = 0; r < m; ++r)
+          if (mv.need[r] > 0) {
+            unmet.push_back(r);
+            entries += mv.row_ptr[r + 1] - mv.row_ptr[r];
+          }
+        if (4 * entries > n) {
+          mv.scope = nullptr;
+        } else {
+          map_blocks();
+          std::vector<char> marked(nb, 0);
+          for (const int64_t b : deficient) marked[b] = 1;
+          const std::vector<int64_t> holding = mv.blocks_on(unmet, block_of, marked);
+          touched.resize(deficient.size() + holding.size());
+          std::merge(deficient.begin(), deficient.end(), holding.begin(), holding.end(), touched.begin());
+          mv.scope = &touched;
         }
-        mv.scope = &deficient;
       }
       refresh_blocks();
       if (mv.scope == nullptr) {
@@ -845,11 +875,7 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
         });
         std::vector<T> wanted = mv.times([&](int64_t j) { return share[j]; });
         for (int64_t r = 0; r < m; ++r) wanted[r] = mv.slack[r] > 0 ? T(0) : wanted[r];
-        if (block_of.empty()) {
-          block_of.resize(n);
-          mv.scope = nullptr;
-          mv.blocks([&](int64_t b, int64_t a, int64_t e) { std::fill(block_of.begin() + a, block_of.begin() + e, b); });
-        }
+        map_blocks();
         std::vector<char> covered(m, 0), marked(nb, 0);
         const auto cover = [&] {  // the holders of the rows wanted so far, their state and receivers (count 0: none)
           std::vector<int64_t> rows;
