@@ -703,9 +703,10 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
       for (int64_t r = 0; r < m; ++r) unmet[r] = mv.need[r] > 0 ? T(1) : T(0);
       mv.cols([&](int64_t j) { gain[j] = mv.A.dot(j, unmet.data()); });
     };
-    const auto surplus = [&] {  // what a floor row may lose, (A x - l)_+ (inf without a floor)
+    const auto surplus = [&] {  // what a floor row may lose and stay met (repair.floor_surplus; inf without a floor)
+      const T grow = 1 + mv.floor_ulps * std::numeric_limits<T>::epsilon();
       std::vector<T> s(m);
-      for (int64_t r = 0; r < m; ++r) s[r] = mv.lower[r] > 0 ? std::max(mv.ax[r] - mv.lower[r], T(0)) : inf;
+      for (int64_t r = 0; r < m; ++r) s[r] = mv.lower[r] > 0 ? std::max(mv.ax[r] - mv.lower[r] * grow, T(0)) : inf;
       return s;
     };
     const auto share_of = [&](const std::vector<T>& wanted, const std::vector<T>& held) {  // repair._Moves.share

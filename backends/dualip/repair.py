@@ -300,6 +300,13 @@ def floor_need(lower: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
     return torch.where(lower > 0, (target - ax).clamp(min=0), 0.0)
 
 
+def floor_surplus(lower: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
+    """What a move may take from a floor row and leave it met, (A x - l (1 + FLOOR_ULPS eps))_+; inf without a floor.
+    (Taken down to l itself, a floor would count as unmet by its rounding room: a need that only draws moves.)"""
+    target = lower * (1.0 + FLOOR_ULPS * torch.finfo(ax.dtype).eps)
+    return torch.where(lower > 0, (ax - target).clamp(min=0), torch.inf)
+
+
 class _Moves:
     """The data of ``repair_moves`` for one problem and the per-pass quantities it recomputes."""
 
@@ -426,8 +433,8 @@ def repair_moves(x: torch.Tensor, prob) -> torch.Tensor:
             # scale the moves so that the floors they raise are met, not passed: need_r / (what a full move adds)
             gain_full = mv.times(torch.where(receivers, b.spread(b.sum(give) / count.clamp(min=1.0)), 0.0) - give)
             theta = torch.where((need > 0) & (gain_full > 0), (need / gain_full.clamp(min=1e-300)).clamp(max=1.0), 0.0)
-            # every floor row the move lowers keeps its surplus: (A x - l)_+ / (what a full move takes)
-            surplus = torch.where(prob.row_lower > 0, (ax - prob.row_lower).clamp(min=0), torch.inf)
+            # every floor row the move lowers stays met: its surplus / (what a full move takes)
+            surplus = floor_surplus(prob.row_lower, ax)
             limit = torch.where(gain_full < 0, (surplus / (-gain_full).clamp(min=1e-300)).clamp(max=1.0), 1.0)
             frac = torch.minimum(b.reduce(torch.where(receivers, mv.col_max(theta), 0.0), "max", initial=0.0),
                                  b.reduce(torch.where((give > 0) | receivers, mv.col_min(limit), 1.0), "min",
@@ -450,7 +457,7 @@ def repair_moves(x: torch.Tensor, prob) -> torch.Tensor:
                 wanted = torch.maximum(wanted, torch.where(slack > 0, 0.0, mv.times(wish)))
             movable = torch.where(b.spread(count > 0), x, 0.0)
             give = movable.mul_(mv.col_max(mv.share(wanted, movable)))
-            surplus = torch.where(prob.row_lower > 0, (ax - prob.row_lower).clamp(min=0), torch.inf)
+            surplus = floor_surplus(prob.row_lower, ax)
             taken = mv.times(give)
             limit = torch.where(taken > 0, (surplus / taken.clamp(min=1e-300)).clamp(max=1.0), 1.0)
             give.mul_(b.spread(b.reduce(torch.where(give > 0, mv.col_min(limit), 1.0), "min", initial=1.0)))

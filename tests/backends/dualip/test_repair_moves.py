@@ -285,6 +285,30 @@ def test_float32_and_compact_storage_repair_to_their_rounding(storage, floors):
     np.testing.assert_allclose(repair(x.clone(), p64.A @ x, p64).numpy(), fast, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("box", [None, 0.6])
+def test_a_floor_met_before_the_moves_stays_met(seed, box):
+    """The floor and deficit moves take from a met floor only what leaves it met (repair.floor_surplus): at
+    l (1 + FLOOR_ULPS eps), the level floor_need counts as met, not at l, where it would turn into a need of its
+    rounding room and draw the next pass's moves."""
+    from dualip_model.backends.dualip import repair as repair_module
+
+    sf = random_model(seed, equality=False, box=box, floors="item", tightness=0.95)
+    p = build(sf)
+    best = oracle(sf)
+    if best is None:
+        pytest.skip("the oracle finds no feasible point")
+    plan = p.repair_plan
+    for noise in (1e-2, 0.3):
+        x = candidate(sf, p, best, noise, seed)
+        cut = repair_module.shrink_blocks(repair_module.cut_rows(x.clone(), p.A @ x, p.row_upper, plan), p.blocks)
+        met = (p.row_lower > 0) & (repair_module.floor_need(p.row_lower, p.A @ cut) == 0)
+        moved = repair_module.repair_moves(cut.clone(), p)
+        # (within the rounding of A x: well below the FLOOR_ULPS room a floor taken down to l would leave unmet)
+        rounding = repair_module.FLOOR_ULPS / 2 * torch.finfo(torch.float64).eps * p.row_lower
+        assert not bool((repair_module.floor_need(p.row_lower, p.A @ moved) > rounding)[met].any())
+
+
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("equality, box, floors", [(True, None, "none"), (True, None, "global"), (False, None, "item"),
                                                    (True, 0.6, "item"), (False, 0.6, "global"), (True, None, "item")])
