@@ -774,7 +774,7 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
         need_max = std::max(need_max, mv.need[r]);
       }
       stalled = left_total > min_progress * last ? stalled + 1 : 0;  // (a move pays off one pass later)
-      if (!(left_total > 0) || stalled == 3) break;
+      if (!(left_total > 0) || stalled == 2) break;
       last = std::min(last, static_cast<double>(left_total));
       // (1) raises: floor-helping columns toward the needs, then the cheapest toward the deficits
       floor_gain();
