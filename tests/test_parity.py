@@ -357,16 +357,21 @@ def mildly_infeasible_matching():
     return m
 
 
-def assignment_short_of_capacity():
-    """30 users each assigned exactly once (equality blocks) to 5 items whose capacities add up to 29.97."""
+def assignment_with_capacity(share: float):
+    """30 users each assigned exactly once (equality blocks) to 5 items whose capacities add up to share x 30."""
     m = dm.Model("assignment")
     users, items = m.entities("user", 30), m.entities("item", 5)
     e = m.edges("e", users, items, src=np.repeat(np.arange(30), 5), dst=np.tile(np.arange(5), 30))
     x = m.variable("x", over=e, lower=0.0)
     m.minimize((np.random.default_rng(1).random(150) * x).sum())
     m.subject_to(x.sum(by=users) == 1.0, name="assign")
-    m.subject_to(x.sum(by=items) <= 0.999 * 30 / 5, name="capacity")
+    m.subject_to(x.sum(by=items) <= share * 30 / 5, name="capacity")
     return m
+
+
+def assignment_short_of_capacity():
+    """The assignment whose capacities add up to 29.97 for 30 users: infeasible by 0.1%."""
+    return assignment_with_capacity(0.999)
 
 
 @pytest.mark.parametrize("build", [mildly_infeasible_matching, assignment_short_of_capacity])

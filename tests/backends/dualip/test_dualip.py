@@ -34,7 +34,8 @@ from dualip_model.polytopes import BlockKind
 from dualip_model.status import relative_gap
 from dualip_model.standard_form import Layout, StandardForm
 from dualip_model.synthetic import matching_model, synthetic_matching
-from test_parity import assignment_short_of_capacity, check_optimal, mildly_infeasible_matching, scaled_matching
+from test_parity import (assignment_short_of_capacity, assignment_with_capacity, check_optimal, mildly_infeasible_matching,
+                         scaled_matching)
 
 F64 = torch.float64
 CPU = torch.device("cpu")
@@ -304,15 +305,8 @@ def test_farkas_tests_skip_a_check_whose_candidate_meets_the_rows(algorithm):
     from dualip_model.backends.dualip.kernels import Kernels
 
     def solve(capacity_share):
-        m = dm.Model("assignment")
-        users, items = m.entities("user", 30), m.entities("item", 5)
-        e = m.edges("e", users, items, src=np.repeat(np.arange(30), 5), dst=np.tile(np.arange(5), 30))
-        x = m.variable("x", over=e, lower=0.0)
-        m.minimize((np.random.default_rng(1).random(150) * x).sum())
-        m.subject_to(x.sum(by=users) == 1.0, name="assign")
-        m.subject_to(x.sum(by=items) <= capacity_share * 30 / 5, name="capacity")
         with mock.patch.object(Kernels, "farkas", autospec=True, side_effect=Kernels.farkas) as farkas:
-            res = m.solve("dualip", algorithm=algorithm, max_iter=5000)
+            res = assignment_with_capacity(capacity_share).solve("dualip", algorithm=algorithm, max_iter=5000)
         return res, farkas.call_count, len(res.raw.history)
 
     res, calls, checks = solve(1.2)
