@@ -469,10 +469,11 @@ torch::Tensor fill_raises(torch::Tensor x, torch::Tensor c, torch::Tensor slack,
 // repair.repair_moves in place, on one process: the same passes (raises, floor moves, deficit moves) under the same
 // rules and constants (passed from repair.py), each pass's per-column work fused per block, the products A z into
 // per-thread copies, the row vectors plain loops; returns A x after it. A x is kept current through every change of x
-// (A times the change, on the columns changed). A pass that starts with every floor met raises only blocks with a
-// deficit, and the moves keep every block's sum, so such a pass's sweeps visit those blocks alone (``scope``); a
-// deficit move visits the stuck blocks, then the blocks with a column in the rows it wants freed (found through A's
-// rows): the passes' point, to the rounding of A x.
+// (A times the change, on the columns changed). A pass changes only blocks with a deficit and, where a floor is
+// unmet, blocks holding its rows (raises go to floor-helping or deficit columns, the floor moves take within the
+// blocks they give to, and every move keeps block sums), so its sweeps visit those blocks alone (``scope``); a deficit
+// move visits the stuck blocks, then the blocks with a column in the rows it wants freed (found through A's rows):
+// the passes' point, to the rounding of A x.
 template <typename T>
 struct Moves {
   Columns<T> A;
@@ -518,8 +519,8 @@ struct Moves {
     });
   }
 
-  template <typename F>  // A z with z_j = f(j) on the columns in scope (every column with all), 0 elsewhere
-  std::vector<T> times(F f, bool all = false) const {
+  template <typename F>  // A z with z_j = f(j) on the columns in scope, 0 elsewhere
+  std::vector<T> times(F f) const {
     Accumulators acc(m, options);
     const auto add = [&](int64_t j0, int64_t j1) {
       T* out = acc.mine<T>();
@@ -528,7 +529,7 @@ struct Moves {
         if (z != 0) A.add_to(j, z, out);
       }
     };
-    if (scope == nullptr || all)
+    if (scope == nullptr)
       at::parallel_for(0, n, 1 << 14, add);
     else
       blocks([&](int64_t, int64_t a, int64_t e) { add(a, e); });
@@ -692,7 +693,7 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
       mv.blocks([&](int64_t b, int64_t a, int64_t e) { std::fill(block_of.begin() + a, block_of.begin() + e, b); });
       mv.scope = saved;
     };
-    std::vector<int64_t> deficient;  // the blocks with a deficit (ascending): a pass with every floor met raises those
+    std::vector<int64_t> deficient;  // the blocks with a deficit (ascending)
     const auto collect = [&] {       // after a refresh of every block
       deficient.clear();
       for (int64_t b = 0; b < nb; ++b)
