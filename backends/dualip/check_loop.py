@@ -8,9 +8,8 @@ bases, the clock, the history); each method's run dataclass adds its own iterate
 candidate's check numbers in the method's own type (restored by that type). ``solve`` is the loop; a
 method supplies ``chunk(run)`` (steps before the next check), ``advance(run, k)``, ``duals(run)``,
 ``certifies(run, interrupt)``, ``check_run(run, rays)``, ``record(...)``, ``carry_on(run, cert, extra)`` and
-``carry_on_uncertified(run)`` (solver.py, pdhg.py). A check
-that does not certify (``certifies`` False: PDHG where a certificate costs more than the iterations between two
-checks) runs only the method's own between-check work.
+``carry_on_uncertified(run)`` (solver.py, pdhg.py). A check that does not certify (``certifies`` False: PDHG where a
+certificate costs more than the iterations between two checks) runs only the method's own between-check work.
 """
 
 from __future__ import annotations
