@@ -555,6 +555,10 @@ struct Moves {
     for (int64_t r = 0; r < m; ++r) ax[r] += s[r];
   }
 
+  T floor_met(int64_t r) const {  // repair.floor_met: l (1 + floor_ulps eps), where a floor counts as met
+    return lower[r] * (1 + floor_ulps * std::numeric_limits<T>::epsilon());
+  }
+
   // the rows' slack (row_slack) and floor needs (floor_need) at A x; the largest need
   T rows() {
     const T eps = std::numeric_limits<T>::epsilon();
@@ -562,7 +566,7 @@ struct Moves {
     for (int64_t r = 0; r < m; ++r) {
       const T s = std::max(upper[r] - ax[r], T(0));
       slack[r] = s > (std::isfinite(upper[r]) ? 1024 * eps * upper[r] : T(0)) ? s : T(0);
-      need[r] = lower[r] > 0 ? std::max(lower[r] * (1 + floor_ulps * eps) - ax[r], T(0)) : T(0);
+      need[r] = lower[r] > 0 ? std::max(floor_met(r) - ax[r], T(0)) : T(0);
       need_max = std::max(need_max, need[r]);
     }
     return need_max;
@@ -647,7 +651,7 @@ struct Moves {
 torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_ptr, torch::Tensor row_idx,
                            torch::Tensor vals, BlockArgs blocks, torch::Tensor row_lower, torch::Tensor row_upper,
                            torch::Tensor row_ptr, torch::Tensor row_cols, torch::Tensor equality, int64_t passes,
-                           double min_progress, int64_t relay_depth, int64_t floor_ulps) {
+                           double min_progress, int64_t stall_passes, int64_t relay_depth, int64_t floor_ulps) {
   const int64_t m = row_upper.size(0), n = x.size(0);
   torch::Tensor out = torch::empty({m}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "repair_moves", [&] {
@@ -705,9 +709,8 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
       mv.cols([&](int64_t j) { gain[j] = mv.A.dot(j, unmet.data()); });
     };
     const auto surplus = [&] {  // what a floor row may lose and stay met (repair.floor_surplus; inf without a floor)
-      const T grow = 1 + mv.floor_ulps * std::numeric_limits<T>::epsilon();
       std::vector<T> s(m);
-      for (int64_t r = 0; r < m; ++r) s[r] = mv.lower[r] > 0 ? std::max(mv.ax[r] - mv.lower[r] * grow, T(0)) : inf;
+      for (int64_t r = 0; r < m; ++r) s[r] = mv.lower[r] > 0 ? std::max(mv.ax[r] - mv.floor_met(r), T(0)) : inf;
       return s;
     };
     const auto share_of = [&](const std::vector<T>& wanted, const std::vector<T>& held) {  // repair._Moves.share
@@ -724,7 +727,7 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
       });
     };
     double last = inf;
-    int stalled = 0;
+    int64_t stalled = 0;
     std::vector<int64_t> touched;  // the blocks a pass with an unmet floor can change
     for (int64_t pass = 0; pass < passes; ++pass) {
       mv.scope = nullptr;
@@ -775,7 +778,7 @@ torch::Tensor repair_moves(torch::Tensor x, torch::Tensor c, torch::Tensor col_p
         need_max = std::max(need_max, mv.need[r]);
       }
       stalled = left_total > min_progress * last ? stalled + 1 : 0;  // (a move pays off one pass later)
-      if (!(left_total > 0) || stalled == 2) break;
+      if (!(left_total > 0) || stalled == stall_passes) break;
       last = std::min(last, static_cast<double>(left_total));
       // (1) raises: floor-helping columns toward the needs, then the cheapest toward the deficits
       floor_gain();

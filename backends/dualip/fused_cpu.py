@@ -15,6 +15,7 @@ fill (same rules, same result to rounding; a check at 1e6 nonzeros went from ~40
 to ~8; a delivery check from 2.2 s to 0.62 s). The extension is compiled on first use (torch's cpp_extension: a
 C++ compiler and ninja, about 20 s once per machine, cached after; ``prebuild``).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,8 @@ import torch
 
 from dualip_model.errors import ModelError
 
-from .repair import (FLOOR_ULPS, MIN_PROGRESS, MOVE_PASSES, RELAY_DEPTH, cut_rows_by_threshold, repair,
-                     row_slack)
+from .repair import (FLOOR_ULPS, MIN_PROGRESS, MOVE_PASSES, RELAY_DEPTH, STALL_PASSES, cut_rows_by_threshold,
+                     repair, row_slack)
 
 _SOURCE_FILE = Path(__file__).with_name("fused_cpu.cpp")  # the kernels; their Python bindings come from _FUNCTIONS
 
@@ -144,7 +145,7 @@ class FusedCpu:
         rows = p.repair_plan.rows  # A's rows (in the repair's order): the deficit moves find the rows' blocks
         return self.module.repair_moves(x, p.c, *self.columns, self.blocks, p.row_lower, p.row_upper, rows.ptr,
                                         rows.idx, torch.empty(0, dtype=torch.bool) if equality is None else equality,
-                                        MOVE_PASSES, MIN_PROGRESS, RELAY_DEPTH, FLOOR_ULPS)
+                                        MOVE_PASSES, MIN_PROGRESS, STALL_PASSES, RELAY_DEPTH, FLOOR_ULPS)
 
     def repair(self, x: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
         """repair.repair in place, its per-column passes in C++: cut violated rows (on several ranks

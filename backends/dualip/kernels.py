@@ -106,7 +106,7 @@ class Kernels:
         finishes (it restores the block sums an unsettled step misses), else the exact sort-based projection."""
         if self.prob.fast_projection and self.prob.repairable:
             return self.primal(v, tau, steps)[0]
-        return project(v, self.bs)
+        return self.exact_projection(v)
 
     def exact_projection(self, v: torch.Tensor) -> torch.Tensor:
         """P_C(v) exactly on every block kind (the sort-based projection)."""

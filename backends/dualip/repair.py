@@ -290,21 +290,26 @@ def repair(x, ax, prob, overwrite: bool = False) -> torch.Tensor:
 
 MOVE_PASSES = 8  # rounds of raise, floor move and deficit move; each round is a few products with A and A^T
 MIN_PROGRESS = 0.9  # a pass "did not get far" when it leaves more than this share of the deficits and needs
+STALL_PASSES = 2  # passes in a row that did not get far end the moves (three met the repair tests the same, and cost
+# the multi-objective family at 1e6 a quarter more of its moves' time)
 RELAY_DEPTH = 3  # blocks between a stuck equality block and an open column that a deficit move looks through
 FLOOR_ULPS = 64  # a floor l_r counts as met from l_r (1 + FLOOR_ULPS eps) on: room for the rounding of A x
 
 
+def floor_met(lower: torch.Tensor) -> torch.Tensor:
+    """l (1 + FLOOR_ULPS eps): the row activity from which a floor counts as met."""
+    return lower * (1.0 + FLOOR_ULPS * torch.finfo(lower.dtype).eps)
+
+
 def floor_need(lower: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
     """(l (1 + FLOOR_ULPS eps) - A x)_+ on rows with l_r > 0, else 0."""
-    target = lower * (1.0 + FLOOR_ULPS * torch.finfo(ax.dtype).eps)
-    return torch.where(lower > 0, (target - ax).clamp(min=0), 0.0)
+    return torch.where(lower > 0, (floor_met(lower) - ax).clamp(min=0), 0.0)
 
 
 def floor_surplus(lower: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
     """What a move may take from a floor row and leave it met, (A x - l (1 + FLOOR_ULPS eps))_+; inf without a floor.
     (Taken down to l itself, a floor would count as unmet by its rounding room: a need that only draws moves.)"""
-    target = lower * (1.0 + FLOOR_ULPS * torch.finfo(ax.dtype).eps)
-    return torch.where(lower > 0, (ax - target).clamp(min=0), torch.inf)
+    return torch.where(lower > 0, (ax - floor_met(lower)).clamp(min=0), torch.inf)
 
 
 class _Moves:
@@ -386,9 +391,8 @@ def repair_moves(x: torch.Tensor, prob) -> torch.Tensor:
     meets every <= row and has sum x <= r_i in every block (after the cut and the shrink), in place.
 
     At most MOVE_PASSES passes, ended early (one host read per pass) once no deficit and no need is left, or
-    once two passes in a row leave more than MIN_PROGRESS of the least left before (a point the passes cannot
-    fix costs a few passes, not all; a move that pays off one pass later still gets that pass. With three, the
-    repair tests were met the same, and the multi-objective family at 1e6 spent a quarter more on its moves).
+    once STALL_PASSES passes in a row leave more than MIN_PROGRESS of the least left before (a point the passes
+    cannot fix costs a few passes, not all; a move that pays off one pass later still gets that pass).
     """
     mv, b = _Moves(x, prob), prob.blocks
     c, last, stalled = prob.c, math.inf, 0
@@ -401,7 +405,7 @@ def repair_moves(x: torch.Tensor, prob) -> torch.Tensor:
                                     deficit.amax()]).tolist()
         flags = [left > 0] + [f > 0 for f in flags]
         stalled = stalled + 1 if left > MIN_PROGRESS * last else 0  # (a move pays off one pass later)
-        if not flags[0] or stalled == 2:  # done, or two passes in a row did not get far: stop
+        if not flags[0] or stalled == STALL_PASSES:  # done, or passes in a row did not get far: stop
             break
         last = min(last, left)
         # (1) raises: floor-helping columns toward the needs, then the cheapest toward the deficits
