@@ -147,30 +147,18 @@ class PdhgSolver:
             x_t, x_next, ax_t, newton, moved = kn.pdhg_primal(x, y, st.x0, tau, newton, self.newton_steps, weights,
                                                               measure)
             ax_t = p.comm.sum(ax_t)
-            y_t = self.dual_step(y, 2.0 * ax_t - ax, sigma)
+            y_t, y, ax_next, sums = kn.pdhg_dual(y, ax, ax_t, st.y0, st.ax0, sigma, weights, measure)
             if measure:
-                residual = self.residual(p.comm.sum(moved), y - y_t, ax - ax_t, omega)
+                residual = self.residual(p.comm.sum(moved), sums, omega)
                 first, last = (residual, residual) if k == 0 else (first, residual)
-            x = x_next
-            ax = (ax_t * weights[0]).sub_(ax, alpha=weights[1]).add_(st.ax0, alpha=weights[2])
-            y = (y_t * weights[0]).sub_(y, alpha=weights[1]).add_(st.y0, alpha=weights[2])
+            x, ax = x_next, ax_next
             k += 1
         return PdhgState(x, y, ax, x_t, y_t, ax_t, st.x0, st.y0, st.ax0, newton, first, last, k)
 
-    def dual_step(self, y: torch.Tensor, a_reflected: torch.Tensor, sigma: float) -> torch.Tensor:
-        """prox_{sigma h}(y + sigma A (2 x+ - x)) = sigma (z - clip(z, l, u)), z = y / sigma + A (2 x+ - x).
-
-        z - clip(z, l, u) is exactly 0 on a row whose z lies within its sides and has the sign of its one finite side
-        elsewhere, so y+ is in the dual domain exactly (the form v - sigma clip(v / sigma, l, u), v = sigma z, left
-        y_r = -1e-17 on upper-only rows, where h, and with it the bound, is infinite). ``a_reflected`` is overwritten.
-        """
-        z = a_reflected.add_(y, alpha=1.0 / sigma)
-        return (z - torch.clamp(z, self.prob.row_lower, self.prob.row_upper)).mul_(sigma)
-
-    def residual(self, primal: torch.Tensor, dy: torch.Tensor, adx: torch.Tensor, omega: float) -> torch.Tensor:
+    def residual(self, primal: torch.Tensor, sums: torch.Tensor, omega: float) -> torch.Tensor:
         """||(dx, dy)||_P scaled by eta: sqrt(omega ||dx||^2 + ||dy||^2 / omega - 2 eta dy^T A dx) (0-d), ``primal`` =
-        ||dx||^2 over all columns."""
-        return (omega * primal + (dy * dy).sum() / omega - 2.0 * self.eta * (dy * adx).sum()).clamp(min=0.0).sqrt()
+        ||dx||^2 over all columns, ``sums`` = [||dy||^2, dy^T A dx] (Kernels.pdhg_dual)."""
+        return (omega * primal + sums[0] / omega - 2.0 * self.eta * sums[1]).clamp(min=0.0).sqrt()
 
     # ------------------------------------------------------------------ checks
     def check_run(self, run: PdhgRun, rays: list[torch.Tensor]):

@@ -126,29 +126,16 @@ class DualAscentSolver:
 
     def _iterate(self, st: AscentState, k: int, gamma, step, lip_floor) -> AscentState:
         """The k steps of ``iterate``; gamma, step and lip_floor are floats or 0-d tensors."""
-        p, kn = self.prob, self.kernels
+        kn = self.kernels
         y, w, t, tau, lip = st.y, st.w, st.t, st.tau, st.lip
         w_prev, ax_prev = st.w_prev, st.ax_prev
-        l_max = 1.0 / step
+        adaptive = self.opts.adaptive_step
         for _ in range(k):
             ax, tau = kn.projected_ax(w, gamma, tau, self.opts.newton_steps)
-            if self.opts.adaptive_step:
-                local = (ax - ax_prev).norm() / (w - w_prev).norm().clamp(min=1e-30)
-                lip = torch.clamp(torch.maximum(local, 0.95 * lip), min=lip_floor * l_max, max=l_max)
-                s = torch.clamp(1.0 / (1.1 * lip), min=step)
-                w_prev, ax_prev = w, ax
-            else:
-                s = step
-            z = w / s + ax
-            y_new = s * (z - torch.clamp(z, p.row_lower, p.row_upper))  # exactly 0 where l <= z <= u: in the domain
-            # per row: a row whose move turns against its gradient step restarts its own momentum, and the
-            # others keep theirs (a nearly flat row keeps accelerating while stiff rows oscillate and restart)
-            restart = (y_new - w) * (y_new - y) < 0
-            t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
-            beta = torch.where(restart, 0.0, (t - 1.0) / t_new)
-            t = torch.where(restart, 1.0, t_new)
-            w = y_new + beta * (y_new - y)
-            y = y_new
+            w_used = w
+            y, w, t, lip = kn.ascent_update(y, w, t, lip, ax, w_prev, ax_prev, step, lip_floor, adaptive)
+            if adaptive:
+                w_prev, ax_prev = w_used, ax
         return AscentState(y, w, t, tau, lip, w_prev, ax_prev)
 
     def row_stationarity(self, g: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from dualip_model.backends.dualip.fast_projection import simplex_box_project
 from dualip_model.backends.dualip.kernels import FusedCpuKernels, Kernels
 from dualip_model.backends.dualip import fused_cpu as fused_cpu_module
 from dualip_model.backends.dualip import options as options_module
-from dualip_model.backends.dualip.fused_cpu import FusedCpu, _module, compiler_found
+from dualip_model.backends.dualip.fused_cpu import CHUNK_COLUMNS, FusedCpu, _module, compiler_found
 from dualip_model.backends.dualip.options import resolve_engine
 from dualip_model.backends.dualip.problem import Blocks, ScaledProblem
 from dualip_model.backends.dualip.repair import repair
@@ -31,8 +31,8 @@ from dualip_model.polytopes import BlockKind
 from dualip_model.synthetic import matching_model, synthetic_matching
 from fuzz_models import DUALIP_DEVICE
 from test_parity import allocation, box_lp, check_optimal, scaled_matching, small_matching
-from test_projections import (TOL, _scale, as_dtype, check_feasible, make_sf, oracle_lp_block, oracle_project,
-                              random_blocks)
+from test_projections import (ALL_KINDS, TOL, _scale, as_dtype, check_feasible, make_sf, oracle_lp_block,
+                              oracle_project, random_block, random_blocks)
 from test_repair import random_problem, rounding_tight_problem, unbounded_row_problem, violation
 
 pytestmark = [pytest.mark.skipif(not compiler_found(), reason="no C++ compiler to build the fused extension with"),
@@ -107,11 +107,17 @@ def test_the_exact_projection_is_the_sort_based_one(name):
     assert (got - expect).abs().max() <= 1e-12 * (float(expect.abs().max()) + 1.0)
 
 
-def block_args(sf, dtype):
-    """The extension's block arguments for ``sf`` (FusedCpu.blocks' layout, bounds per column)."""
+def block_args(sf, dtype, lanes=True):
+    """The extension's block arguments for ``sf`` (FusedCpu.blocks' layout, bounds per column); without ``lanes``
+    every block's threshold one by one."""
     B = Blocks.build(sf, CPU, dtype, compact=False)
     bounds = [torch.as_tensor(b, dtype=dtype).expand(sf.n_cols).contiguous() for b in (B.lower, B.upper)]
-    return [B.offsets, B.rhs, B.is_le, B.is_box, *bounds]
+    groups = _module().block_chunks(B.offsets, B.is_box, CHUNK_COLUMNS)
+    if not lanes:  # no group: every block in `single`, chunk by chunk
+        first = groups[2][0]
+        groups = [torch.zeros(0, dtype=torch.int64), torch.arange(sf.n_blocks),
+                  torch.stack([first, torch.zeros_like(first), first])]
+    return [B.offsets, B.rhs, B.is_le, B.is_box, *bounds, *groups]
 
 
 def exact_projection(blocks, v, dtype, tau0):
@@ -145,6 +151,31 @@ def test_exact_thresholds_equal_the_oracle_on_every_kind(seed, start, dtype):
         assert torch.all(tau[torch.as_tensor(sf.block_kind == BlockKind.BOX)] == 0)
         le = np.isin(sf.block_kind, (BlockKind.SIMPLEX_LE, BlockKind.BOXCUT_LE))
         assert torch.all(tau[torch.as_tensor(le)] >= 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("exact, steps", [(True, 0), (False, 1), (False, 3)])
+@pytest.mark.parametrize("seed", range(3))
+def test_thresholds_in_lanes_are_those_of_one_block_at_a_time_to_the_bit(seed, exact, steps, dtype):
+    """block_chunks groups 8 blocks of a size (no BOX constraint, at most 32 columns) within a chunk of consecutive
+    blocks; their thresholds, exact or by Newton steps, from a warm start near the root or far from it, are bit for
+    bit those of the blocks one by one, on every kind and size (0 to 40 columns, beyond the lanes' 32), ties
+    included, over several chunks and a block larger than a chunk."""
+    rng = np.random.default_rng(90 + seed)
+    blocks = random_blocks(rng, 2500, max_m=6, ties=True, infinite=True)
+    blocks += [random_block(rng, kind, 40) for kind in ALL_KINDS for _ in range(9)]
+    blocks.insert(1200, random_block(rng, BlockKind.SIMPLEX_LE, 5000))  # larger than a chunk (4096 columns)
+    sf = make_sf(blocks)
+    v = torch.as_tensor(np.round(rng.normal(scale=2.0, size=sf.n_cols) * 8) / 8, dtype=dtype)
+    lanes, single, chunks = _module().block_chunks(torch.as_tensor(sf.block_ptr, dtype=torch.int64),
+                                                   torch.as_tensor(sf.block_kind == BlockKind.BOX), CHUNK_COLUMNS)
+    assert chunks.shape[1] >= 4 and lanes.numel() >= 8 * 100 and lanes.numel() % 8 == 0
+    assert sorted(torch.cat([lanes, single]).tolist()) == list(range(sf.n_blocks))
+    for tau0 in (torch.zeros(sf.n_blocks), torch.as_tensor(rng.normal(scale=5.0, size=sf.n_blocks))):
+        got, expect = (torch.empty(sf.n_cols, dtype=dtype) for _ in range(2))
+        tau_got = _module().project(v, got, block_args(sf, dtype), tau0.to(dtype), steps, exact)
+        tau_expect = _module().project(v, expect, block_args(sf, dtype, lanes=False), tau0.to(dtype), steps, exact)
+        assert torch.equal(tau_got, tau_expect) and torch.equal(got, expect)
 
 
 def test_exact_thresholds_on_a_block_whose_newton_step_passes_a_leaving_column():

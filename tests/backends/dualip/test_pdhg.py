@@ -21,9 +21,11 @@ from hypothesis import strategies as st
 import dualip_model as dm
 from dualip_model.backends.dualip import pdhg as pdhg_module
 from dualip_model.backends.dualip.backend import _scaled_problem
+from dualip_model.backends.dualip.fused_cpu import compiler_found
+from dualip_model.backends.dualip.kernels import Kernels
 from dualip_model.backends.dualip.options import DualipOptions
 from dualip_model.synthetic import matching_model, synthetic_matching
-from fuzz_models import ALL_FAMILIES, Config, run, specs
+from fuzz_models import ALL_FAMILIES, DUALIP_DEVICE, Config, run, specs
 from test_parity import (SCALINGS, STATUS_CASES, allocation, assignment_short_of_capacity, box_lp, check_optimal,
                          mildly_infeasible_matching, scaled_matching, small_matching)
 from test_termination import assert_contract, revenue_floor_model
@@ -80,9 +82,14 @@ def test_pdhg_in_other_precisions_and_storages(case, options):
 
 
 # ----------------------------------------------------------------------------------------- the dual domain
-def test_dual_step_keeps_y_in_its_domain_exactly():
+ENGINES = ["torch"] + (["fused_cpu"] if compiler_found() and DUALIP_DEVICE == "cpu" else [])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_dual_step_keeps_y_in_its_domain_exactly(engine):
     """y+ = sigma (z - clip(z, l, u)) is >= 0 on upper-only rows and <= 0 on lower-only rows, bit for bit (the form
-    v - sigma clip(v / sigma, l, u) gave y = -1e-17 on upper-only rows, and the bound -inf)."""
+    v - sigma clip(v / sigma, l, u) gave y = -1e-17 on upper-only rows, and the bound -inf); the torch and C++
+    kernels give the same step, Halpern combination and residual sums to rounding."""
     m = dm.Model("sides")
     s = m.entities("s", 6)
     x = m.variable("x", over=s, lower=0.0, upper=1.0)
@@ -92,14 +99,18 @@ def test_dual_step_keeps_y_in_its_domain_exactly():
     lo = np.where(np.arange(400) % 2 == 0, -np.inf, -3.0)
     hi = np.where(np.arange(400) % 2 == 0, 3.0, np.inf)
     m.subject_to(dm.matmul(rng.uniform(0.1, 1.0, (400, 6)), x, r).between(lo, hi), name="rows")
-    options = DualipOptions(**PDHG)
+    options = DualipOptions(engine=engine, **PDHG)
     solver = pdhg_module.PdhgSolver(_scaled_problem(m.compile(), options)[0], options)
-    p = solver.prob
+    p, torch_kernels = solver.prob, Kernels(solver.prob, options)
     for sigma in (1e-3, 0.37, 3.0, 1e3):
-        y = solver.kernels.to_domain(torch.tensor(rng.normal(size=400)))
-        y_new = solver.dual_step(y, torch.tensor(rng.normal(size=400)), sigma)
+        y, y0 = (solver.kernels.to_domain(torch.tensor(rng.normal(size=400))) for _ in range(2))
+        ax, ax_t, ax0 = (torch.tensor(rng.normal(size=400)) for _ in range(3))
+        out = solver.kernels.pdhg_dual(y, ax, ax_t, y0, ax0, sigma, (1.4, 0.5, 0.1), True)
+        y_new = out[0]
         assert (y_new[torch.isinf(p.row_lower)] >= 0).all() and (y_new[torch.isinf(p.row_upper)] <= 0).all()
         assert torch.isfinite(solver.kernels.support(y_new))
+        for got, expect in zip(out, torch_kernels.pdhg_dual(y, ax, ax_t, y0, ax0, sigma, (1.4, 0.5, 0.1), True)):
+            assert (got - expect).abs().max() <= 1e-12 * (float(expect.abs().max()) + 1.0)
 
 
 def test_every_dual_iterate_lies_in_the_domain_and_every_bound_is_finite():
