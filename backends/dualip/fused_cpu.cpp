@@ -2,7 +2,9 @@
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 // Columns of A: column j's entries are k in col_ptr[j]..col_ptr[j+1] (row row_idx[k], value vals[k]); without
@@ -127,6 +129,20 @@ BlockData<T> block_data(const BlockArgs& b, int64_t n) {
 
 // What one step of the search reads from a pass over the block's columns at tau: s(tau) - r, the slope's size when
 // tau rises / falls, how far tau goes before a column joins / a free one leaves the free set, and max |v|.
+// c ? a : b without a branch (a select on the bits; compilers turn the ternary on floating point into a branch).
+template <typename T>
+T select(bool c, T a, T b) {
+  using U = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
+  U ua, ub;
+  std::memcpy(&ua, &a, sizeof(T));
+  std::memcpy(&ub, &b, sizeof(T));
+  const U mask = U(0) - U(c);
+  const U bits = (ua & mask) | (ub & ~mask);
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
+
 template <typename T>
 struct SearchPass {
   T f, free_rising, free_falling, join_rising, join_falling, leave_rising, leave_falling, vmax;
@@ -153,6 +169,20 @@ struct SearchPass {
     leave_rising = std::min(leave_rising, rising ? d - lo : inf);  // free: at lo once tau rose by d - lo
     leave_falling = std::min(leave_falling, falling ? hi - d : inf);
     vmax = std::max(vmax, std::abs(v));
+  }
+  // step's common outcomes without a branch (they are random from block to block; mispredicted branches were a
+  // fifth of the lanes' time): tau stays (s(tau) = r, or an LE block at its floor whose sum does not bind), or one
+  // Newton step that no join cuts short and that ends the search. True, with tau there, in those cases; else false
+  // and tau untouched (step decides). The same operations as step: the same tau.
+  bool settles(T floor, T& tau) const {
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    const T up = select(free_rising > 0, f / free_rising, inf), down = select(free_falling > 0, -f / free_falling, inf);
+    const bool stays = (f == 0) | ((f < 0) & (tau <= floor));
+    const bool rises = (f > 0) & (up <= join_rising) & (up <= leave_rising);
+    const bool falls = (f < 0) & (tau > floor) & (down <= join_falling) & (down <= leave_falling);
+    const T next = select(stays, tau, select(f > 0, tau + up, std::max(tau - down, floor)));
+    tau = select(stays | rises | falls, next, tau);
+    return stays | rises | falls;
   }
   // One step from tau (in place, never below floor); true when tau is the threshold.
   bool step(T floor, T& tau) const {
@@ -194,7 +224,7 @@ T exact_tau_of(const T* v, int64_t a, int64_t e, const BlockData<T>& B, int64_t 
   for (int64_t s = passes; s < 2 * (e - a) + 8; ++s) {
     auto pass = SearchPass<T>::start(B.rhs[b]);
     for (int64_t j = a; j < e; ++j) pass.add(v[j], tau, Simplex ? T(0) : B.lo(j), Simplex ? inf : B.hi(j));
-    if (pass.step(floor, tau)) break;
+    if (pass.settles(floor, tau) || pass.step(floor, tau)) break;
   }
   return tau;
 }
@@ -292,7 +322,7 @@ void lane_thresholds(const T* v, const int64_t* lanes, int64_t k, const BlockDat
     const SearchPass<T> pass{f[l], free_rising[l], free_falling[l], join_rising[l], join_falling[l], leave_rising[l],
                              leave_falling[l], vmax[l]};
     T t = tau[l];
-    if (!pass.step(floor[l], t)) t = exact_tau_of<Simplex>(v, a, a + k, B, b, t, 1);
+    if (!pass.settles(floor[l], t) && !pass.step(floor[l], t)) t = exact_tau_of<Simplex>(v, a, a + k, B, b, t, 1);
     tau_out[b] = t;
   }
 }
