@@ -13,7 +13,7 @@ the engine ``--engine`` resolves to and torch pinned to --threads threads:
 - ``spmv_pair_ms``: the problem's own products A x then A^T y (torch sparse CSR, MKL, in the fast storage), the
   same vectors' sizes, no projection;
 - the ratios of the two methods to the pair. Each figure is the median of --repeat timings of --iterations
-  steps. Checks are not counted (see family_suite.py for whole solves).
+  steps, the three taking turns within each repeat. Checks are not counted (see family_suite.py for whole solves).
 """
 
 from __future__ import annotations
@@ -37,14 +37,16 @@ TARGET = 2.0  # the issue's bound on an iteration over the SpMV pair
 GAMMA = 3e-2  # the dual ascent's first stage
 
 
-def median_ms(work, count: int, repeat: int) -> float:
-    """Median over ``repeat`` timings of the milliseconds of ``work()`` per ``count``."""
-    times = []
+def median_ms(works, count: int, repeat: int) -> list[float]:
+    """Per work, the median over ``repeat`` timings of the milliseconds of ``work()`` per ``count``; the works take
+    turns within each repeat, so that a slower spell of a shared machine weighs on all of them alike."""
+    times = [[] for _ in works]
     for _ in range(repeat):
-        start = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - start) * 1e3 / count)
-    return statistics.median(times)
+        for work, spent in zip(works, times):
+            start = time.perf_counter()
+            work()
+            spent.append((time.perf_counter() - start) * 1e3 / count)
+    return [statistics.median(spent) for spent in times]
 
 
 def measure(family: str, size: int, args) -> dict:
@@ -58,12 +60,10 @@ def measure(family: str, size: int, args) -> dict:
     step = GAMMA / prob.norm_sq
     state = AscentState.start(torch.zeros(prob.m, dtype=prob.dtype), sf.n_blocks, prob.norm_sq / GAMMA)
     state = ascent.iterate(state, GAMMA, step, args.warm)
-    dual_ascent = median_ms(lambda: ascent.iterate(state, GAMMA, step, k), k, args.repeat)
 
     pdhg = PdhgSolver(prob, opts)
     run = pdhg.start(None)
     pdhg_state = pdhg.iterate(run.st, run.omega, args.warm)
-    pdhg_ms = median_ms(lambda: pdhg.iterate(pdhg_state, run.omega, k), k, args.repeat)
 
     x, y = pdhg_state.x_t.clone(), pdhg_state.y_t.clone()
 
@@ -72,7 +72,8 @@ def measure(family: str, size: int, args) -> dict:
             prob.A.matvec(x)
             prob.At.matvec(y)
 
-    pair_ms = median_ms(pair, k, args.repeat)
+    dual_ascent, pdhg_ms, pair_ms = median_ms([lambda: ascent.iterate(state, GAMMA, step, k),
+                                               lambda: pdhg.iterate(pdhg_state, run.omega, k), pair], k, args.repeat)
     kinds = sorted({int(v) for v in sf.block_kind})
     return dict(family=family, nnz=sf.nnz, rows=sf.n_rows, columns=sf.n_cols, blocks=sf.n_blocks,
                 block_kinds=kinds, engine=engine, dual_ascent_ms=round(dual_ascent, 3), pdhg_ms=round(pdhg_ms, 3),
@@ -89,7 +90,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warm", type=int, default=50, help="steps before timing")
     ap.add_argument("--iterations", type=int, default=10, help="steps per timing")
-    ap.add_argument("--repeat", type=int, default=3, help="timings per figure (the median is reported)")
+    ap.add_argument("--repeat", type=int, default=7, help="timings per figure (the median is reported)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
