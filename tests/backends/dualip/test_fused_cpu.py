@@ -80,6 +80,36 @@ def test_one_fused_step_is_the_torch_step(name, dtype, rtol, storage):
     assert (tau - tau_ref).abs().max() <= rtol * (float(tau_ref.abs().max()) + 1.0)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("storage", ["fast", "compact"])
+def test_steps_over_several_chunks_are_the_torch_steps(storage, threads):
+    """A matching of ~18,000 columns in blocks of 0 to 12 columns: the sweeps run chunk by chunk (block_chunks), the
+    thresholds partly in lanes, on one thread and on two; the dual ascent's step and PDHG's against the torch
+    ones (PDHG's with enough Newton steps to be exact)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        sf = matching_model(synthetic_matching(4000, 300, 0.015, seed=4)).compile()
+        prob = ScaledProblem.build(sf, CPU, torch.float64, storage=storage)
+        fused = FusedCpu(prob)
+        assert fused.blocks[8].shape[1] - 1 >= 4 and fused.blocks[6].numel() > 0  # chunks, and lanes in them
+        ax, tau, ax_ref, tau_ref = one_step_both_ways(prob)
+        assert (ax - ax_ref).abs().max() <= 1e-12 * (float(ax_ref.abs().max()) + 1.0)
+        assert (tau - tau_ref).abs().max() <= 1e-12 * (float(tau_ref.abs().max()) + 1.0)
+        g = torch.Generator().manual_seed(5)
+        x, x0 = (torch.rand(prob.n, generator=g, dtype=torch.float64) for _ in range(2))
+        y = torch.randn(prob.m, generator=g, dtype=torch.float64)
+        tau0 = torch.rand(sf.n_blocks, generator=g, dtype=torch.float64)
+        steps = 2 * int(np.diff(sf.block_ptr).max()) + 3
+        reference = Kernels.of(prob, DualipOptions(engine="torch" if storage == "fast" else "compact"))
+        expect = reference.pdhg_primal(x, y, x0, 0.3, tau0, steps, (1.5, 0.5, 0.25))
+        got = fused.pdhg_step(x, y, x0, 0.3, tau0, (1.5, 0.5, 0.25))
+        for i in (0, 1, 2, 4):
+            assert (got[i] - expect[i]).abs().max() <= 1e-11 * (float(expect[i].abs().max()) + 1.0)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("storage", ["fast", "compact"])
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("name", list(MODELS))
