@@ -206,8 +206,9 @@ struct SearchPass {
   bool step(T floor, T& tau) const {
     constexpr T inf = std::numeric_limits<T>::infinity();
     if (f == 0) return true;
-    const T reach = 16 * std::numeric_limits<T>::epsilon() * (vmax + std::abs(tau));  // past a join by rounding's
-    if (f > 0) {  // s(tau) > r: tau rises                                              // reach: the column is free
+    // past a join by rounding's reach: the column is free
+    const T reach = 16 * std::numeric_limits<T>::epsilon() * (vmax + std::abs(tau));
+    if (f > 0) {  // s(tau) > r: tau rises
       const T newton = free_rising > 0 ? f / free_rising : inf;
       if (newton <= join_rising) {
         tau += newton;
