@@ -197,8 +197,8 @@ def test_thresholds_in_lanes_are_those_of_one_block_at_a_time_to_the_bit(seed, e
     blocks.insert(1200, random_block(rng, BlockKind.SIMPLEX_LE, 5000))  # larger than a chunk (4096 columns)
     sf = make_sf(blocks)
     v = torch.as_tensor(np.round(rng.normal(scale=2.0, size=sf.n_cols) * 8) / 8, dtype=dtype)
-    lanes, single, chunks = _module().block_chunks(torch.as_tensor(sf.block_ptr, dtype=torch.int64),
-                                                   torch.as_tensor(sf.block_kind == BlockKind.BOX), CHUNK_COLUMNS)
+    lanes, single, chunks = _module().block_chunks(torch.tensor(sf.block_ptr, dtype=torch.int64),
+                                                   torch.tensor(sf.block_kind == BlockKind.BOX), CHUNK_COLUMNS)
     assert chunks.shape[1] >= 4 and lanes.numel() >= 8 * 100 and lanes.numel() % 8 == 0
     assert sorted(torch.cat([lanes, single]).tolist()) == list(range(sf.n_blocks))
     for tau0 in (torch.zeros(sf.n_blocks), torch.as_tensor(rng.normal(scale=5.0, size=sf.n_blocks))):
