@@ -23,10 +23,12 @@ struct Columns {
     return g;
   }
   void add_to(int64_t j, T x, T* ax) const {  // ax += A_.j x
+    const int32_t* rows = row_idx;  // copies: the stores into ax may alias the fields
+    const T* values = vals;
     if (col_ptr == nullptr) {
-      if (row_idx[j] < m) ax[row_idx[j]] += vals[j] * x;
+      if (rows[j] < m) ax[rows[j]] += values[j] * x;
     } else {
-      for (int32_t k = col_ptr[j]; k < col_ptr[j + 1]; ++k) ax[row_idx[k]] += vals[k] * x;
+      for (int32_t k = col_ptr[j], end = col_ptr[j + 1]; k < end; ++k) ax[rows[k]] += values[k] * x;
     }
   }
   // out(j, (A^T w)_j) for j = a..e-1, the storage decided once (in the loop, the test and the reloads of the
@@ -440,7 +442,9 @@ struct Accumulators {
 template <typename T>
 void scatter(const Columns<T>& A, const T* x, int64_t a, int64_t e, T* ax) {
   if (A.col_ptr == nullptr) {
-    for (int64_t j = a; j < e; ++j) ax[A.row_idx[j]] += A.vals[j] * x[j];
+    const int32_t* rows = A.row_idx;  // copies: the stores into ax may alias A's fields
+    const T* values = A.vals;
+    for (int64_t j = a; j < e; ++j) ax[rows[j]] += values[j] * x[j];
   } else {
     for (int64_t j = a; j < e; ++j)
       if (x[j] != 0) A.add_to(j, x[j], ax);
@@ -505,14 +509,14 @@ std::vector<torch::Tensor> pdhg_step(torch::Tensor x, torch::Tensor y, torch::Te
       thresholds(ts, B, k, tau.data_ptr<T>(), tau_o, 0, true);
       double moved = 0;
       each_block(B, k, [&](int64_t b, int64_t a, int64_t e, const auto& clip) {
-        const T t = tau_o[b];
+        const T t = tau_o[b], w_t = ct, w_x = cx, w_0 = c0;  // copies: the stores below may alias a reference
         double block = 0;  // a sum per block: one chain of additions over all columns cost 1-2 ms at 1e6 columns
         for (int64_t j = a; j < e; ++j) {
           const T xt = clip(j, ts[j] - t);
           ts[j] = xt;
           const double d = static_cast<double>(xs[j]) - static_cast<double>(xt);
           block += d * d;
-          ns[j] = ct * xt - cx * xs[j] + c0 * x0s[j];
+          ns[j] = w_t * xt - w_x * xs[j] + w_0 * x0s[j];
         }
         moved += block;
       });
