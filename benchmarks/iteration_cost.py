@@ -1,6 +1,6 @@
 """Per-iteration cost of both `dualip` methods on the family suite's models against the SpMV pair; prints JSON.
 
-    python benchmarks/iteration_cost.py --sizes 1e6 --out benchmarks/results/iteration_cost_cpu_1e6.json
+    python benchmarks/iteration_cost.py --sizes 1e6 --repeat 15 --out benchmarks/results/iteration_cost_cpu_1e6.json
 
 Issue 20's target: an iteration at 1e6-1e7 nonzeros within 2x the SpMV pair A x + A^T y on the CPU, for every
 block kind and both methods. Per family of benchmarks/families.py (seed 0, about --sizes coupling nonzeros), with

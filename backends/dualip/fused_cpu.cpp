@@ -529,6 +529,13 @@ std::vector<torch::Tensor> pdhg_step(torch::Tensor x, torch::Tensor y, torch::Te
   return {acc.sum(), tau_out, torch::tensor(total, torch::TensorOptions().dtype(torch::kFloat64)).to(x.scalar_type())};
 }
 
+// s (z - clip(z, l, u)), both methods' prox step (Kernels.dual_prox): exactly 0 where l <= z <= u, else of the sign
+// of the side z passed, so the dual stays in its domain exactly.
+template <typename T>
+T dual_prox(T z, T l, T u, T s) {
+  return (z - std::min(std::max(z, l), u)) * s;
+}
+
 // The dual ascent's update from A x*(w) (solver.py), in two passes over the rows: with `adaptive` the local
 // curvature ||A x - A x_prev|| / ||w - w_prev|| (float64 sums), then lip = clip(max(local, 0.95 lip), lip_floor / step,
 // 1 / step) and the step s = max(1 / (1.1 lip), step), else s = step; then y+ = s (z - clip(z, l, u)) with
@@ -571,8 +578,7 @@ std::vector<torch::Tensor> ascent_update(torch::Tensor y, torch::Tensor w, torch
     const T st = static_cast<T>(s);
     at::parallel_for(0, m, 1 << 14, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        const T z = ws[r] / st + axs[r];
-        const T y1 = st * (z - std::min(std::max(z, ls[r]), us[r]));  // exactly 0 where l <= z <= u: in the domain
+        const T y1 = dual_prox(ws[r] / st + axs[r], ls[r], us[r], st);
         const bool restart = (y1 - ws[r]) * (y1 - ys[r]) < 0;
         const T t1 = T(0.5) * (T(1) + std::sqrt(T(1) + T(4) * tk[r] * tk[r]));
         const T beta = restart ? T(0) : (tk[r] - T(1)) / t1;
@@ -605,8 +611,7 @@ std::vector<torch::Tensor> pdhg_dual(torch::Tensor y, torch::Tensor ax, torch::T
     at::parallel_for(0, m, 1 << 14, [&](int64_t r0, int64_t r1) {
       double square = 0, product = 0;
       for (int64_t r = r0; r < r1; ++r) {
-        const T z = (2 * ts[r] - axs[r]) + inv * ys[r];
-        const T dual = (z - std::min(std::max(z, ls[r]), us[r])) * s;
+        const T dual = dual_prox((2 * ts[r] - axs[r]) + inv * ys[r], ls[r], us[r], s);
         yt[r] = dual;
         if (measure) {
           const double dy = static_cast<double>(ys[r]) - static_cast<double>(dual);

@@ -97,30 +97,30 @@ class Kernels:
         x_t, tau = self.primal(v, tau, steps, overwrite=True)
         ax_t = p.A.matvec(x_t)
         dx = (x - x_t) if moved else None
-        a, b, w = weights
-        x_next = (x_t * a).sub_(x, alpha=b).add_(x0, alpha=w)
-        return x_t, x_next, ax_t, tau, None if dx is None else (dx * dx).sum()
+        return x_t, halpern(x_t, x, x0, weights), ax_t, tau, None if dx is None else (dx * dx).sum()
 
     def pdhg_dual(self, y: torch.Tensor, ax: torch.Tensor, ax_t: torch.Tensor, y0: torch.Tensor, ax0: torch.Tensor,
                   sigma: float, weights: tuple[float, float, float], measure: bool):
         """PDHG's dual step and Halpern combination (pdhg.py): (y_t, y_next, ax_next, sums), y_t = sigma (z - clip(z,
-        l, u)) with z = y / sigma + 2 A x_t - A x, (y_next, ax_next) = a (y_t, A x_t) - b (y, A x) + w (y0, A x0) for
-        ``weights`` (a, b, w), and with ``measure`` sums = [sum (y - y_t)^2, sum (y - y_t)(A x - A x_t)] (else None).
-
-        z - clip(z, l, u) is exactly 0 on a row whose z lies within its sides and has the sign of its one finite side
-        elsewhere, so y_t is in the dual domain exactly (the form v - sigma clip(v / sigma, l, u), v = sigma z, left
-        y_r = -1e-17 on upper-only rows, where h, and with it the bound, is infinite)."""
-        p = self.prob
-        a, b, w = weights
-        z = (2.0 * ax_t - ax).add_(y, alpha=1.0 / sigma)
-        y_t = (z - torch.clamp(z, p.row_lower, p.row_upper)).mul_(sigma)
+        l, u)) with z = y / sigma + 2 A x_t - A x (``dual_prox``), (y_next, ax_next) = a (y_t, A x_t) - b (y, A x) +
+        w (y0, A x0) for ``weights`` (a, b, w), and with ``measure`` sums = [sum (y - y_t)^2, sum (y - y_t)(A x -
+        A x_t)] (else None)."""
+        y_t = self.dual_prox((2.0 * ax_t - ax).add_(y, alpha=1.0 / sigma), sigma)
         sums = None
         if measure:
             dy = y - y_t
             sums = torch.stack([(dy * dy).sum(), (dy * (ax - ax_t)).sum()])
-        ax_next = (ax_t * a).sub_(ax, alpha=b).add_(ax0, alpha=w)
-        y_next = (y_t * a).sub_(y, alpha=b).add_(y0, alpha=w)
-        return y_t, y_next, ax_next, sums
+        return y_t, halpern(y_t, y, y0, weights), halpern(ax_t, ax, ax0, weights), sums
+
+    def dual_prox(self, z: torch.Tensor, s) -> torch.Tensor:
+        """s (z - clip(z, l, u)): the prox step of both methods from z = y / s + (a gradient), z's memory reused.
+
+        z - clip(z, l, u) is exactly 0 on a row whose z lies within its sides and has the sign of its one finite side
+        elsewhere, so the result is in the dual domain exactly (the form v - s clip(v / s, l, u), v = s z, left
+        y_r = -1e-17 on upper-only rows, where h, and with it the bound, is infinite). ``s`` a float or a 0-d tensor.
+        """
+        p = self.prob
+        return z.sub_(torch.clamp(z, p.row_lower, p.row_upper)).mul_(s)
 
     def project(self, v: torch.Tensor, tau: torch.Tensor, steps: int) -> torch.Tensor:
         """P_C(v) for a check's candidate: ``steps`` Newton steps from tau on simplex/box blocks that the repair
@@ -173,7 +173,6 @@ class Kernels:
         whose move turns against its gradient step restarts its own (t+ = 1), the others keep theirs (a nearly flat
         row keeps accelerating while stiff rows oscillate and restart). ``step`` and ``lip_floor`` are floats or 0-d
         tensors (the compiled engine)."""
-        p = self.prob
         if adaptive:
             l_max = 1.0 / step
             local = (ax - ax_prev).norm() / (w - w_prev).norm().clamp(min=1e-30)
@@ -181,8 +180,7 @@ class Kernels:
             s = torch.clamp(1.0 / (1.1 * lip), min=step)
         else:
             s = step
-        z = w / s + ax
-        y_new = s * (z - torch.clamp(z, p.row_lower, p.row_upper))  # exactly 0 where l <= z <= u: in the domain
+        y_new = self.dual_prox(w / s + ax, s)
         restart = (y_new - w) * (y_new - y) < 0
         t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
         beta = torch.where(restart, 0.0, (t - 1.0) / t_new)
@@ -251,6 +249,12 @@ class Kernels:
     def row_violation(self, ax: torch.Tensor) -> torch.Tensor:
         """The largest violation of a coupling row at A x (``ax``, scaled rows), relative to 1 + |its side| (0-d)."""
         return largest(side_violation(ax / self.row_scale, self.sides[0], self.sides[1]))
+
+
+def halpern(image: torch.Tensor, z: torch.Tensor, anchor: torch.Tensor, weights: tuple[float, float, float]):
+    """The reflected Halpern combination a T(z) - b z + w z_anchor of PDHG (pdhg.py), ``weights`` = (a, b, w)."""
+    a, b, w = weights
+    return (image * a).sub_(z, alpha=b).add_(anchor, alpha=w)
 
 
 class CompiledKernels(Kernels):
